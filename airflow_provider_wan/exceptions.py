@@ -47,7 +47,7 @@ class WanError(AirflowException):
     A failure talking to DashScope or of a DashScope task.
 
     :param message: what went wrong and what to do about it
-    :param status_code: HTTP status of the response, None when no response arrived or for a task failure
+    :param http_status: HTTP status of the response, None when no response arrived or for a task failure
     :param code: DashScope error code (``InvalidParameter``, ``DataInspectionFailed``, ...)
     :param request_id: DashScope request id, for support tickets
     :param task_id: DashScope task id, when one is known
@@ -57,13 +57,13 @@ class WanError(AirflowException):
         self,
         message: str,
         *,
-        status_code: int | None = None,
+        http_status: int | None = None,
         code: str | None = None,
         request_id: str | None = None,
         task_id: str | None = None,
     ) -> None:
         self.message = message
-        self.status_code = status_code
+        self.http_status = http_status
         self.code = code
         self.request_id = request_id
         self.task_id = task_id
@@ -73,8 +73,8 @@ class WanError(AirflowException):
         details = []
         if self.code:
             details.append(f"code={self.code}")
-        if self.status_code is not None:
-            details.append(f"http_status={self.status_code}")
+        if self.http_status is not None:
+            details.append(f"http_status={self.http_status}")
         if self.task_id:
             details.append(f"task_id={self.task_id}")
         if self.request_id:
@@ -90,7 +90,7 @@ class WanError(AirflowException):
         return {
             "error_class": type(self).__name__,
             "message": self.message,
-            "status_code": self.status_code,
+            "http_status": self.http_status,
             "code": self.code,
             "request_id": self.request_id,
             "task_id": self.task_id,
@@ -259,7 +259,7 @@ def error_for_response(status_code: int, body: Any, *, context: str = "", task_i
     prefix = f"DashScope refused {context}: " if context else "DashScope error: "
     return cls(
         prefix + (message or f"HTTP {status_code}"),
-        status_code=status_code,
+        http_status=status_code,
         code=code,
         request_id=request_id,
         task_id=task_id,

@@ -1,0 +1,83 @@
+"""Provider metadata read by Airflow's provider manager (entry point ``apache_airflow_provider``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_wan import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        # must equal the distribution name in pyproject.toml, or provider discovery raises ValueError
+        "package-name": "airflow-provider-wan",
+        "name": "Alibaba Cloud Wan (DashScope)",
+        "description": "Generate videos with Alibaba Cloud Model Studio's Wan models (DashScope API) and land them "
+        "in Google Cloud Storage.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Alibaba Cloud Wan (DashScope)",
+                "external-doc-url": "https://www.alibabacloud.com/help/en/model-studio/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {"integration-name": "Alibaba Cloud Wan (DashScope)", "python-modules": ["airflow_provider_wan.hooks.wan"]}
+        ],
+        "operators": [
+            {
+                "integration-name": "Alibaba Cloud Wan (DashScope)",
+                "python-modules": ["airflow_provider_wan.operators.wan"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Alibaba Cloud Wan (DashScope)",
+                "python-modules": ["airflow_provider_wan.sensors.wan"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Alibaba Cloud Wan (DashScope)",
+                "python-modules": ["airflow_provider_wan.triggers.wan"],
+            }
+        ],
+        "transfers": [
+            {
+                "source-integration-name": "Alibaba Cloud Wan (DashScope)",
+                "target-integration-name": "Google Cloud Storage (GCS)",
+                "python-module": "airflow_provider_wan.transfers.wan_to_gcs",
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_provider_wan.hooks.wan.WanHook",
+                "connection-type": "wan",
+                "hook-name": "Alibaba Cloud Wan (DashScope)",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "login", "port", "extra"],
+                    "relabeling": {"password": "API key"},
+                    "placeholders": {"password": "sk-..."},
+                },
+                "conn-fields": {
+                    "region": {
+                        "label": "Region",
+                        "description": "DashScope region the API key belongs to: singapore, beijing or virginia. "
+                        "Keys are bound to their region.",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": ["singapore", "beijing", "virginia", None],
+                            "default": "singapore",
+                        },
+                    },
+                    "base_url": {
+                        "label": "Base URL",
+                        "description": "Optional override of the region's endpoint, e.g. a proxy or the simulator "
+                        "(http://127.0.0.1:8089/api/v1). Wins over Region.",
+                        "schema": {"type": ["string", "null"], "format": "uri"},
+                    },
+                },
+            }
+        ],
+    }
