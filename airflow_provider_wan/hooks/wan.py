@@ -249,11 +249,11 @@ class ApiCall:
     def headers(self, credentials: Credentials) -> dict[str, str]:
         headers = {
             "Authorization": f"Bearer {credentials.api_key}",
-            "Accept": "application/json",
+            "Accept": "application/json; charset=utf-8",
             "User-Agent": USER_AGENT,
         }
         if self.json_body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = "application/json; charset=utf-8"
         if self.async_header:
             headers["X-DashScope-Async"] = "enable"
         return headers
