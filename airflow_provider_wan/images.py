@@ -15,6 +15,11 @@ from pathlib import Path
 from airflow_provider_wan.exceptions import WanInvalidInputError
 from airflow_provider_wan.models import IMAGE_FORMATS, IMAGE_MAX_BYTES, IMAGE_MAX_SIDE, IMAGE_MIN_SIDE
 
+#: the input fields that carry images
+IMAGE_FIELDS = ("img_url", "first_frame_url", "last_frame_url")
+#: references DashScope fetches or decodes itself; anything else is a local path or a gs:// object we read
+_REMOTE_PREFIXES = ("http://", "https://", "data:", "oss://")
+
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEBP": "image/webp"}
 
 
@@ -111,6 +116,11 @@ def to_data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+def is_remote_image(value: str) -> bool:
+    """True for references sent as they are (http(s), data: and oss:// URIs)."""
+    return value.startswith(_REMOTE_PREFIXES)
+
+
 def resolve_image(value: str | None, parameter: str, *, gcp_conn_id: str | None = None) -> str | None:
     """
     What to send for an image input: http(s), ``data:`` and ``oss://`` references pass through; a local path
@@ -118,7 +128,7 @@ def resolve_image(value: str | None, parameter: str, *, gcp_conn_id: str | None 
     """
     if value is None or value == "":
         return value
-    if value.startswith(("http://", "https://", "data:", "oss://")):
+    if is_remote_image(value):
         return value
     if value.startswith("gs://"):
         bucket, _, name = value[len("gs://") :].partition("/")

@@ -256,6 +256,11 @@ class ApiCall:
             headers["Content-Type"] = "application/json; charset=utf-8"
         if self.async_header:
             headers["X-DashScope-Async"] = "enable"
+        if self.json_body is not None and any(
+            isinstance(v, str) and v.startswith("oss://") for v in (self.json_body.get("input") or {}).values()
+        ):
+            # DashScope's temporary-upload URLs resolve only with this header (the official SDK adds it too)
+            headers["X-DashScope-OssResourceResolve"] = "enable"
         return headers
 
     @classmethod
@@ -510,6 +515,13 @@ class WanHook(BaseHook):
                     raise outcome_unknown(call, credentials, f"no answer came within {self.timeout[1]} s") from exc
                 failure = Failure.maybe_sent(
                     call, WanRetryableError(f"DashScope did not answer within {self.timeout[1]} s while {call.context}")
+                )
+            except requests.exceptions.RequestException as exc:
+                # the answer broke off half-way (reset mid-body, bad chunked encoding): the request was received
+                if call.creates_task:
+                    raise outcome_unknown(call, credentials, f"its answer broke off ({type(exc).__name__})") from exc
+                failure = Failure.maybe_sent(
+                    call, WanRetryableError(f"DashScope's answer broke off while {call.context}: {type(exc).__name__}")
                 )
             delay = self.retry_policy.delay_for(call, attempt, failure)
             if delay is None:

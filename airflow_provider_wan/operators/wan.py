@@ -22,7 +22,7 @@ from airflow.sdk import BaseOperator, ResumableJobMixin, conf
 
 from airflow_provider_wan.exceptions import WanInvalidInputError
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
-from airflow_provider_wan.images import resolve_image
+from airflow_provider_wan.images import IMAGE_FIELDS, is_remote_image, resolve_image
 from airflow_provider_wan.models import Family, WanModel, estimate_cost_usd, get_model, models_of, validate_request
 
 if TYPE_CHECKING:
@@ -199,11 +199,16 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
                 "Model %r is not in the provider's catalogue: sending it without model-specific checks", self.model
             )
         else:
-            problems = validate_request(model, input_, parameters)
+            # local and gs:// images are checked when read, below; here they stand in as inline images
+            as_sent = {
+                k: "data:image/png;base64," if k in IMAGE_FIELDS and v and not is_remote_image(v) else v
+                for k, v in input_.items()
+            }
+            problems = validate_request(model, as_sent, parameters)
             if problems:
                 raise WanInvalidInputError(f"Invalid input for {model.name}: " + "; ".join(str(p) for p in problems))
         # read local and gs:// images only once everything else is known to be fine
-        for image_field in ("img_url", "first_frame_url", "last_frame_url"):
+        for image_field in IMAGE_FIELDS:
             if image_field in input_:
                 input_[image_field] = resolve_image(input_[image_field], image_field)
         endpoint = model.endpoint if model is not None else self.family.endpoint

@@ -1,0 +1,234 @@
+"""WanHook against the simulator: regions, credentials, retries, and a create that is never resent blindly."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from airflow_provider_wan.exceptions import (
+    WanAuthError,
+    WanCreateOutcomeUnknownError,
+    WanInvalidInputError,
+    WanRetryableError,
+)
+from airflow_provider_wan.hooks.wan import REGIONS, RetryPolicy, TaskStatus, WanHook, resolve_base_url
+
+BODY = {"model": "wan2.5-t2v-preview", "input": {"prompt": "a cat"}, "parameters": {"size": "832*480"}}
+ENDPOINT = "services/aigc/video-generation/video-synthesis"
+FAST = RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.5)
+
+
+@pytest.fixture
+def hook(monkeypatch, wan_simulator, wan_simulator_api_key):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAN_HOOKTEST",
+        json.dumps(
+            {"conn_type": "wan", "password": wan_simulator_api_key, "extra": {"base_url": wan_simulator.base_url}}
+        ),
+    )
+    hook = WanHook(wan_conn_id="wan_hooktest", retry_policy=FAST, timeout=(2.0, 2.0))
+    yield hook
+    hook.close()
+
+
+@pytest.mark.parametrize(("region", "url"), list(REGIONS.items()))
+def test_region_selects_the_documented_endpoint(region, url):
+    assert resolve_base_url(region, None) == (url, region)
+    assert resolve_base_url(region.upper(), None) == (url, region)
+
+
+def test_base_url_wins_over_region():
+    assert resolve_base_url("beijing", "http://127.0.0.1:9/api/v1/") == ("http://127.0.0.1:9/api/v1", "beijing")
+
+
+def test_unknown_region_lists_valid_ones():
+    with pytest.raises(WanInvalidInputError, match="singapore, beijing, virginia"):
+        resolve_base_url("frankfurt", None)
+
+
+def test_environment_fallback_without_connection(monkeypatch, wan_simulator, wan_simulator_api_key):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", wan_simulator_api_key)
+    monkeypatch.setenv("DASHSCOPE_BASE_URL", wan_simulator.base_url)
+    hook = WanHook(wan_conn_id="wan_not_defined")
+    assert hook.credentials.source.startswith("environment")
+    task = hook.create_task(ENDPOINT, BODY)
+    assert hook.get_task(task.task_id).status in (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.SUCCEEDED)
+
+
+def test_environment_region_fallback(monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-env")
+    monkeypatch.setenv("DASHSCOPE_REGION", "beijing")
+    monkeypatch.delenv("DASHSCOPE_BASE_URL", raising=False)
+    assert WanHook(wan_conn_id="wan_not_defined").credentials.base_url == REGIONS["beijing"]
+
+
+def test_create_get_and_wait(hook, wan_simulator):
+    task = hook.create_task(ENDPOINT, BODY)
+    assert task.status is TaskStatus.PENDING
+    seen: list[TaskStatus] = []
+    done = hook.wait_for_task(task.task_id, poll_interval=0.1, on_status=lambda t, _: seen.append(t.status))
+    assert done.status is TaskStatus.SUCCEEDED
+    assert done.video_url
+    assert done.usage["video_duration"] == 5
+    assert seen[-1] is TaskStatus.SUCCEEDED
+    assert wan_simulator.stats()["tasks_created"] == 1
+
+
+def test_two_503s_on_get_then_success_is_retried_inside_the_hook(hook, wan_simulator):
+    task = hook.create_task(ENDPOINT, BODY)
+    wan_simulator.inject_fault("error", route="get_task", count=2, status=503, code="ModelUnavailable")
+    assert hook.get_task(task.task_id).task_id == task.task_id
+    stats = wan_simulator.stats()
+    assert stats["requests"]["get_task"] == 3
+    assert stats["tasks_created"] == 1
+
+
+def test_two_503s_on_create_then_success_makes_one_task(hook, wan_simulator):
+    wan_simulator.inject_fault("error", route="create", count=2, status=503, code="ModelUnavailable")
+    hook.create_task(ENDPOINT, BODY)
+    stats = wan_simulator.stats()
+    assert stats["requests"]["create"] == 3
+    assert stats["tasks_created"] == 1
+
+
+def test_429_retry_after_is_honoured(hook, wan_simulator):
+    task = hook.create_task(ENDPOINT, BODY)
+    wan_simulator.inject_fault(
+        "error", route="get_task", count=1, status=429, code="Throttling.RateQuota", retry_after=0.4
+    )
+    started = time.monotonic()
+    hook.get_task(task.task_id)
+    assert time.monotonic() - started >= 0.4
+
+
+def test_free_quota_exhausted_is_not_retried(hook, wan_simulator):
+    wan_simulator.inject_fault(
+        "error",
+        route="create",
+        count=1,
+        status=429,
+        code="Throttling.AllocationQuota",
+        message="Free allocated quota exceeded.",
+    )
+    with pytest.raises(Exception, match="Free allocated quota exceeded") as excinfo:
+        hook.create_task(ENDPOINT, BODY)
+    assert type(excinfo.value).__name__ == "WanBillingError"
+    assert wan_simulator.stats()["requests"]["create"] == 1
+
+
+def test_500_on_create_is_not_resent_by_the_hook(hook, wan_simulator):
+    wan_simulator.inject_fault("error", route="create", count=1, status=500, code="InternalError")
+    with pytest.raises(WanRetryableError):
+        hook.create_task(ENDPOINT, BODY)
+    assert wan_simulator.stats()["requests"]["create"] == 1
+
+
+def test_retries_are_bounded(hook, wan_simulator):
+    task = hook.create_task(ENDPOINT, BODY)
+    wan_simulator.inject_fault("error", route="get_task", count=-1, status=503, code="ModelUnavailable")
+    with pytest.raises(WanRetryableError, match="ModelUnavailable"):
+        hook.get_task(task.task_id)
+    assert wan_simulator.stats()["requests"]["get_task"] == FAST.max_attempts
+
+
+def test_reset_after_a_create_was_sent_is_never_resent(hook, wan_simulator):
+    wan_simulator.inject_fault("reset", route="create", count=1)
+    with pytest.raises(WanCreateOutcomeUnknownError) as excinfo:
+        hook.create_task(ENDPOINT, BODY)
+    message = str(excinfo.value)
+    assert "NOT sent again" in message
+    assert "tasks?model_name=wan2.5-t2v-preview" in message
+    stats = wan_simulator.stats()
+    assert stats["requests"]["create"] == 1
+    assert stats["tasks_created"] == 1  # the task exists: that is exactly why it must not be sent again
+
+
+def test_read_timeout_on_create_is_never_resent(hook, wan_simulator):
+    wan_simulator.inject_fault("slow", route="create", count=1, delay=3)
+    with pytest.raises(WanCreateOutcomeUnknownError, match="no answer came within"):
+        hook.create_task(ENDPOINT, BODY)
+    time.sleep(1.5)  # the simulator counts the request once its (late) answer is written
+    stats = wan_simulator.stats()
+    assert stats["requests"]["create"] == 1
+    assert stats["tasks_created"] == 1
+
+
+def test_refused_connection_on_create_is_retried(monkeypatch, wan_simulator_api_key):
+    # nothing listens on this port: the request never left, so resending is safe (and bounded)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAN_CLOSED",
+        json.dumps(
+            {"conn_type": "wan", "password": wan_simulator_api_key, "extra": {"base_url": "http://127.0.0.1:9/api/v1"}}
+        ),
+    )
+    attempts: list[float] = []
+    hook = WanHook(wan_conn_id="wan_closed", retry_policy=FAST, sleep=attempts.append)
+    with pytest.raises(WanRetryableError, match="Cannot connect"):
+        hook.create_task(ENDPOINT, BODY)
+    assert len(attempts) == FAST.max_attempts - 1
+
+
+def test_malformed_json_on_get_is_retried(hook, wan_simulator):
+    task = hook.create_task(ENDPOINT, BODY)
+    wan_simulator.inject_fault("malformed", route="get_task", count=1)
+    assert hook.get_task(task.task_id).task_id == task.task_id
+    assert wan_simulator.stats()["requests"]["get_task"] == 2
+
+
+def test_401_names_the_region_binding(monkeypatch, wan_simulator):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAN_WRONGKEY",
+        json.dumps(
+            {
+                "conn_type": "wan",
+                "password": "sk-wrong",
+                "extra": {"base_url": wan_simulator.base_url, "region": "beijing"},
+            }
+        ),
+    )
+    hook = WanHook(wan_conn_id="wan_wrongkey", retry_policy=FAST)
+    with pytest.raises(WanAuthError) as excinfo:
+        hook.create_task(ENDPOINT, BODY)
+    message = str(excinfo.value)
+    assert "InvalidApiKey" in message
+    assert "bound to the region" in message
+    assert "'beijing'" in message
+    assert "sk-wrong" not in message
+    assert wan_simulator.stats()["tasks_created"] == 0
+
+
+def test_test_connection_creates_nothing(hook, wan_simulator):
+    ok, message = hook.test_connection()
+    assert ok, message
+    stats = wan_simulator.stats()
+    assert stats["tasks_created"] == 0
+    assert stats["requests"]["list"] == 1
+
+
+def test_test_connection_reports_a_bad_key(monkeypatch, wan_simulator):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAN_BAD",
+        json.dumps({"conn_type": "wan", "password": "sk-bad", "extra": {"base_url": wan_simulator.base_url}}),
+    )
+    ok, message = WanHook(wan_conn_id="wan_bad", retry_policy=FAST).test_connection()
+    assert not ok
+    assert "InvalidApiKey" in message
+
+
+def test_unknown_task_is_expired_not_an_http_error(hook):
+    task = hook.get_task("00000000-0000-0000-0000-000000000000")
+    assert task.status is TaskStatus.UNKNOWN
+    assert task.status.is_terminal()
+    with pytest.raises(Exception, match="24 hours"):
+        task.raise_for_status()
+
+
+def test_list_and_cancel(hook, wan_simulator):
+    wan_simulator.configure(pending_seconds=30)
+    task = hook.create_task(ENDPOINT, BODY)
+    listing = hook.list_tasks(model_name="wan2.5-t2v-preview")
+    assert task.task_id in json.dumps(listing)
+    hook.cancel_task(task.task_id)
+    assert hook.get_task(task.task_id).status is TaskStatus.CANCELED
