@@ -312,7 +312,7 @@ def read_answer(call: ApiCall, status: int, text: str, credentials: Credentials)
     error = error_for_response(status, body if body is not None else text, context=call.context, task_id=call.task_id)
     if isinstance(error, WanAuthError) and status == 401:
         raise WanAuthError(
-            f"{error.message}. DashScope API keys are bound to the region they were created in (a Beijing key fails "
+            f"{error.message.rstrip('.')}. DashScope API keys are bound to the region they were created in (a Beijing key fails "
             f"on the Singapore endpoint); this call used {credentials.describe()} with the key from "
             f"{credentials.source}.",
             http_status=error.http_status,
@@ -368,9 +368,9 @@ class Failure:
 
     @classmethod
     def from_error(cls, error: WanError, retry_after: float | None = None) -> Failure:
-        # 429 and 503 are explicit refusals: the request was turned away before any task existed. A 500/502/504
-        # may come from a gateway after the backend accepted the task, so a create is not resent on those.
-        refused = error.http_status in (429, 503)
+        # 429, and 503 with a DashScope code, are explicit refusals: turned away before any task existed, so even
+        # a create may be resent. See create_may_have_succeeded for the answers after which it must not be.
+        refused = error.http_status == 429 or (error.http_status == 503 and bool(error.code))
         return cls(error, isinstance(error, WanRetryableError), refused, retry_after)
 
     @classmethod
@@ -389,6 +389,19 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def create_may_have_succeeded(status: int, error: WanError) -> bool:
+    """
+    Whether a failed create answer leaves open that a task was made anyway.
+
+    A DashScope error body (a ``code``) means DashScope itself refused: no task. A garbled 2xx, or a 502/504 or
+    a 5xx without a DashScope body, comes from somewhere between us and DashScope, possibly after the backend
+    accepted the task: sending the create again, now or through an Airflow retry, could pay twice.
+    """
+    if 200 <= status < 300:
+        return True
+    return status in (502, 504) or (status >= 500 and not error.code)
 
 
 def outcome_unknown(call: ApiCall, credentials: Credentials, cause: str) -> WanCreateOutcomeUnknownError:
@@ -496,8 +509,10 @@ class WanHook(BaseHook):
                 try:
                     return read_answer(call, response.status_code, response.text, credentials)
                 except WanError as error:
-                    if call.creates_task and 200 <= response.status_code < 300:
-                        raise outcome_unknown(call, credentials, "its answer was unreadable") from error
+                    if call.creates_task and create_may_have_succeeded(response.status_code, error):
+                        raise outcome_unknown(
+                            call, credentials, f"its answer (HTTP {response.status_code}) did not say what happened"
+                        ) from error
                     failure = Failure.from_error(error, retry_after_seconds(response.headers.get("Retry-After")))
             except requests.exceptions.ConnectionError as exc:
                 if _never_sent(exc):

@@ -62,8 +62,9 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
     :param wan_conn_id: the ``wan`` connection (default ``wan_default``)
     :param wait_for_completion: wait for the video (default True); False returns once the task is created
     :param poll_interval: seconds between status reads while waiting (default 15, DashScope's suggestion)
-    :param timeout: seconds to wait for the video before failing with a retryable error (default 3600); the
-        DashScope task is not canceled, and a retry re-attaches to it
+    :param timeout: seconds to wait for the video before failing with a retryable error (default 3600). A task
+        still RUNNING is left alone and a retry re-attaches to it; with ``deferrable=True`` a task still PENDING at
+        the deadline is canceled first (nothing was paid for it), and the retry submits afresh
     :param max_cost_usd: refuse to submit when the estimated price in USD is higher (default: no limit)
     :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``)
     :param cancel_on_kill: cancel the DashScope task (if still PENDING) when the Airflow task is killed (default True)
@@ -316,6 +317,8 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
                 wan_conn_id=self.wan_conn_id,
                 poll_interval=self.poll_interval,
                 end_time=time.time() + self.timeout,
+                # a deferred task has no worker process for on_kill(): the trigger's on_kill cancels instead
+                cancel_on_kill=self.cancel_on_kill,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFER_TIMEOUT_MARGIN,

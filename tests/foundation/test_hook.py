@@ -125,6 +125,15 @@ def test_500_on_create_is_not_resent_by_the_hook(hook, wan_simulator):
     assert wan_simulator.stats()["requests"]["create"] == 1
 
 
+@pytest.mark.parametrize("status", [502, 504])
+def test_gateway_error_on_create_is_an_unknown_outcome(hook, wan_simulator, status):
+    # a gateway may answer after DashScope accepted the task: neither the hook nor an Airflow retry may resend
+    wan_simulator.inject_fault("error", route="create", count=1, status=status)
+    with pytest.raises(WanCreateOutcomeUnknownError, match=f"HTTP {status}"):
+        hook.create_task(ENDPOINT, BODY)
+    assert wan_simulator.stats()["requests"]["create"] == 1
+
+
 def test_retries_are_bounded(hook, wan_simulator):
     task = hook.create_task(ENDPOINT, BODY)
     wan_simulator.inject_fault("error", route="get_task", count=-1, status=503, code="ModelUnavailable")
