@@ -1,0 +1,247 @@
+"""
+Every example DAG in ``dags/`` runs end to end through real Airflow (``dag.test()``, deferrable waits run inline)
+against the DashScope simulator and an in-memory GCS emulator, and lands a real, playable MP4 in the bucket.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.airflow_run import RunResult, run_dag
+from tests.dags.conftest import POLL_INTERVAL, REPO_DAGS, load_example
+
+EXAMPLE_DAG_IDS = {
+    "example_wan_text_to_video",
+    "example_wan_image_to_video",
+    "example_wan_keyframe_to_video",
+    "example_wan_batch",
+    "example_wan_multishot",
+    "example_wan_sensor",
+}
+
+
+def test_example_dags_import_cleanly() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO_DAGS))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == EXAMPLE_DAG_IDS
+    for dag_id in EXAMPLE_DAG_IDS:
+        dag = bag.get_dag(dag_id)
+        assert dag is not None
+        assert "example" in dag.tags
+        # the module docstring says what the DAG shows and what it needs
+        assert "Needs:" in (dag.doc_md or ""), f"{dag_id} lacks its docstring"
+
+
+def _succeeded(result: RunResult) -> None:
+    failed = {task: state for task, (state, _) in result.tasks.items() if state != "success"}
+    assert result.state == "success", f"run {result.state}; tasks not successful: {failed}"
+    assert not failed
+
+
+def _video(bucket: Any, transfer: dict[str, Any]) -> tuple[int, int, float, bool]:
+    """Check the object the transfer reported; return the MP4's width, height, duration and whether it has audio."""
+    import av
+
+    assert transfer["uri"] == f"gs://{bucket.name}/{transfer['object']}"
+    assert transfer["content_type"] == "video/mp4"
+    blob = bucket.get_blob(transfer["object"])
+    assert blob is not None, f"{transfer['uri']} is not in the bucket"
+    data = blob.download_as_bytes()
+    assert len(data) == transfer["size"] > 0
+    assert base64.b64encode(hashlib.md5(data).digest()).decode() == transfer["md5_hash"]
+    assert (blob.metadata or {}).get("wan_task_id") == transfer["wan_task_id"]
+    with av.open(io.BytesIO(data)) as container:
+        video = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video))
+        assert frames > 0
+        duration = float(container.duration or 0) / 1_000_000
+        return video.codec_context.width, video.codec_context.height, duration, bool(container.streams.audio)
+
+
+def _inline_png(path: Path) -> str:
+    """What the simulator records for a PNG sent inline (it keeps the length of a data URI's body, not the body)."""
+    return f"data:image/png;base64,<{len(base64.b64encode(path.read_bytes()))} base64 characters>"
+
+
+def _sim_task(simulator: Any, task_id: str) -> dict[str, Any]:
+    tasks = {task["task_id"]: task for task in simulator.tasks()}
+    assert task_id in tasks, f"the simulator has no task {task_id}"
+    return tasks[task_id]
+
+
+def _trigger_kwargs(wan_task_id: str) -> list[dict[str, Any]]:
+    """Kwargs of the WanTaskTriggers stored for one DashScope task."""
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        triggers = session.query(Trigger).filter(Trigger.classpath.like("%WanTaskTrigger")).all()
+        found = [dict(trigger.kwargs) for trigger in triggers]
+    return [kwargs for kwargs in found if kwargs.get("task_id") == wan_task_id]
+
+
+def test_text_to_video(example_env: dict[str, Any]) -> None:
+    _, dag = load_example(example_env["folder"], "example_wan_text_to_video")
+    result = run_dag(dag)
+    _succeeded(result)
+
+    generated = result.xcoms[("generate_video", "return_value")]
+    assert generated["task_status"] == "SUCCEEDED"
+    assert generated["model"] == "wan2.2-t2v-plus"
+    assert generated["estimated_cost_usd"] == pytest.approx(0.10)
+    assert "?" not in (generated["video_url"] or ""), "the signed URL's signature must not reach XCom"
+    transfer = result.xcoms[("video_to_gcs", "return_value")]
+    assert transfer["wan_task_id"] == generated["task_id"]
+    assert transfer["object"] == f"wan/example_wan_text_to_video/{generated['task_id']}.mp4"
+    assert _video(example_env["bucket"], transfer)[:2] == (832, 480)
+    # the sidecar the example asks for
+    sidecar = example_env["bucket"].get_blob(f"wan/example_wan_text_to_video/{generated['task_id']}.json")
+    assert sidecar is not None
+    document = json.loads(sidecar.download_as_bytes())
+    assert document["model"] == "wan2.2-t2v-plus"
+    assert document["video"]["md5_hash"] == transfer["md5_hash"]
+
+    sent = _sim_task(example_env["simulator"], generated["task_id"])
+    assert sent["parameters"]["size"] == "832*480"
+    assert sent["parameters"]["seed"] == 42
+    # the wait was deferred: `dag.test()` ran the trigger inline and left its row, with ids only, no key or URL
+    (kwargs,) = _trigger_kwargs(generated["task_id"])
+    assert kwargs["wan_conn_id"] == "wan_default"
+    assert kwargs["poll_interval"] == float(POLL_INTERVAL)
+    assert example_env["simulator"].api_key not in json.dumps(kwargs, default=str)
+
+
+def test_image_to_video(example_env: dict[str, Any]) -> None:
+    _, dag = load_example(example_env["folder"], "example_wan_image_to_video")
+    result = run_dag(dag)
+    _succeeded(result)
+
+    generated = result.xcoms[("generate_video", "return_value")]
+    transfer = result.xcoms[("video_to_gcs", "return_value")]
+    assert transfer["object"] == f"wan/{generated['task_id']}.mp4"
+    _, height, _, _ = _video(example_env["bucket"], transfer)
+    assert height == 480
+    # this example waits in the worker: no trigger
+    assert _trigger_kwargs(generated["task_id"]) == []
+    # the shipped PNG was read from disk and sent inline
+    sent = _sim_task(example_env["simulator"], generated["task_id"])
+    assert sent["input"]["img_url"] == _inline_png(example_env["folder"] / "assets" / "first_frame.png")
+    assert sent["parameters"]["resolution"] == "480P"
+
+
+def test_keyframe_to_video_reads_a_local_and_a_gcs_image(example_env: dict[str, Any]) -> None:
+    _, dag = load_example(example_env["folder"], "example_wan_keyframe_to_video")
+    result = run_dag(dag)
+    _succeeded(result)
+
+    bucket = example_env["bucket"]
+    assert result.xcoms[("upload_last_frame", "return_value")] == f"gs://{bucket.name}/wan/inputs/last_frame.png"
+    generated = result.xcoms[("generate_video", "return_value")]
+    assert generated["model"] == "wan2.2-kf2v-flash"
+    _video(bucket, result.xcoms[("video_to_gcs", "return_value")])
+
+    sent = _sim_task(example_env["simulator"], generated["task_id"])
+    assets = Path(example_env["folder"]) / "assets"
+    # the two frames differ in size, so their lengths tell them apart
+    assert sent["input"]["first_frame_url"] == _inline_png(assets / "first_frame.png")
+    assert sent["input"]["last_frame_url"] == _inline_png(assets / "last_frame.png")
+    assert sent["endpoint"].strip("/").endswith("image2video/video-synthesis")
+
+
+def test_multishot_with_audio(example_env: dict[str, Any]) -> None:
+    _, dag = load_example(example_env["folder"], "example_wan_multishot")
+    result = run_dag(dag)
+    _succeeded(result)
+
+    generated = result.xcoms[("generate_video", "return_value")]
+    assert generated["estimated_cost_usd"] == pytest.approx(1.00)
+    sent = _sim_task(example_env["simulator"], generated["task_id"])
+    assert sent["model"] == "wan2.6-t2v"
+    assert sent["parameters"]["shot_type"] == "multi"
+    assert sent["parameters"]["prompt_extend"] is True
+    assert sent["parameters"]["audio"] is True
+    width, height, duration, has_audio = _video(example_env["bucket"], result.xcoms[("video_to_gcs", "return_value")])
+    assert (width, height) == (1280, 720)
+    assert duration == pytest.approx(10, abs=1)
+    assert has_audio
+
+
+def test_sensor_waits_for_a_task_submitted_without_waiting(example_env: dict[str, Any]) -> None:
+    _, dag = load_example(example_env["folder"], "example_wan_sensor")
+    result = run_dag(dag)
+    _succeeded(result)
+
+    submitted = result.xcoms[("submit", "return_value")]
+    # the operator returned before the video existed
+    assert submitted["task_status"] == "PENDING"
+    assert result.xcoms[("submit", "wan_task_id")] == submitted["task_id"]
+    waited = result.xcoms[("wait_for_video", "return_value")]
+    assert waited["task_id"] == submitted["task_id"]
+    assert waited["task_status"] == "SUCCEEDED"
+    transfer = result.xcoms[("video_to_gcs", "return_value")]
+    assert transfer["wan_task_id"] == submitted["task_id"]
+    _video(example_env["bucket"], transfer)
+    assert len(example_env["simulator"].tasks()) == 1, "waiting must never create a second task"
+
+
+def test_batch_maps_over_the_prompts_variable(example_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.models.pool import Pool
+
+    prompts = ["a kite over hills", "rain on a window", "a paper boat on a stream", "a lantern in the wind"]
+    monkeypatch.setenv("AIRFLOW_VAR_WAN_BATCH_PROMPTS", json.dumps(prompts))
+    module, dag = load_example(example_env["folder"], "example_wan_batch")
+
+    from airflow_provider_wan.models import get_model
+
+    model = get_model(module.MODEL)
+    assert model is not None
+    # the pool is sized to DashScope's concurrency limit for the model, and the generations run in it
+    assert model.max_concurrent_tasks == module.POOL_SLOTS
+    assert dag.get_task("generate_video").partial_kwargs["pool"] == module.POOL
+    Pool.create_or_update_pool(module.POOL, module.POOL_SLOTS, "DashScope concurrent tasks", include_deferred=True)
+
+    result = run_dag(dag)
+    _succeeded(result)
+    generations = [key for key in result.tasks if key.startswith("generate_video[")]
+    transfers = [key for key in result.tasks if key.startswith("video_to_gcs[")]
+    assert len(generations) == len(transfers) == len(prompts)
+
+    sent = {task["input"]["prompt"] for task in example_env["simulator"].tasks()}
+    assert sent == set(prompts)
+    objects = sorted(blob.name for blob in example_env["bucket"].list_blobs(prefix="wan/"))
+    assert len(objects) == len(prompts)
+    assert all(name.endswith(".mp4") for name in objects)
+
+
+def test_batch_saves_the_other_videos_when_one_prompt_is_refused(
+    example_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.models.pool import Pool
+
+    moderation_word = example_env["simulator"].config()["moderation_word"]
+    prompts = ["a kite over hills", f"a {moderation_word} scene", "a paper boat on a stream"]
+    monkeypatch.setenv("AIRFLOW_VAR_WAN_BATCH_PROMPTS", json.dumps(prompts))
+    module, dag = load_example(example_env["folder"], "example_wan_batch")
+    Pool.create_or_update_pool(module.POOL, module.POOL_SLOTS, "DashScope concurrent tasks", include_deferred=True)
+
+    result = run_dag(dag)
+
+    states = {key: state for key, (state, _) in result.tasks.items()}
+    # the run fails, so the refused prompt is noticed...
+    assert result.state == "failed"
+    assert states["every_prompt_generated"] == "upstream_failed"
+    assert states["generate_video[1]"] == "failed"
+    assert [states[f"generate_video[{i}]"] for i in (0, 2)] == ["success", "success"]
+    transfers = sorted(key for key in states if key.startswith("video_to_gcs["))
+    # ...but the two videos already paid for are saved
+    assert [states[key] for key in transfers] == ["success", "success"]
+    assert len(list(example_env["bucket"].list_blobs(prefix="wan/"))) == 2
