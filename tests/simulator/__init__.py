@@ -1,0 +1,1 @@
+"""Tests of the DashScope simulator (airflow_provider_wan.testing)."""
