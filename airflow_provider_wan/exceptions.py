@@ -34,6 +34,7 @@ __all__ = [
     "WanTaskFailedError",
     "WanTaskRetryableFailure",
     "WanTimeoutError",
+    "WanTransferIntegrityError",
     "error_for_response",
     "error_for_task_failure",
     "is_retryable",
@@ -154,6 +155,14 @@ class WanResultExpiredError(WanFinalError):
 
 class WanTimeoutError(WanRetryableError):
     """We stopped waiting for a task that may still be running; a retry re-attaches to it instead of paying again."""
+
+
+class WanTransferIntegrityError(WanRetryableError):
+    """
+    A video copy did not verify (byte count or checksum), or its download could not be resumed; nothing was kept.
+
+    Retryable: the next attempt downloads the video again from a fresh link.
+    """
 
 
 class WanCreateOutcomeUnknownError(WanFinalError):

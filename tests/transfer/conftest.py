@@ -1,0 +1,103 @@
+"""
+Fixtures of the transfer tests: a real gcp-storage-emulator on 127.0.0.1 (in this process, in memory), its request
+log, and a ``wan`` connection pointing at the package's DashScope simulator (``wan_simulator`` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+BUCKET = "wan-videos"
+
+
+@pytest.fixture(scope="session")
+def wan_simulator_options() -> dict[str, Any]:
+    # quick generations, quiet request log; the videos stay real H.264 MP4s (about 80 KB at 832*480, 5 s)
+    return {"pending_seconds": 0.1, "generation_seconds": 0.3, "log_requests": False}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class GCSEmulator:
+    """The emulator's URL and every request it answered, as ``(method, path with query, status)``."""
+
+    url: str
+    server: Any
+    requests: list[tuple[str, str, int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def uploads(self) -> list[tuple[str, str, int]]:
+        """Requests that create or feed an upload (media, multipart, resumable initiation and chunks)."""
+        with self.lock:
+            return [r for r in self.requests if r[1].startswith("/upload/")]
+
+    def video_uploads(self) -> list[tuple[str, str, int]]:
+        """Upload requests of .mp4 objects (resumable initiations name the object in the body, chunks in upload_id)."""
+        return [r for r in self.uploads() if "uploadType=resumable" in r[1]]
+
+
+@pytest.fixture(scope="session")
+def _gcs_emulator_session() -> Iterator[GCSEmulator]:
+    from gcp_storage_emulator import server as emulator_server
+
+    port = _free_port()
+    server = emulator_server.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    emulator = GCSEmulator(url=f"http://127.0.0.1:{port}", server=server)
+    original = emulator_server.RequestHandler.log_request
+
+    # record each answered request (the emulator has no request counter of its own)
+    def log_request(handler: Any, code: Any = "-", size: Any = "-") -> None:
+        with emulator.lock:
+            emulator.requests.append((handler.command, handler.path, int(code) if str(code).isdigit() else 0))
+
+    emulator_server.RequestHandler.log_request = log_request  # type: ignore[method-assign]
+    server.start()
+    try:
+        yield emulator
+    finally:
+        server.stop()
+        emulator_server.RequestHandler.log_request = original  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def gcs_emulator(_gcs_emulator_session: GCSEmulator, monkeypatch: pytest.MonkeyPatch) -> GCSEmulator:
+    """The session's emulator, emptied (the bucket ``wan-videos`` kept), with ``STORAGE_EMULATOR_HOST`` set."""
+    emulator = _gcs_emulator_session
+    emulator.server.wipe(keep_buckets=True)
+    with emulator.lock:
+        emulator.requests.clear()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test")
+    return emulator
+
+
+@pytest.fixture
+def bucket(gcs_emulator: GCSEmulator) -> Any:
+    """The test bucket, through google-cloud-storage against the emulator."""
+    from airflow_provider_wan.gcs import storage_client
+
+    return storage_client().bucket(BUCKET)
+
+
+@pytest.fixture
+def wan_connection(wan_simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``wan_default`` pointing at the simulator, the way users configure it (an AIRFLOW_CONN_ variable)."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAN_DEFAULT",
+        json.dumps(
+            {"conn_type": "wan", "password": wan_simulator.api_key, "extra": {"base_url": wan_simulator.base_url}}
+        ),
+    )
+    return wan_simulator
