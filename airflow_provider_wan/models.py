@@ -43,6 +43,7 @@ __all__ = [
     "Family",
     "Problem",
     "WanModel",
+    "cost_from_usage",
     "estimate_cost_usd",
     "get_model",
     "output_dimensions",
@@ -381,6 +382,35 @@ def estimate_cost_usd(
     if price is None:
         return None
     return round(price * (duration or model.default_duration), 4)
+
+
+def cost_from_usage(model_name: str | None, usage: Mapping[str, Any]) -> float | None:
+    """
+    Estimated price in USD of a finished task from its ``usage`` (the catalogue's list price x seconds).
+
+    ``usage`` differs between model generations: ``output_video_duration`` / ``video_duration`` / ``duration`` for
+    the seconds, ``size`` or a ``W*H`` ``video_ratio`` for text-to-video, ``SR`` (480, 720, 1080) for the tier.
+    None for a model the catalogue does not know or a tier it has no price for.
+    """
+    model = get_model(model_name) if model_name else None
+    if model is None:
+        return None
+    duration = None
+    for key in ("output_video_duration", "video_duration", "duration"):
+        value = usage.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            duration = int(value)
+            break
+    size = usage.get("size")
+    ratio = usage.get("video_ratio")
+    if not size and isinstance(ratio, str) and "*" in ratio:
+        size = ratio
+    sr = usage.get("SR")
+    resolution = f"{sr}P" if isinstance(sr, int) and not isinstance(sr, bool) else None
+    try:
+        return estimate_cost_usd(model, size=size, resolution=resolution, duration=duration)
+    except (KeyError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -312,9 +312,9 @@ def read_answer(call: ApiCall, status: int, text: str, credentials: Credentials)
     error = error_for_response(status, body if body is not None else text, context=call.context, task_id=call.task_id)
     if isinstance(error, WanAuthError) and status == 401:
         raise WanAuthError(
-            f"{error.message.rstrip('.')}. DashScope API keys are bound to the region they were created in (a Beijing key fails "
-            f"on the Singapore endpoint); this call used {credentials.describe()} with the key from "
-            f"{credentials.source}.",
+            f"{error.message.rstrip('.')}. DashScope API keys are bound to the region they were created in "
+            f"(a Beijing key fails on the Singapore endpoint); this call used {credentials.describe()} "
+            f"with the key from {credentials.source}.",
             http_status=error.http_status,
             code=error.code,
             request_id=error.request_id,

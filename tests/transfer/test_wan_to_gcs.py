@@ -24,11 +24,11 @@ from airflow_provider_wan.exceptions import (
     WanTransferIntegrityError,
 )
 from airflow_provider_wan.hooks.wan import WanHook
+from airflow_provider_wan.models import cost_from_usage
 from airflow_provider_wan.transfers.wan_to_gcs import (
     DEFAULT_ASSET_ALIAS,
     METADATA_LIMIT_BYTES,
     WanVideoToGCSOperator,
-    cost_from_usage,
     fit_metadata,
 )
 from tests.airflow_run import run_dag, write_dag
