@@ -1,0 +1,166 @@
+"""
+WanTaskSensor: waits for an existing DashScope task, e.g. one a submit operator created with
+``wait_for_completion=False``, in poke, reschedule or deferrable mode.
+
+The sensor only reads the task, so retrying it never creates (or pays for) a video.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+
+from airflow_provider_wan.exceptions import WanError, WanRetryableError, WanTaskFailedError, WanTimeoutError
+from airflow_provider_wan.hooks.wan import WanHook, WanTask
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: Airflow's own deferral timeout is this much longer than the trigger's deadline, so the trigger's "timeout"
+#: event (which says what became of the DashScope task) arrives first.
+DEFER_TIMEOUT_MARGIN = timedelta(minutes=5)
+
+
+class WanTaskSensor(BaseSensorOperator):
+    """
+    Wait for a DashScope task to end; return its result dict, or fail when it ended without a video.
+
+    .. code-block:: python
+
+        submit = WanTextToVideoOperator(task_id="submit", ..., wait_for_completion=False)
+        wait = WanTaskSensor(
+            task_id="wait",
+            wan_task_id="{{ ti.xcom_pull(task_ids='submit', key='wan_task_id') }}",
+            deferrable=True,
+        )
+
+    A task that ended FAILED, CANCELED or UNKNOWN (expired) fails the sensor with the provider's final error, even
+    for ``InternalError*`` codes: the task stays failed however often the sensor is retried, so only a new
+    submission can help. With ``soft_fail=True`` the sensor is skipped instead. Errors reading the task (after the
+    hook's own bounded retries) are ordinary, retryable task failures.
+
+    :param wan_task_id: the DashScope task id (templated)
+    :param wan_conn_id: the ``wan`` connection (default ``wan_default``, templated)
+    :param poke_interval: seconds between two reads of the task (default 15, DashScope's suggestion; Airflow's
+        sensor default of 60 s would add up to a minute to every video). In ``reschedule`` mode prefer 60 s or
+        more, as Airflow advises: each poke is a new worker start, and a reschedule shorter than the executor's
+        event latency can make the scheduler fail the sensor (apache/airflow#71172, open in 3.3)
+    :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``)
+    :param timeout: seconds to wait before the sensor fails (or skips, with ``soft_fail``); Airflow's sensor default
+        is ``[sensors] default_timeout`` (7 days). The DashScope task is never canceled by this sensor.
+
+    Other parameters (``mode``, ``soft_fail``, ``exponential_backoff``, ...): :class:`BaseSensorOperator`.
+    """
+
+    template_fields: Sequence[str] = ("wan_task_id", "wan_conn_id")
+    ui_color = "#ffb37a"
+
+    def __init__(
+        self,
+        *,
+        wan_task_id: str,
+        wan_conn_id: str = WanHook.default_conn_name,
+        poke_interval: timedelta | float = 15.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.wan_task_id = wan_task_id
+        self.wan_conn_id = wan_conn_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> WanHook:
+        return WanHook(wan_conn_id=self.wan_conn_id)
+
+    def _checked_task_id(self) -> str:
+        task_id = str(self.wan_task_id or "").strip()
+        if not task_id or task_id == "None":
+            # an xcom_pull that found nothing renders as "" or "None"
+            raise WanTaskFailedError(
+                f"wan_task_id: no DashScope task id (got {self.wan_task_id!r}); check the upstream task pushed one"
+            )
+        return task_id
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        task = self.hook.get_task(self._checked_task_id())
+        if not task.status.is_terminal():
+            self.log.info("DashScope task %s is %s", task.task_id, task.status.value)
+            return False
+        self._raise_if_not_succeeded(task)
+        self.log.info("DashScope task %s SUCCEEDED", task.task_id)
+        return PokeReturnValue(is_done=True, xcom_value=self.result(task))
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        # one read first: a task already finished never reaches the triggerer
+        try:
+            done = self.poke(context)
+        except AirflowFailException as error:
+            # BaseSensorOperator.execute applies soft_fail/never_fail to a poke's final error; this poke is ours
+            if self.soft_fail or self.never_fail:
+                raise AirflowSkipException(f"Skipping: {error} (soft_fail/never_fail is set)") from error
+            raise
+        if isinstance(done, PokeReturnValue) and done.is_done:
+            return done.xcom_value
+        from airflow_provider_wan.triggers.wan import WanTaskTrigger
+
+        self.defer(
+            trigger=WanTaskTrigger(
+                task_id=self._checked_task_id(),
+                wan_conn_id=self.wan_conn_id,
+                poll_interval=self.poke_interval,
+                end_time=time.time() + self.timeout,
+                # not ours to stop: somebody else submitted the task and may still want it
+                cancel_on_timeout=False,
+                cancel_on_kill=False,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + DEFER_TIMEOUT_MARGIN,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger: the same outcome as a poke that saw the task end."""
+        from airflow_provider_wan.triggers.wan import task_from_event
+
+        try:
+            task = task_from_event(event)
+        except WanTimeoutError as error:
+            # a sensor's timeout is Airflow's sensor timeout (no retries; soft_fail skips)
+            raise AirflowSensorTimeout(f"Sensor has timed out: {error.message}") from error
+        except WanRetryableError as error:
+            if isinstance(event, dict) and event.get("status") in ("failed", "canceled", "expired"):
+                raise self._final(error) from error
+            raise
+        self.log.info("DashScope task %s SUCCEEDED", task.task_id)
+        return self.result(task)
+
+    def _raise_if_not_succeeded(self, task: WanTask) -> None:
+        try:
+            task.raise_for_status()
+        except WanRetryableError as error:
+            raise self._final(error) from error
+
+    @staticmethod
+    def _final(error: WanError) -> WanTaskFailedError:
+        # InternalError* is retryable for a submit operator (a new task may succeed), not for a sensor: the task it
+        # watches stays FAILED. Final, so no pointless Airflow retries, and soft_fail applies in poke mode too.
+        return WanTaskFailedError(
+            f"{error.message}. The sensor cannot resubmit; rerun the task that created it",
+            code=error.code,
+            request_id=error.request_id,
+            task_id=error.task_id,
+        )
+
+    def result(self, task: WanTask) -> dict[str, Any]:
+        """The dict returned to XCom: the task's result (signed URL redacted) plus the region."""
+        result = task.to_result()
+        result["region"] = self.hook.credentials.region or "custom"
+        return result

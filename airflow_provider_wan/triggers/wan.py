@@ -1,0 +1,332 @@
+"""
+WanTaskTrigger: waits for a DashScope task in the triggerer, so a deferred operator or sensor holds no worker slot.
+
+The trigger only reads (``GET /tasks/{id}``) and, on a deadline or a user's kill, cancels a task that is still
+PENDING. Polling has no other side effect, so a trigger may run again after a triggerer fails over, or on another
+triggerer, without harm. It yields exactly one event; :func:`task_from_event` turns that event back into the
+:class:`~airflow_provider_wan.hooks.wan.WanTask` or the exception the sync path (a worker polling) would have
+produced, so both paths fail the same way.
+
+Event contract (a JSON-safe dict; never an API key, never a signed URL)::
+
+    {"status": "success",  "task_id", "message", "polls", "result": task.to_result()}
+    {"status": "failed",   "task_id", "message", "polls", "result", "error": err.to_dict()}   # task FAILED
+    {"status": "canceled", "task_id", "message", "polls", "result", "error"}
+    {"status": "expired",  "task_id", "message", "polls", "result", "error"}   # UNKNOWN: gone or never existed
+    {"status": "timeout",  "task_id", "message", "polls", "task_status", "canceled", "error"}
+    {"status": "error",    "task_id", "message", "polls", "error"}   # transient failures exhausted, bad key, ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_wan import exceptions as wan_exceptions
+from airflow_provider_wan.exceptions import WanError, WanRetryableError, WanTimeoutError
+from airflow_provider_wan.hooks.wan import RetryPolicy, TaskStatus, WanAsyncClient, WanHook, WanTask
+
+__all__ = [
+    "DEFAULT_MAX_TRANSIENT_FAILURES",
+    "DEFAULT_POLL_INTERVAL",
+    "EVENT_STATUSES",
+    "WanTaskTrigger",
+    "task_from_event",
+]
+
+#: Seconds between two reads of a task: DashScope's own suggestion. A Wan video takes minutes, so this costs
+#: about 4 reads per minute of generation, and one triggerer stays far below the 20 GET/s account limit with
+#: 300 tasks in flight (the per-process rate limiter in the hook covers bigger fleets).
+DEFAULT_POLL_INTERVAL = 15.0
+#: Consecutive failed reads (timeouts, 429, 5xx, refused connections) tolerated before an "error" event. With the
+#: hook's backoff (1 s doubling, capped at 30 s, jittered, Retry-After honoured) ten failures in a row span about
+#: 1.5 to 3 minutes of outage: long enough to ride out a gateway hiccup, short enough to surface a real outage.
+DEFAULT_MAX_TRANSIENT_FAILURES = 10
+#: Cap of one backoff wait in seconds (DashScope's Retry-After is honoured up to this too).
+MAX_BACKOFF_SECONDS = 30.0
+
+#: Every status a WanTaskTrigger event can carry.
+EVENT_STATUSES = frozenset({"success", "failed", "canceled", "expired", "timeout", "error"})
+_TERMINAL_EVENT_STATUS = {
+    TaskStatus.SUCCEEDED: "success",
+    TaskStatus.FAILED: "failed",
+    TaskStatus.CANCELED: "canceled",
+    TaskStatus.UNKNOWN: "expired",
+}
+
+
+class WanTaskTrigger(BaseTrigger):
+    """
+    Poll a DashScope task until it ends, the deadline passes or polling keeps failing; yield exactly one event.
+
+    :param task_id: the DashScope task id (``output.task_id`` of the create call)
+    :param wan_conn_id: the ``wan`` connection holding key and region (default ``wan_default``); the key itself is
+        looked up where the trigger runs and never serialized
+    :param poll_interval: seconds between two reads of the task (default 15, DashScope's suggestion)
+    :param end_time: wall-clock deadline, Unix seconds (``time.time()``). Wall clock on purpose: the trigger is stored
+        in the metadata database and may resume in another triggerer process or on another machine.
+    :param cancel_on_timeout: when the deadline passes and the task is still PENDING (queued, not billed yet),
+        cancel it before the "timeout" event (default True). A RUNNING task is never canceled (DashScope cannot).
+    :param cancel_on_kill: cancel the task, if still PENDING, when a user kills the deferred Airflow task
+        (default True). Sensors, which wait for somebody else's task, pass False.
+    :param max_transient_failures: consecutive failed reads (timeouts, 429, 5xx) tolerated, with exponential
+        backoff, before an "error" event (default 10; about 1.5-3 minutes of outage)
+    :param retry_delay: seconds of the first backoff wait, doubled after each further failure up to 30 s
+        (default 1.0); a longer Retry-After from DashScope wins
+    """
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        wan_conn_id: str = WanHook.default_conn_name,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        end_time: float,
+        cancel_on_timeout: bool = True,
+        cancel_on_kill: bool = True,
+        max_transient_failures: int = DEFAULT_MAX_TRANSIENT_FAILURES,
+        retry_delay: float = 1.0,
+    ) -> None:
+        super().__init__()
+        # Not ``self.task_id``: BaseTrigger owns that attribute and the triggerer overwrites it with the *Airflow*
+        # task id when it attaches the task instance. The serialized kwarg keeps the API's name.
+        self.wan_task_id = task_id
+        self.wan_conn_id = wan_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = float(end_time)
+        self.cancel_on_timeout = cancel_on_timeout
+        self.cancel_on_kill = cancel_on_kill
+        self.max_transient_failures = int(max_transient_failures)
+        self.retry_delay = float(retry_delay)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Class path and kwargs: ids, intervals and the deadline only; no key, no URL."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "task_id": self.wan_task_id,
+                "wan_conn_id": self.wan_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "cancel_on_timeout": self.cancel_on_timeout,
+                "cancel_on_kill": self.cancel_on_kill,
+                "max_transient_failures": self.max_transient_failures,
+                "retry_delay": self.retry_delay,
+            },
+        )
+
+    async def _client(self) -> WanAsyncClient:
+        # The hook's own retry loop is the one bound on consecutive transient failures: one read is retried with
+        # backoff until it succeeds or the bound is spent, and a spent bound is the "error" event.
+        policy = RetryPolicy(
+            max_attempts=1 + max(0, self.max_transient_failures),
+            base_delay=self.retry_delay,
+            max_delay=MAX_BACKOFF_SECONDS,
+        )
+        return await WanAsyncClient.for_connection(self.wan_conn_id, retry_policy=policy)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until the task ends or the deadline passes; yield exactly one event, then return."""
+        task_id = self.wan_task_id
+        polls = 0
+        try:
+            client = await self._client()
+            while True:
+                task = await client.get_task(task_id)
+                polls += 1
+                remaining = self.end_time - time.time()
+                if task.status.is_terminal():
+                    self.log.info("DashScope task %s is %s (poll %d)", task_id, task.status.value, polls)
+                    yield TriggerEvent(_terminal_event(task, polls))
+                    return
+                if remaining <= 0:
+                    yield TriggerEvent(await self._timeout_event(client, task, polls))
+                    return
+                self.log.info(
+                    "DashScope task %s is %s (poll %d; next in %.1f s, deadline in %.0f s)",
+                    task_id,
+                    task.status.value,
+                    polls,
+                    min(self.poll_interval, remaining),
+                    remaining,
+                )
+                # the last sleep ends at the deadline, so a task that finishes just in time is still read once more
+                await asyncio.sleep(min(self.poll_interval, remaining))
+        except WanError as error:
+            # transient failures beyond the bound (WanRetryableError), a bad key or region, an unknown connection
+            self.log.error("Waiting for DashScope task %s failed after %d polls: %s", task_id, polls, error)
+            yield TriggerEvent(
+                {
+                    "status": "error",
+                    "task_id": task_id,
+                    "message": f"Polling DashScope task {task_id} failed: {error}",
+                    "polls": polls,
+                    "error": error.to_dict(),
+                }
+            )
+
+    async def _timeout_event(self, client: WanAsyncClient, task: WanTask, polls: int) -> dict[str, Any]:
+        task_id = self.wan_task_id
+        canceled = False
+        if task.status is TaskStatus.PENDING and self.cancel_on_timeout:
+            # still queued: nothing generated and nothing billed yet, so stop it rather than pay for an orphan
+            canceled = await self._cancel(client)
+        if canceled:
+            what = "was still PENDING and has been canceled; a retry submits a new task"
+        else:
+            what = (
+                f"is still {task.status.value}; it was not canceled and a retry of the Airflow task re-attaches to it"
+            )
+        message = f"DashScope task {task_id} did not end before the deadline: it {what}"
+        self.log.warning(message)
+        error = WanTimeoutError(message, task_id=task_id, request_id=task.request_id)
+        return {
+            "status": "timeout",
+            "task_id": task_id,
+            "message": message,
+            "polls": polls,
+            "task_status": "CANCELED" if canceled else task.status.value,
+            "canceled": canceled,
+            "error": error.to_dict(),
+        }
+
+    async def _cancel(self, client: WanAsyncClient) -> bool:
+        """Cancel the task; False (logged) when DashScope refuses, e.g. because it started meanwhile."""
+        try:
+            await client.cancel_task(self.wan_task_id)
+        except WanError as error:
+            self.log.warning("Could not cancel DashScope task %s: %s", self.wan_task_id, error)
+            return False
+        self.log.info("Canceled DashScope task %s (it was still PENDING)", self.wan_task_id)
+        return True
+
+    async def on_kill(self) -> None:
+        """
+        Cancel the task, if still PENDING, when a user kills the deferred Airflow task (Airflow 3.3+).
+
+        Not called when the triggerer restarts or hands the trigger over: the task then simply keeps running.
+        DashScope cannot cancel a RUNNING task; it finishes and is billed either way.
+        """
+        if not self.cancel_on_kill:
+            return
+        try:
+            client = await self._client()
+            task = await client.get_task(self.wan_task_id)
+        except WanError as error:
+            self.log.warning("on_kill: could not read DashScope task %s: %s", self.wan_task_id, error)
+            return
+        if task.status is TaskStatus.PENDING:
+            await self._cancel(client)
+        else:
+            self.log.info(
+                "on_kill: DashScope task %s is %s; only PENDING tasks can be canceled",
+                self.wan_task_id,
+                task.status.value,
+            )
+
+
+def _terminal_event(task: WanTask, polls: int) -> dict[str, Any]:
+    status = _TERMINAL_EVENT_STATUS[task.status]
+    event: dict[str, Any] = {
+        "status": status,
+        "task_id": task.task_id,
+        "polls": polls,
+        # to_result() drops the URL's query string: the signature is a bearer secret and events are stored in the DB
+        "result": task.to_result(),
+    }
+    if status == "success":
+        event["message"] = f"DashScope task {task.task_id} SUCCEEDED"
+        return event
+    try:
+        task.raise_for_status()
+    except WanError as error:
+        event["message"] = error.message
+        event["error"] = error.to_dict()
+    return event
+
+
+# --- the event, back in the worker ------------------------------------------------------------------------------
+def _task_from_result(result: Mapping[str, Any]) -> WanTask:
+    """The WanTask a ``task.to_result()`` dict describes (the video URL stays without its signature)."""
+    usage = result.get("usage")
+    return WanTask(
+        task_id=str(result.get("task_id") or ""),
+        status=TaskStatus.parse(result.get("task_status")),
+        request_id=result.get("request_id"),
+        video_url=result.get("video_url"),
+        orig_prompt=result.get("orig_prompt"),
+        actual_prompt=result.get("actual_prompt"),
+        usage=dict(usage) if isinstance(usage, Mapping) else {},
+        submit_time=result.get("submit_time"),
+        scheduled_time=result.get("scheduled_time"),
+        end_time=result.get("end_time"),
+        code=result.get("code"),
+        message=result.get("message"),
+    )
+
+
+def _error_from_dict(data: Any, fallback_message: str, task_id: str | None) -> WanError:
+    """Rebuild a provider error from ``WanError.to_dict()``: the same class, so final stays final."""
+    data = data if isinstance(data, Mapping) else {}
+    cls = getattr(wan_exceptions, str(data.get("error_class") or ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, WanError)):
+        # an event from another provider version, or a garbled one: retryable, since a retry re-attaches
+        cls = WanRetryableError
+    return cls(
+        str(data.get("message") or fallback_message),
+        http_status=data.get("http_status"),
+        code=data.get("code"),
+        request_id=data.get("request_id"),
+        task_id=data.get("task_id") or task_id,
+    )
+
+
+def _invalid(event: Any, why: str) -> WanRetryableError:
+    shown = f"a dict with status {event.get('status')!r}" if isinstance(event, Mapping) else type(event).__name__
+    return WanRetryableError(
+        f"Invalid event from WanTaskTrigger ({why}; got {shown}). Expected a dict with 'status' in "
+        f"{', '.join(sorted(EVENT_STATUSES))} and a 'task_id'. A retry of this Airflow task re-attaches to the "
+        "DashScope task."
+    )
+
+
+def task_from_event(event: Any) -> WanTask:
+    """
+    Validate a :class:`WanTaskTrigger` event; return the SUCCEEDED task or raise what the sync path raises.
+
+    ``failed`` raises :func:`~airflow_provider_wan.exceptions.error_for_task_failure`'s class for the task's code
+    (``DataInspectionFailed`` final, ``InternalError*`` retryable), ``expired`` raises
+    :class:`~airflow_provider_wan.exceptions.WanResultExpiredError`, ``canceled``
+    :class:`~airflow_provider_wan.exceptions.WanTaskCanceledError`, ``timeout``
+    :class:`~airflow_provider_wan.exceptions.WanTimeoutError` (retryable: a retry re-attaches) and ``error`` the
+    error class the trigger met (an auth error stays final, exhausted transient failures stay retryable).
+
+    :raises WanRetryableError: for a missing or malformed event
+    """
+    if not isinstance(event, Mapping):
+        raise _invalid(event, "no event" if event is None else "not a dict")
+    status = event.get("status")
+    task_id = event.get("task_id")
+    if status not in EVENT_STATUSES:
+        raise _invalid(event, f"unknown status {status!r}")
+    if not isinstance(task_id, str) or not task_id:
+        raise _invalid(event, "no task_id")
+    if status in ("success", "failed", "canceled", "expired"):
+        result = event.get("result")
+        if not isinstance(result, Mapping):
+            raise _invalid(event, "no result")
+        task = _task_from_result({**result, "task_id": result.get("task_id") or task_id})
+        expected = {"success": "SUCCEEDED", "failed": "FAILED", "canceled": "CANCELED", "expired": "UNKNOWN"}[status]
+        if task.status.value != expected:
+            raise _invalid(event, f"result says {task.status.value}, not {expected}")
+        # the same raise_for_status the worker's wait uses: same classes, same messages
+        task.raise_for_status()
+        return task
+    message = str(event.get("message") or f"WanTaskTrigger reported {status} for DashScope task {task_id}")
+    if status == "timeout":
+        raise WanTimeoutError(message, task_id=task_id)
+    raise _error_from_dict(event.get("error"), message, task_id)
