@@ -250,25 +250,6 @@ def _terminal_event(task: WanTask, polls: int) -> dict[str, Any]:
 
 
 # --- the event, back in the worker ------------------------------------------------------------------------------
-def _task_from_result(result: Mapping[str, Any]) -> WanTask:
-    """The WanTask a ``task.to_result()`` dict describes (the video URL stays without its signature)."""
-    usage = result.get("usage")
-    return WanTask(
-        task_id=str(result.get("task_id") or ""),
-        status=TaskStatus.parse(result.get("task_status")),
-        request_id=result.get("request_id"),
-        video_url=result.get("video_url"),
-        orig_prompt=result.get("orig_prompt"),
-        actual_prompt=result.get("actual_prompt"),
-        usage=dict(usage) if isinstance(usage, Mapping) else {},
-        submit_time=result.get("submit_time"),
-        scheduled_time=result.get("scheduled_time"),
-        end_time=result.get("end_time"),
-        code=result.get("code"),
-        message=result.get("message"),
-    )
-
-
 def _error_from_dict(data: Any, fallback_message: str, task_id: str | None) -> WanError:
     """Rebuild a provider error from ``WanError.to_dict()``: the same class, so final stays final."""
     data = data if isinstance(data, Mapping) else {}
@@ -319,7 +300,7 @@ def task_from_event(event: Any) -> WanTask:
         result = event.get("result")
         if not isinstance(result, Mapping):
             raise _invalid(event, "no result")
-        task = _task_from_result({**result, "task_id": result.get("task_id") or task_id})
+        task = WanTask.from_result({**result, "task_id": result.get("task_id") or task_id})
         expected = {"success": "SUCCEEDED", "failed": "FAILED", "canceled": "CANCELED", "expired": "UNKNOWN"}[status]
         if task.status.value != expected:
             raise _invalid(event, f"result says {task.status.value}, not {expected}")
