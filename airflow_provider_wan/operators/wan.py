@@ -317,6 +317,8 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
                 wan_conn_id=self.wan_conn_id,
                 poll_interval=self.poll_interval,
                 end_time=time.time() + self.timeout,
+                # the status was read just now: the trigger's first read waits one interval
+                first_poll_at=time.time() + self.poll_interval,
                 # a deferred task has no worker process for on_kill(): the trigger's on_kill cancels instead
                 cancel_on_kill=self.cancel_on_kill,
             ),

@@ -118,6 +118,8 @@ class WanTaskSensor(BaseSensorOperator):
                 wan_conn_id=self.wan_conn_id,
                 poll_interval=self.poke_interval,
                 end_time=time.time() + self.timeout,
+                # the status was read just now: the trigger's first read waits one interval
+                first_poll_at=time.time() + self.poke_interval,
                 # not ours to stop: somebody else submitted the task and may still want it
                 cancel_on_timeout=False,
                 cancel_on_kill=False,

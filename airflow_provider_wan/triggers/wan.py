@@ -75,6 +75,9 @@ class WanTaskTrigger(BaseTrigger):
         (default True). Sensors, which wait for somebody else's task, pass False.
     :param max_transient_failures: consecutive failed reads (timeouts, 429, 5xx) tolerated, with exponential
         backoff, before an "error" event (default 10; about 1.5-3 minutes of outage)
+    :param first_poll_at: wall-clock time (Unix seconds) of the first read (default: at once). The deferring
+        operator has just read the task, so reading again before one poll interval has passed only spends a
+        request; a trigger resumed later (after a triggerer failover) is past this time and reads at once.
     :param retry_delay: seconds of the first backoff wait, doubled after each further failure up to 30 s
         (default 1.0); a longer Retry-After from DashScope wins
     """
@@ -90,6 +93,7 @@ class WanTaskTrigger(BaseTrigger):
         cancel_on_kill: bool = True,
         max_transient_failures: int = DEFAULT_MAX_TRANSIENT_FAILURES,
         retry_delay: float = 1.0,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__()
         # Not ``self.task_id``: BaseTrigger owns that attribute and the triggerer overwrites it with the *Airflow*
@@ -102,6 +106,7 @@ class WanTaskTrigger(BaseTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.max_transient_failures = int(max_transient_failures)
         self.retry_delay = float(retry_delay)
+        self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and kwargs: ids, intervals and the deadline only; no key, no URL."""
@@ -116,6 +121,7 @@ class WanTaskTrigger(BaseTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "max_transient_failures": self.max_transient_failures,
                 "retry_delay": self.retry_delay,
+                "first_poll_at": self.first_poll_at,
             },
         )
 
@@ -135,6 +141,11 @@ class WanTaskTrigger(BaseTrigger):
         polls = 0
         try:
             client = await self._client()
+            if self.first_poll_at is not None:
+                # min() with the deadline: a task is always read at least once before a timeout event
+                wait = min(self.first_poll_at, self.end_time) - time.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             while True:
                 task = await client.get_task(task_id)
                 polls += 1

@@ -68,6 +68,7 @@ def test_serialize_round_trips_with_ids_and_intervals_only(wan_conn):
         "cancel_on_kill": True,
         "max_transient_failures": 10,
         "retry_delay": 1.0,
+        "first_poll_at": None,
     }
     assert wan_conn not in json.dumps(kwargs)
     again = WanTaskTrigger(**kwargs)
@@ -98,6 +99,37 @@ async def test_success_is_one_event_with_the_result_and_no_signed_url(wan_conn, 
     assert task.status is TaskStatus.SUCCEEDED
     assert task.task_id == task_id
     assert wan_simulator.stats()["tasks_created"] == 1
+
+
+async def test_first_poll_waits_until_first_poll_at(wan_conn, wan_simulator):
+    # the deferring operator has just read the task: the trigger's first read comes one interval later, not at once
+    task_id = _create()
+    started = time.time()
+    [event] = await _run(_trigger(task_id, first_poll_at=started + 1.5))
+    assert event["status"] == "success"
+    assert time.time() - started >= 1.5
+    assert event["polls"] == 1
+    assert sum(_gets(wan_simulator).values()) == 1
+
+
+async def test_first_poll_at_in_the_past_reads_at_once(wan_conn, wan_simulator):
+    # a trigger resumed after a triggerer failover is past its first_poll_at: it reads at once
+    wan_simulator.configure(pending_seconds=60)
+    task_id = _create()
+    started = time.time()
+    [event] = await _run(_trigger(task_id, first_poll_at=started - 60, poll_interval=5, deadline=0.4))
+    assert event["status"] == "timeout"
+    assert event["polls"] == 2  # at once, then at the deadline
+    assert time.time() - started < 2
+
+
+async def test_first_poll_at_past_the_deadline_still_reads_once(wan_conn, wan_simulator):
+    wan_simulator.configure(pending_seconds=60)
+    task_id = _create()
+    [event] = await _run(_trigger(task_id, first_poll_at=time.time() + 60, deadline=0.4, cancel_on_timeout=False))
+    assert event["status"] == "timeout"
+    assert event["polls"] == 1
+    assert event["task_status"] == "PENDING"
 
 
 async def test_429_with_retry_after_is_honoured(wan_conn, wan_simulator):
