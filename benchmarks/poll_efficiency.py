@@ -104,9 +104,14 @@ class Approach:
         # the operator's check before deferring (a finished task never reaches the triggerer)
         client = await WanAsyncClient.for_connection("wan_default")
         await client.get_task(task_id)
+        checked = time.time()
         await asyncio.sleep(self.handoff * self.scale)
+        # as the operator defers: the first read one interval after its own check
         trigger = WanTaskTrigger(
-            task_id=task_id, poll_interval=DEFAULT_POLL_INTERVAL * self.scale, end_time=time.time() + 3600
+            task_id=task_id,
+            poll_interval=DEFAULT_POLL_INTERVAL * self.scale,
+            end_time=time.time() + 3600,
+            first_poll_at=checked + DEFAULT_POLL_INTERVAL * self.scale,
         )
         async for event in trigger.run():
             detected = time.time()
