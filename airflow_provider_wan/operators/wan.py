@@ -276,8 +276,10 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
     # The mixin returns this method's value when it re-attaches to a running task, so it returns the result.
     def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any]:  # type: ignore[override]
         task_id = str(external_id)
-        self._wan_task_id = task_id
-        context["ti"].xcom_push(key=XCOM_TASK_ID_KEY, value=task_id)
+        if self._wan_task_id != task_id:
+            # re-attaching after a retry: this try's XCom does not have the id yet (submit_job pushed it otherwise)
+            self._wan_task_id = task_id
+            context["ti"].xcom_push(key=XCOM_TASK_ID_KEY, value=task_id)
         if not self.wait_for_completion:
             return self.result(WanTask(task_id=task_id, status=TaskStatus.PENDING))
         if self.deferrable:

@@ -183,6 +183,8 @@ def test_a_retry_reattaches_to_the_task_it_already_paid_for(connection, capfd, w
     assert connection.stats()["tasks_created"] == 1
     assert "Reconnecting to existing job" in output or "reconnect" in output.lower()
     assert result.xcoms[("generate", "return_value")]["task_status"] == "SUCCEEDED"
+    # the retry's own XCom names the task it re-attached to
+    assert result.xcoms[("generate", "wan_task_id")] == connection.tasks()[0]["task_id"]
 
 
 def test_budget_guard_refuses_before_submitting(connection, capfd, wan_simulator_api_key):
