@@ -738,6 +738,9 @@ def _shared_for_this_loop() -> tuple[aiohttp.ClientSession, RateLimiter]:
     with _loop_state_lock:
         state = _loop_state.get(id(loop))
         if state is None or state[0] is not loop or state[1].closed:
+            # forget loops that are gone (inline triggers of `airflow dags test` each run in a loop of their own)
+            for key in [k for k, (other, _, _) in _loop_state.items() if other.is_closed()]:
+                del _loop_state[key]
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=300),
                 headers={"User-Agent": USER_AGENT},
