@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -249,9 +248,7 @@ def main() -> int:
     real_time = sdk_base_api.time
     rows = []
     try:
-        os.environ["AIRFLOW_CONN_WAN_DEFAULT"] = json.dumps(
-            {"conn_type": "wan", "password": sim.api_key, "extra": {"base_url": sim.base_url}}
-        )
+        os.environ["AIRFLOW_CONN_WAN_DEFAULT"] = sim.connection_json()
         dashscope.base_http_api_url = sim.base_url
         sdk_base_api.time = ScaledTime(args.scale)  # type: ignore[assignment]
         print(

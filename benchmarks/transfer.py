@@ -280,9 +280,7 @@ def main() -> int:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{gcs_port}",
             "GOOGLE_CLOUD_PROJECT": "bench",
-            "AIRFLOW_CONN_WAN_DEFAULT": json.dumps(
-                {"conn_type": "wan", "password": simulator.api_key, "extra": {"base_url": simulator.base_url}}
-            ),
+            "AIRFLOW_CONN_WAN_DEFAULT": simulator.connection_json(),
             "AIRFLOW_CONN_WAN_SIM_HTTP": json.dumps(
                 {"conn_type": "http", "host": simulator.host, "port": simulator.port, "schema": "http"}
             ),

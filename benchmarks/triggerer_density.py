@@ -405,7 +405,7 @@ def main() -> int:
         log_requests=False,
     )
     try:
-        conn = json.dumps({"conn_type": "wan", "password": sim.api_key, "extra": {"base_url": sim.base_url}})
+        conn = sim.connection_json()
         os.environ["AIRFLOW_CONN_WAN_DEFAULT"] = conn
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
         # one INFO line per poll is the triggerer's logging cost, the same for both patterns: left out here

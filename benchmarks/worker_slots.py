@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import sys
 import time
@@ -156,7 +155,7 @@ def main() -> int:
     stack: AirflowStack | None = None
     results = []
     try:
-        conn = json.dumps({"conn_type": "wan", "password": sim.api_key, "extra": {"base_url": sim.base_url}})
+        conn = sim.connection_json()
         stack = AirflowStack(env={"AIRFLOW_CONN_WAN_DEFAULT": conn}, parallelism=args.slots)
         started = time.monotonic()
         stack.start()

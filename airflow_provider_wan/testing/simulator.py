@@ -66,6 +66,21 @@ class _AdminClient:
             detail = exc.read().decode(errors="replace")
             raise ValueError(f"simulator refused {method} /_sim/{path}: {detail}") from exc
 
+    @property
+    def api_key(self) -> str:
+        """The first accepted key."""
+        raise NotImplementedError
+
+    def connection_json(self, *, password: str | None = None, **extra: Any) -> str:
+        """
+        This simulator as an Airflow ``wan`` connection, in the JSON form of ``AIRFLOW_CONN_*`` variables.
+
+        ``password`` defaults to the simulator's first accepted key; ``extra`` fields are added to (or override)
+        ``base_url``. E.g. ``monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())``.
+        """
+        key = self.api_key if password is None else password
+        return json.dumps({"conn_type": "wan", "password": key, "extra": {"base_url": self.base_url, **extra}})
+
     def stats(self) -> dict[str, Any]:
         """Request counts per route and path, response statuses, tasks_created, faults fired (GET /_sim/stats)."""
         return dict(self._admin("GET", "stats"))

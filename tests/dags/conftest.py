@@ -6,9 +6,7 @@ fixture), a GCS emulator on 127.0.0.1, and an environment pointing the DAGs at b
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.airflow_run import dags_folder
+from tests.stack import free_port
 
 REPO_DAGS = Path(__file__).resolve().parents[2] / "dags"
 #: seconds between status reads in the examples under test (their default is DashScope's 15 s)
@@ -29,18 +28,12 @@ def wan_simulator_options() -> dict[str, Any]:
     return {"pending_seconds": 0.2, "generation_seconds": 1.0, "log_requests": False}
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
     """An in-memory gcp-storage-emulator on 127.0.0.1; yields its URL (for ``STORAGE_EMULATOR_HOST``)."""
     from gcp_storage_emulator.server import create_server
 
-    port = _free_port()
+    port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
     try:
@@ -68,8 +61,7 @@ def example_env(
     from google.cloud import storage
 
     bucket = f"wan-examples-{uuid.uuid4().hex[:12]}"
-    conn = {"conn_type": "wan", "password": wan_simulator.api_key, "extra": {"base_url": wan_simulator.base_url}}
-    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
     monkeypatch.setenv("AIRFLOW_VAR_WAN_GCS_BUCKET", bucket)
     monkeypatch.setenv("WAN_EXAMPLE_POLL_INTERVAL", POLL_INTERVAL)

@@ -12,7 +12,6 @@ Fixtures of the deferral tests.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -39,15 +38,10 @@ STACK_SLOTS = 2
 STACK_HEARTBEAT_TIMEOUT = 10
 
 
-def conn_json(base_url: str, api_key: str) -> str:
-    """A ``wan`` connection as AIRFLOW_CONN_* JSON."""
-    return json.dumps({"conn_type": "wan", "password": api_key, "extra": {"base_url": base_url}})
-
-
 @pytest.fixture
 def wan_conn(monkeypatch: pytest.MonkeyPatch, wan_simulator: Any) -> str:  # noqa: F811
     """``wan_default`` pointing at the in-process simulator (reset for this test); returns the API key."""
-    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", conn_json(wan_simulator.base_url, wan_simulator.api_key))
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())
     return str(wan_simulator.api_key)
 
 
@@ -78,7 +72,7 @@ def sim_process() -> Iterator[SimulatorProcess]:
 def airflow_stack(sim_process: SimulatorProcess) -> Iterator[AirflowStack]:
     """The session's Airflow stack, connected to ``sim_process`` through ``AIRFLOW_CONN_WAN_DEFAULT``."""
     stack = AirflowStack(
-        env={"AIRFLOW_CONN_WAN_DEFAULT": conn_json(sim_process.base_url, sim_process.api_key)},
+        env={"AIRFLOW_CONN_WAN_DEFAULT": sim_process.connection_json()},
         parallelism=STACK_SLOTS,
         config={
             # a killed worker is noticed within seconds (issue 3's crash test), not 5 minutes

@@ -24,7 +24,7 @@ from airflow_provider_wan.exceptions import (
 )
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook
 from airflow_provider_wan.triggers.wan import EVENT_STATUSES, WanTaskTrigger, task_from_event
-from tests.deferral.conftest import T2V_BODY, VIDEO_ENDPOINT, conn_json
+from tests.deferral.conftest import T2V_BODY, VIDEO_ENDPOINT
 
 pytestmark = pytest.mark.usefixtures("close_wan_sessions")
 
@@ -172,7 +172,7 @@ async def test_transient_failures_beyond_the_bound_are_one_error_event(wan_conn,
 
 
 async def test_bad_key_is_a_final_error_event(monkeypatch, wan_simulator):
-    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", conn_json(wan_simulator.base_url, "sk-not-a-valid-key"))
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json(password="sk-not-a-valid-key"))
     events = await _run(_trigger("any-task-id"))
     assert [e["status"] for e in events] == ["error"]
     assert "sk-not-a-valid-key" not in json.dumps(events)

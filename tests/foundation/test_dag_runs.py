@@ -48,9 +48,7 @@ def _dag(dag_id: str, operator: str = "WanTextToVideoOperator", **params: object
 def connection(monkeypatch, wan_simulator, wan_simulator_api_key):
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAN_DEFAULT",
-        json.dumps(
-            {"conn_type": "wan", "password": wan_simulator_api_key, "extra": {"base_url": wan_simulator.base_url}}
-        ),
+        wan_simulator.connection_json(),
     )
     return wan_simulator
 
@@ -155,7 +153,7 @@ def test_final_errors_fail_on_the_first_try(connection, capfd, wan_simulator_api
 def test_wrong_key_fails_on_the_first_try_and_says_why(monkeypatch, wan_simulator, capfd):
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAN_DEFAULT",
-        json.dumps({"conn_type": "wan", "password": BAD_KEY, "extra": {"base_url": wan_simulator.base_url}}),
+        wan_simulator.connection_json(password=BAD_KEY),
     )
     result, output = _run(_dag("final_bad_key", model="wan2.5-t2v-preview", prompt="p"), capfd, BAD_KEY)
     assert result.tasks["generate"] == ("failed", 1)

@@ -24,9 +24,7 @@ FAST = RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.5)
 def hook(monkeypatch, wan_simulator, wan_simulator_api_key):
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAN_HOOKTEST",
-        json.dumps(
-            {"conn_type": "wan", "password": wan_simulator_api_key, "extra": {"base_url": wan_simulator.base_url}}
-        ),
+        wan_simulator.connection_json(),
     )
     hook = WanHook(wan_conn_id="wan_hooktest", retry_policy=FAST, timeout=(2.0, 2.0))
     yield hook
@@ -189,13 +187,7 @@ def test_malformed_json_on_get_is_retried(hook, wan_simulator):
 def test_401_names_the_region_binding(monkeypatch, wan_simulator):
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAN_WRONGKEY",
-        json.dumps(
-            {
-                "conn_type": "wan",
-                "password": "sk-wrong",
-                "extra": {"base_url": wan_simulator.base_url, "region": "beijing"},
-            }
-        ),
+        wan_simulator.connection_json(password="sk-wrong", region="beijing"),
     )
     hook = WanHook(wan_conn_id="wan_wrongkey", retry_policy=FAST)
     with pytest.raises(WanAuthError) as excinfo:
@@ -219,7 +211,7 @@ def test_test_connection_creates_nothing(hook, wan_simulator):
 def test_test_connection_reports_a_bad_key(monkeypatch, wan_simulator):
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAN_BAD",
-        json.dumps({"conn_type": "wan", "password": "sk-bad", "extra": {"base_url": wan_simulator.base_url}}),
+        wan_simulator.connection_json(password="sk-bad"),
     )
     ok, message = WanHook(wan_conn_id="wan_bad", retry_policy=FAST).test_connection()
     assert not ok

@@ -194,12 +194,7 @@ CASES: list[tuple[str, type, dict[str, Any], tuple[str, ...]]] = [
 @pytest.fixture
 def simulator_connection(monkeypatch, wan_simulator, wan_simulator_api_key):
     def connect(**extra: Any) -> str:
-        conn: dict[str, Any] = {
-            "conn_type": "wan",
-            "password": wan_simulator_api_key,
-            "extra": {"base_url": wan_simulator.base_url, **extra},
-        }
-        monkeypatch.setenv("AIRFLOW_CONN_WAN_INVALID", json.dumps(conn))
+        monkeypatch.setenv("AIRFLOW_CONN_WAN_INVALID", wan_simulator.connection_json(**extra))
         return "wan_invalid"
 
     return connect

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook
@@ -17,9 +15,7 @@ ENDPOINT = "services/aigc/video-generation/video-synthesis"
 def operator(monkeypatch, wan_simulator, wan_simulator_api_key):
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAN_KILL",
-        json.dumps(
-            {"conn_type": "wan", "password": wan_simulator_api_key, "extra": {"base_url": wan_simulator.base_url}}
-        ),
+        wan_simulator.connection_json(),
     )
     return WanTextToVideoOperator(task_id="kill", wan_conn_id="wan_kill", model="wan2.5-t2v-preview", prompt="p")
 

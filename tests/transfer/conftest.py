@@ -5,14 +5,14 @@ log, and a ``wan`` connection pointing at the package's DashScope simulator (``w
 
 from __future__ import annotations
 
-import json
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from tests.stack import free_port
 
 BUCKET = "wan-videos"
 
@@ -21,12 +21,6 @@ BUCKET = "wan-videos"
 def wan_simulator_options() -> dict[str, Any]:
     # quick generations, quiet request log; the videos stay real H.264 MP4s (about 80 KB at 832*480, 5 s)
     return {"pending_seconds": 0.1, "generation_seconds": 0.3, "log_requests": False}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -52,7 +46,7 @@ class GCSEmulator:
 def _gcs_emulator_session() -> Iterator[GCSEmulator]:
     from gcp_storage_emulator import server as emulator_server
 
-    port = _free_port()
+    port = free_port()
     server = emulator_server.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
     emulator = GCSEmulator(url=f"http://127.0.0.1:{port}", server=server)
     original = emulator_server.RequestHandler.log_request
@@ -96,8 +90,6 @@ def wan_connection(wan_simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """``wan_default`` pointing at the simulator, the way users configure it (an AIRFLOW_CONN_ variable)."""
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAN_DEFAULT",
-        json.dumps(
-            {"conn_type": "wan", "password": wan_simulator.api_key, "extra": {"base_url": wan_simulator.base_url}}
-        ),
+        wan_simulator.connection_json(),
     )
     return wan_simulator
