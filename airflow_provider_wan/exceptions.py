@@ -37,7 +37,6 @@ __all__ = [
     "WanTransferIntegrityError",
     "error_for_response",
     "error_for_task_failure",
-    "is_retryable",
 ]
 
 _FREE_QUOTA_MESSAGE = "free allocated quota exceeded"
@@ -241,11 +240,6 @@ def _class_for(status_code: int | None, code: str | None, message: str | None) -
     if status_code == 404:
         return WanModelNotFoundError
     return WanFinalError
-
-
-def is_retryable(status_code: int | None, code: str | None = None, message: str | None = None) -> bool:
-    """Whether an HTTP error response is worth sending again (the hook's retry loop asks this)."""
-    return issubclass(_class_for(status_code, code, message), WanRetryableError)
 
 
 def error_for_response(status_code: int, body: Any, *, context: str = "", task_id: str | None = None) -> WanError:

@@ -386,7 +386,7 @@ class Failure:
         return cls(error, True, True)
 
     @classmethod
-    def maybe_sent(cls, call: ApiCall, error: WanError) -> Failure:
+    def maybe_sent(cls, error: WanError) -> Failure:
         return cls(error, True, False)
 
 
@@ -531,20 +531,20 @@ class WanHook(BaseHook):
                     raise outcome_unknown(call, credentials, f"the connection failed before an answer ({exc})") from exc
                 else:
                     failure = Failure.maybe_sent(
-                        call, WanRetryableError(f"Connection to DashScope failed while {call.context}: {exc}")
+                        WanRetryableError(f"Connection to DashScope failed while {call.context}: {exc}")
                     )
             except requests.exceptions.Timeout as exc:
                 if call.creates_task:
                     raise outcome_unknown(call, credentials, f"no answer came within {self.timeout[1]} s") from exc
                 failure = Failure.maybe_sent(
-                    call, WanRetryableError(f"DashScope did not answer within {self.timeout[1]} s while {call.context}")
+                    WanRetryableError(f"DashScope did not answer within {self.timeout[1]} s while {call.context}")
                 )
             except requests.exceptions.RequestException as exc:
                 # the answer broke off half-way (reset mid-body, bad chunked encoding): the request was received
                 if call.creates_task:
                     raise outcome_unknown(call, credentials, f"its answer broke off ({type(exc).__name__})") from exc
                 failure = Failure.maybe_sent(
-                    call, WanRetryableError(f"DashScope's answer broke off while {call.context}: {type(exc).__name__}")
+                    WanRetryableError(f"DashScope's answer broke off while {call.context}: {type(exc).__name__}")
                 )
             delay = self.retry_policy.delay_for(call, attempt, failure)
             if delay is None:
@@ -821,7 +821,7 @@ class WanAsyncClient:
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 failure = Failure.maybe_sent(
-                    call, WanRetryableError(f"DashScope request failed while {call.context}: {exc!r}")
+                    WanRetryableError(f"DashScope request failed while {call.context}: {exc!r}")
                 )
             delay = self.retry_policy.delay_for(call, attempt, failure)
             if delay is None:

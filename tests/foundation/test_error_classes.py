@@ -19,7 +19,6 @@ from airflow_provider_wan.exceptions import (
     WanTaskRetryableFailure,
     error_for_response,
     error_for_task_failure,
-    is_retryable,
 )
 
 # (HTTP status, code, message, expected class) - from the official error-code page (facts §1.2)
@@ -109,7 +108,6 @@ def test_reference_code_maps_to_class(status, code, message, expected):
     final = issubclass(expected, WanFinalError)
     # final errors fail the Airflow task without retries; retryable ones leave it to Airflow
     assert isinstance(error, AirflowFailException) is final
-    assert is_retryable(status, code, message) is (not final)
     if code:
         assert "req-1" in str(error)
         assert code in str(error)
