@@ -14,6 +14,8 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Alibaba Cloud Wan (DashScope)",
         "description": "Generate videos with Alibaba Cloud Model Studio's Wan models (DashScope API) and land them "
         "in Google Cloud Storage.",
+        # newest first, as in every provider; tests/compat/test_packaging_release.py keeps it in step with
+        # __version__ and CHANGELOG.md
         "versions": [__version__],
         "integrations": [
             {
@@ -80,4 +82,22 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
+        # the [wan] section of airflow.cfg: `airflow config list` / `get-value wan ...` show it with its defaults.
+        # Every option the code reads with conf.get*("wan", ...) is here (tests/compat/test_provider_config.py).
+        "config": {
+            "wan": {
+                "description": "Alibaba Cloud Wan (DashScope) provider.",
+                "options": {
+                    "task_query_qps": {
+                        "description": "Task status reads (GET /tasks/{id}) per second that one process (a "
+                        "triggerer or a worker) sends to DashScope. DashScope allows 20 per second per account "
+                        "(API key): lower this when several processes poll with the same key.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "5",
+                        "default": "20",
+                    },
+                },
+            },
+        },
     }

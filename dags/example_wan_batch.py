@@ -29,8 +29,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Variable, task
+from airflow.providers.common.compat.sdk import DAG, Variable, task
 
 from airflow_provider_wan.models import get_model
 from airflow_provider_wan.operators.wan import WanTextToVideoOperator
@@ -65,7 +64,7 @@ with DAG(
     @task
     def load_prompts() -> list[str]:
         """The batch, read when the run starts (not when the file is parsed)."""
-        prompts = Variable.get("wan_batch_prompts", default=DEFAULT_PROMPTS, deserialize_json=True)
+        prompts = Variable.get("wan_batch_prompts", DEFAULT_PROMPTS, deserialize_json=True)
         if not isinstance(prompts, list) or not all(isinstance(p, str) and p.strip() for p in prompts):
             raise ValueError("Variable wan_batch_prompts must be a JSON list of non-empty strings")
         return prompts
@@ -92,6 +91,11 @@ with DAG(
         trigger_rule="all_done",
     ).expand(wan_task_id=generate_videos.output.map(lambda result: result["task_id"]))
 
-    # ...and still fail the run when any prompt failed, so it does not go unnoticed
-    EmptyOperator(task_id="every_prompt_generated") << generate_videos
+    # ...and still fail the run when any prompt failed, so it does not go unnoticed (a @task rather than the
+    # standard provider's EmptyOperator, which Airflow 2.11 does not bundle)
+    @task
+    def every_prompt_generated() -> None:
+        """Runs only when every video was generated (trigger rule all_success)."""
+
+    every_prompt_generated() << generate_videos
     # [END howto_wan_batch_mapping]

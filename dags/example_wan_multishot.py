@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_wan.operators.wan import WanTextToVideoOperator
 from airflow_provider_wan.transfers.wan_to_gcs import WanVideoToGCSOperator

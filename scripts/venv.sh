@@ -1,18 +1,35 @@
-# Sourced by the Makefile's commands: create .venv if needed and install the project with pinned dependencies.
-# Re-installs only when pyproject.toml or constraints.txt changed since the last install.
+# Sourced by the Makefile's commands: create a venv if needed and install the project with pinned dependencies.
+# Re-installs only when pyproject.toml or the constraints file changed since the last install.
+#
+#   source scripts/venv.sh                      .venv: the newest Airflow (constraints.txt), everything
+#   WAN_AIRFLOW=2.11 source scripts/venv.sh     .venv-2.11: Airflow 2.11.x (constraints/airflow-2.11.txt), tests only
+#   WAN_AIRFLOW=3.1 source scripts/venv.sh      .venv-3.1: Airflow 3.1.x (constraints/airflow-3.1.txt), tests only
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  echo "== creating .venv"
-  "$PYTHON" -m venv .venv
+if [ -n "${WAN_AIRFLOW:-}" ]; then
+  WAN_VENV=.venv-$WAN_AIRFLOW
+  WAN_CONSTRAINTS=constraints/airflow-$WAN_AIRFLOW.txt
+  WAN_EXTRAS=test
+else
+  WAN_VENV=.venv
+  WAN_CONSTRAINTS=constraints.txt
+  WAN_EXTRAS=test,docs
+fi
+if [ ! -f "$WAN_CONSTRAINTS" ]; then
+  echo "no constraints file $WAN_CONSTRAINTS for WAN_AIRFLOW=$WAN_AIRFLOW" >&2
+  return 1 2>/dev/null || exit 1
+fi
+if [ ! -x "$WAN_VENV/bin/python" ]; then
+  echo "== creating $WAN_VENV"
+  "$PYTHON" -m venv "$WAN_VENV"
 fi
 # shellcheck disable=SC1091
-source .venv/bin/activate
-stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+source "$WAN_VENV/bin/activate"
+stamp=$WAN_VENV/.installed-$(cat pyproject.toml "$WAN_CONSTRAINTS" | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-  echo "== installing dependencies (pinned by constraints.txt)"
+  echo "== installing dependencies into $WAN_VENV (pinned by $WAN_CONSTRAINTS)"
   python -m pip install -q --upgrade pip uv
-  uv pip install -q -c constraints.txt -e ".[test,docs]"
-  rm -f .venv/.installed-*
+  uv pip install -q -c "$WAN_CONSTRAINTS" -e ".[$WAN_EXTRAS]"
+  rm -f "$WAN_VENV"/.installed-*
   touch "$stamp"
 fi

@@ -26,10 +26,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_provider_wan import __version__
+from airflow_provider_wan.compat import HAS_DECLARATIVE_CONN_FIELDS, connection_form_widgets, ui_field_behaviour
 from airflow_provider_wan.exceptions import (
     WanAuthError,
     WanCreateOutcomeUnknownError,
@@ -47,7 +47,7 @@ from airflow_provider_wan.models import API_KEY_ENV
 if TYPE_CHECKING:
     import aiohttp
     import requests
-    from airflow.sdk import Connection
+    from airflow.providers.common.compat.sdk import Connection
 
 #: Region -> DashScope native API base URL. The one place region URLs live.
 REGIONS: dict[str, str] = {
@@ -229,7 +229,7 @@ def credentials_from_connection(conn: Connection | None) -> Credentials:
 
 def _mask(secret: str) -> None:
     try:
-        from airflow.sdk.log import mask_secret
+        from airflow.providers.common.compat.sdk import mask_secret
 
         mask_secret(secret)
     except Exception:  # pragma: no cover - masking is best effort outside a task
@@ -459,6 +459,17 @@ class WanHook(BaseHook):
         self.timeout = timeout
         self.retry_policy = retry_policy or RetryPolicy()
         self._sleep = sleep
+
+    if not HAS_DECLARATIVE_CONN_FIELDS:
+        # Airflow < 3.2 asks the hook for its connection form; 3.2+ reads the same fields from the provider info
+        # (and would warn that these methods are deprecated, so they exist only where they are asked for)
+        @classmethod
+        def get_connection_form_widgets(cls) -> dict[str, Any]:
+            return connection_form_widgets()
+
+        @classmethod
+        def get_ui_field_behaviour(cls) -> dict[str, Any]:
+            return ui_field_behaviour()
 
     # -- connection ---------------------------------------------------------------------------------------------
     @cached_property
@@ -726,7 +737,7 @@ _loop_state_lock = threading.Lock()
 
 def task_query_qps() -> float:
     """GET /tasks per second per process: ``[wan] task_query_qps`` in airflow.cfg (default 20, DashScope's limit)."""
-    from airflow.sdk import conf
+    from airflow.providers.common.compat.sdk import conf
 
     return conf.getfloat("wan", "task_query_qps", fallback=DEFAULT_TASK_QUERY_QPS)
 

@@ -18,7 +18,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator, ResumableJobMixin, conf
+from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin, conf
 
 from airflow_provider_wan.exceptions import WanInvalidInputError
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
@@ -26,7 +26,7 @@ from airflow_provider_wan.images import IMAGE_FIELDS, is_remote_image, resolve_i
 from airflow_provider_wan.models import Family, WanModel, estimate_cost_usd, get_model, models_of, validate_request
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 #: XCom key (and task-state key) holding the DashScope task id
 XCOM_TASK_ID_KEY = "wan_task_id"

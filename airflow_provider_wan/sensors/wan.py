@@ -13,14 +13,20 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 
 from airflow_provider_wan.exceptions import WanError, WanRetryableError, WanTaskFailedError, WanTimeoutError
 from airflow_provider_wan.hooks.wan import WanHook, WanTask
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 #: Airflow's own deferral timeout is this much longer than the trigger's deadline, so the trigger's "timeout"
 #: event (which says what became of the DashScope task) arrives first.

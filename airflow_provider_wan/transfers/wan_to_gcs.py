@@ -33,7 +33,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from airflow.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_wan.exceptions import (
     WanError,
@@ -48,7 +48,7 @@ from airflow_provider_wan.models import cost_from_usage
 
 if TYPE_CHECKING:
     import requests
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
     from google.cloud.storage import Blob, Bucket, Client
     from google.cloud.storage.fileio import BlobWriter
 
@@ -178,7 +178,7 @@ def _redactor(url: str) -> Callable[[str], str]:
 def _mask_signed_url(url: str) -> None:
     """Register the signed link and its signature with Airflow's log masker: a bearer secret for 24 hours."""
     try:
-        from airflow.sdk.log import mask_secret
+        from airflow.providers.common.compat.sdk import mask_secret
 
         mask_secret(url)
         query = urlsplit(url).query
@@ -536,7 +536,7 @@ class WanVideoToGCSOperator(BaseOperator):
         if max_download_attempts < 1:
             raise WanInvalidInputError(f"max_download_attempts: must be at least 1, got {max_download_attempts}")
         if asset_alias:
-            from airflow.sdk import AssetAlias
+            from airflow.providers.common.compat.sdk import AssetAlias
 
             outlets = kwargs.get("outlets") or []
             outlets = list(outlets) if isinstance(outlets, list | tuple) else [outlets]
@@ -964,7 +964,7 @@ class WanVideoToGCSOperator(BaseOperator):
         }
 
     def _emit_asset_event(self, context: Context, result: dict[str, Any]) -> None:
-        from airflow.sdk import Asset, AssetAlias
+        from airflow.providers.common.compat.sdk import Asset, AssetAlias
 
         events = context.get("outlet_events")
         if events is None:
