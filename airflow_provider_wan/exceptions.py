@@ -14,9 +14,12 @@ The hook retries transient HTTP errors itself (bounded) before any of these reac
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+from airflow_provider_wan.redact import clean_text
 
 __all__ = [
     "WanAuthError",
@@ -35,6 +38,7 @@ __all__ = [
     "WanTaskRetryableFailure",
     "WanTimeoutError",
     "WanTransferIntegrityError",
+    "dashscope_code",
     "error_for_response",
     "error_for_task_failure",
 ]
@@ -222,6 +226,9 @@ _CODE_CLASSES: tuple[tuple[str, type[WanError]], ...] = (
     ("GatewayTimeout", WanRetryableError),
 )
 
+# DashScope's codes: words, dots, underscores ("NOT AUTHORIZED" has a space); a number or a sentence is not one
+_CODE_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9_.\- ]{0,79}")
+
 _RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -242,22 +249,31 @@ def _class_for(status_code: int | None, code: str | None, message: str | None) -
     return WanFinalError
 
 
+def dashscope_code(value: Any) -> str | None:
+    """``value`` when it looks like a DashScope error code (``InvalidParameter``, ``Throttling.RateQuota``)."""
+    if isinstance(value, str) and _CODE_SHAPE.fullmatch(value):
+        return value
+    return None
+
+
 def error_for_response(status_code: int, body: Any, *, context: str = "", task_id: str | None = None) -> WanError:
     """
-    Build the error for a non-2xx DashScope response.
+    Build the error for a non-2xx DashScope response. Never raises, whatever ``body`` holds.
 
     :param status_code: the HTTP status
-    :param body: the parsed JSON body (``{request_id, code, message}``), or the raw text when it was not JSON
+    :param body: the parsed JSON body (``{request_id, code, message}``), or a text saying what the body was when it
+        was not a JSON object (the text is redacted and shortened here)
     :param context: what we were doing, prefixed to the message ("creating a task", ...)
     """
     if isinstance(body, dict):
-        code = body.get("code") or None
-        message = body.get("message") or body.get("msg") or ""
-        request_id = body.get("request_id")
+        # a gateway's {"code": 502, "message": null} is not DashScope's error: only a code-shaped string counts
+        code = dashscope_code(body.get("code"))
+        message = clean_text(body.get("message")) or clean_text(body.get("msg")) or ""
+        request_id = clean_text(body.get("request_id"), 100)
     else:
         code, request_id = None, None
-        text = str(body or "").strip()
-        message = f"non-JSON response: {text[:200]}" if text else "empty response body"
+        text = clean_text(body, 200) if isinstance(body, str) else None
+        message = f"the answer was {text}" if text else "empty response body"
     cls = _class_for(status_code, code, message)
     prefix = f"DashScope refused {context}: " if context else "DashScope error: "
     return cls(

@@ -3,8 +3,9 @@ WanHook: DashScope's Wan video API from Airflow.
 
 The sync path (a worker: :class:`WanHook`, ``requests``) and the async path (the triggerer:
 :class:`WanAsyncClient`, ``aiohttp``) share everything but the transport: the requests are built by
-:class:`ApiCall` factories, answers are read by :func:`read_answer` and :meth:`WanTask.from_response`, failures
-are classified by :mod:`airflow_provider_wan.exceptions`, and both retry loops ask :meth:`RetryPolicy.delay_for`.
+:class:`ApiCall` factories, every answer and transport failure is classified by
+:mod:`airflow_provider_wan.hooks.classify` (which reads the code table of :mod:`airflow_provider_wan.exceptions`),
+answers become tasks through :meth:`WanTask.from_response`, and both retry loops follow :class:`Attempts`.
 
 ``aiohttp`` is imported only inside the async client: DAG files import operators, and importing an operator must
 stay cheap.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import os
 import random
 import threading
@@ -24,25 +24,28 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_provider_wan import __version__
 from airflow_provider_wan.compat import HAS_DECLARATIVE_CONN_FIELDS, connection_form_widgets, ui_field_behaviour
 from airflow_provider_wan.exceptions import (
-    WanAuthError,
-    WanCreateOutcomeUnknownError,
     WanError,
     WanInvalidInputError,
     WanResultExpiredError,
     WanRetryableError,
     WanTaskCanceledError,
     WanTimeoutError,
-    error_for_response,
+    dashscope_code,
     error_for_task_failure,
 )
+from airflow_provider_wan.hooks.classify import (
+    TASK_ID_PATTERN,
+    Failure,
+)
 from airflow_provider_wan.models import API_KEY_ENV
+from airflow_provider_wan.redact import clean_text, redact_url
 
 if TYPE_CHECKING:
     import aiohttp
@@ -81,18 +84,17 @@ class TaskStatus(str, Enum):
     @classmethod
     def parse(cls, value: Any) -> TaskStatus:
         try:
-            return cls(str(value).upper())
+            return cls(value.upper()) if isinstance(value, str) else (cls.PENDING if value is None else cls.RUNNING)
         except ValueError:
             # a status this version does not know is not terminal: keep polling rather than guess
             return cls.PENDING if value is None else cls.RUNNING
 
 
-def redact_url(url: str | None) -> str | None:
-    """A result URL without its query string: the signature is a bearer secret and must not reach logs or XCom."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+def _text(value: Any) -> str | None:
+    """A string field as sent (prompts may be long), without lone surrogates; None for any other JSON type."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -115,25 +117,33 @@ class WanTask:
 
     @classmethod
     def from_response(cls, body: Mapping[str, Any], task_id: str | None = None) -> WanTask:
+        """
+        The task an answer describes. Every field is checked for its type: a field of the wrong JSON type reads as
+        absent, so an odd answer gives an odd task, never a crash.
+
+        :raises WanRetryableError: when the answer has no ``output`` object (the classifier already retries those)
+        """
         output = body.get("output")
+        request_id = clean_text(body.get("request_id"), 100)
         if not isinstance(output, Mapping):
             raise WanRetryableError(
-                "DashScope answered without an 'output' object", request_id=body.get("request_id"), task_id=task_id
+                "DashScope answered without an 'output' object", request_id=request_id, task_id=task_id
             )
         usage = body.get("usage")
+        video_url = output.get("video_url")
         return cls(
-            task_id=str(output.get("task_id") or task_id or ""),
+            task_id=_text(output.get("task_id")) or task_id or "",
             status=TaskStatus.parse(output.get("task_status")),
-            request_id=body.get("request_id"),
-            video_url=output.get("video_url") or None,
-            orig_prompt=output.get("orig_prompt"),
-            actual_prompt=output.get("actual_prompt"),
+            request_id=request_id,
+            video_url=video_url if isinstance(video_url, str) and video_url else None,
+            orig_prompt=_text(output.get("orig_prompt")),
+            actual_prompt=_text(output.get("actual_prompt")),
             usage=dict(usage) if isinstance(usage, Mapping) else {},
-            submit_time=output.get("submit_time"),
-            scheduled_time=output.get("scheduled_time"),
-            end_time=output.get("end_time"),
-            code=output.get("code") or None,
-            message=output.get("message") or None,
+            submit_time=clean_text(output.get("submit_time"), 40),
+            scheduled_time=clean_text(output.get("scheduled_time"), 40),
+            end_time=clean_text(output.get("end_time"), 40),
+            code=dashscope_code(output.get("code")),
+            message=clean_text(output.get("message")),
         )
 
     @classmethod
@@ -192,9 +202,15 @@ class Credentials:
 
 
 def resolve_base_url(region: str | None, base_url: str | None) -> tuple[str, str | None]:
-    """Base URL and region name: ``base_url`` wins; otherwise the region's documented endpoint."""
+    """
+    Base URL and region name: ``base_url`` wins; otherwise the region's documented endpoint.
+
+    :raises WanInvalidInputError: for an unknown region, or a ``base_url`` that is not a plain http(s) URL (no
+        scheme, whitespace, no host, a query string): caught here, before any request, never mistaken later for a
+        create that may have been billed
+    """
     if base_url:
-        return base_url.rstrip("/"), (region.lower() if region else None)
+        return _checked_base_url(base_url), (region.lower() if region else None)
     name = (region or DEFAULT_REGION).strip().lower()
     if name not in REGIONS:
         raise WanInvalidInputError(
@@ -202,6 +218,31 @@ def resolve_base_url(region: str | None, base_url: str | None) -> tuple[str, str
             "(or set a base_url for a proxy, another endpoint or the simulator)"
         )
     return REGIONS[name], name
+
+
+def _checked_base_url(base_url: str) -> str:
+    url = base_url.strip().rstrip("/")
+    problem = None
+    if not isinstance(base_url, str) or any(c.isspace() or not c.isprintable() for c in url):
+        problem = "it contains whitespace or control characters"
+    else:
+        try:
+            parts = urlsplit(url)
+            host, _ = parts.hostname, parts.port
+        except ValueError:
+            parts, host = None, None
+        if parts is None or parts.scheme.lower() not in ("http", "https"):
+            problem = "it does not start with http:// or https://"
+        elif not host:
+            problem = "it names no host"
+        elif parts.query or parts.fragment or "@" in parts.netloc:
+            problem = "it carries a query string, a fragment or user info"
+    if problem:
+        raise WanInvalidInputError(
+            f"base_url {redact_url(url)!r} is not usable: {problem}. Expected e.g. "
+            f"{REGIONS[DEFAULT_REGION]!r}, or leave it empty and set the region."
+        )
+    return url
 
 
 def credentials_from_connection(conn: Connection | None) -> Credentials:
@@ -250,6 +291,8 @@ class ApiCall:
     #: a create must not be resent once it may have reached the server
     creates_task: bool = False
     task_id: str | None = None
+    #: what a good 2xx answer holds: "created" (an output with a task id), "task" (an output object), "object"
+    answer: str = "object"
 
     def url(self, base_url: str) -> str:
         return f"{base_url}/{self.path}"
@@ -276,15 +319,16 @@ class ApiCall:
         return cls(
             "POST",
             endpoint,
-            f"creating a {body.get('model')} task",
+            f"creating a {clean_text(body.get('model'), 100)} task",
             json_body=body,
             async_header=True,
             creates_task=True,
+            answer="created",
         )
 
     @classmethod
     def get_task(cls, task_id: str) -> ApiCall:
-        return cls("GET", f"tasks/{_task_path(task_id)}", f"reading task {task_id}", task_id=task_id)
+        return cls("GET", f"tasks/{_task_path(task_id)}", f"reading task {task_id}", task_id=task_id, answer="task")
 
     @classmethod
     def cancel_task(cls, task_id: str) -> ApiCall:
@@ -297,38 +341,13 @@ class ApiCall:
 
 
 def _task_path(task_id: str) -> str:
-    if not task_id or "/" in task_id or "?" in task_id:
-        raise WanInvalidInputError(f"Not a DashScope task id: {task_id!r}")
+    if not isinstance(task_id, str) or not TASK_ID_PATTERN.fullmatch(task_id):
+        raise WanInvalidInputError(f"Not a DashScope task id: {clean_text(repr(task_id), 80)}")
     return task_id
 
 
-def read_answer(call: ApiCall, status: int, text: str, credentials: Credentials) -> dict[str, Any]:
-    """The JSON body of a 2xx answer, or the provider's error for anything else."""
-    try:
-        body = json.loads(text) if text else None
-    except ValueError:
-        body = None
-    if 200 <= status < 300:
-        if not isinstance(body, dict):
-            # a garbled success is a transport problem: worth retrying for reads, unknown outcome for a create
-            raise WanRetryableError(
-                f"DashScope answered {call.context} with HTTP {status} but no JSON object: {text[:200]!r}",
-                http_status=status,
-                task_id=call.task_id,
-            )
-        return body
-    error = error_for_response(status, body if body is not None else text, context=call.context, task_id=call.task_id)
-    if isinstance(error, WanAuthError) and status == 401:
-        raise WanAuthError(
-            f"{error.message.rstrip('.')}. DashScope API keys are bound to the region they were created in "
-            f"(a Beijing key fails on the Singapore endpoint); this call used {credentials.describe()} "
-            f"with the key from {credentials.source}.",
-            http_status=error.http_status,
-            code=error.code,
-            request_id=error.request_id,
-            task_id=error.task_id,
-        )
-    raise error
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + max(0.0, timeout)
 
 
 @dataclass(frozen=True)
@@ -364,65 +383,43 @@ class RetryPolicy:
         return self.backoff(attempt, failure.retry_after)
 
 
-@dataclass(frozen=True)
-class Failure:
-    """What went wrong with one attempt, in the terms the retry decision needs."""
-
-    error: WanError
-    retryable: bool
-    #: True when the server cannot have made a task: refused connection, or an answer that says it refused
-    nothing_created: bool
-    retry_after: float | None = None
-
-    @classmethod
-    def from_error(cls, error: WanError, retry_after: float | None = None) -> Failure:
-        # 429, and 503 with a DashScope code, are explicit refusals: turned away before any task existed, so even
-        # a create may be resent. See create_may_have_succeeded for the answers after which it must not be.
-        refused = error.http_status == 429 or (error.http_status == 503 and bool(error.code))
-        return cls(error, isinstance(error, WanRetryableError), refused, retry_after)
-
-    @classmethod
-    def not_sent(cls, error: WanError) -> Failure:
-        return cls(error, True, True)
-
-    @classmethod
-    def maybe_sent(cls, error: WanError) -> Failure:
-        return cls(error, True, False)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def create_may_have_succeeded(status: int, error: WanError) -> bool:
+class Attempts:
     """
-    Whether a failed create answer leaves open that a task was made anyway.
+    One request's attempts under a :class:`RetryPolicy` and an optional deadline: both transports ask it what to do
+    after a failed attempt, so they retry alike.
 
-    A DashScope error body (a ``code``) means DashScope itself refused: no task. A garbled 2xx, or a 502/504 or
-    a 5xx without a DashScope body, comes from somewhere between us and DashScope, possibly after the backend
-    accepted the task: sending the create again, now or through an Airflow retry, could pay twice.
+    :param deadline: ``time.monotonic()`` by which everything must be over (None: only the policy bounds it)
+    :param request_seconds: time limit of one attempt, connect to last byte (seconds)
     """
-    if 200 <= status < 300:
-        return True
-    return status in (502, 504) or (status >= 500 and not error.code)
 
+    def __init__(self, call: ApiCall, policy: RetryPolicy, request_seconds: float, deadline: float | None) -> None:
+        self.call = call
+        self.policy = policy
+        self.request_seconds = request_seconds
+        self.deadline = deadline
+        self.number = 0
 
-def outcome_unknown(call: ApiCall, credentials: Credentials, cause: str) -> WanCreateOutcomeUnknownError:
-    """The error for a create that may have made a task: never resent, and it says how to find the task."""
-    body = call.json_body or {}
-    since = time.strftime("%Y%m%d%H%M%S", time.gmtime(time.time() - 600 + 8 * 3600))
-    return WanCreateOutcomeUnknownError(
-        f"The create request for model {body.get('model')!r} was sent to {credentials.describe()} but {cause}. "
-        "A task may have been created and billed, so it was NOT sent again. Find it with "
-        f"GET {credentials.base_url}/tasks?model_name={body.get('model')}&start_time={since} "
-        "(WanHook.list_tasks(model_name=..., start_time=...)), then wait for it with WanTaskSensor(wan_task_id=...) "
-        "instead of resubmitting.",
-    )
+    def start(self) -> tuple[float, bool]:
+        """Begin an attempt: (its time limit in seconds, whether that limit is the caller's deadline)."""
+        self.number += 1
+        if self.deadline is None:
+            return self.request_seconds, False
+        left = self.deadline - time.monotonic()
+        return (max(left, 0.0), True) if left < self.request_seconds else (self.request_seconds, False)
+
+    def delay_after(self, failure: Failure) -> float:
+        """Seconds to wait before the next attempt; raises the failure's error when there is none."""
+        delay = self.policy.delay_for(self.call, self.number, failure)
+        if delay is None:
+            raise failure.error
+        if self.deadline is not None and time.monotonic() + delay >= self.deadline:
+            if self.call.creates_task:
+                raise failure.error
+            raise WanTimeoutError(
+                f"DashScope kept failing until the deadline while {self.call.context} (last: {failure.error.message})",
+                task_id=self.call.task_id,
+            ) from failure.error
+        return delay
 
 
 # --- the sync hook --------------------------------------------------------------------------------------------------
@@ -494,14 +491,9 @@ class WanHook(BaseHook):
     @cached_property
     def session(self) -> requests.Session:
         """One pooled HTTP session per hook."""
-        import requests
-        from requests.adapters import HTTPAdapter
+        from airflow_provider_wan.hooks import _sync_transport
 
-        session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
+        return _sync_transport.new_session()
 
     def close(self) -> None:
         if "session" in self.__dict__:
@@ -509,62 +501,36 @@ class WanHook(BaseHook):
             del self.__dict__["session"]
 
     # -- transport ----------------------------------------------------------------------------------------------
-    def _send(self, call: ApiCall) -> dict[str, Any]:
-        import requests
+    def _send(self, call: ApiCall, *, deadline: float | None = None) -> dict[str, Any]:
+        """
+        Send ``call`` with bounded retries; return the answer's JSON object or raise the provider's error.
+
+        :param deadline: ``time.monotonic()`` by which to give up (raises
+            :class:`~airflow_provider_wan.exceptions.WanTimeoutError`); None: only the retry policy bounds it
+        """
+        from airflow_provider_wan.hooks import _sync_transport
 
         credentials = self.credentials
-        attempt = 0
+        attempts = Attempts(call, self.retry_policy, sum(self.timeout), deadline)
         while True:
-            attempt += 1
-            try:
-                response = self.session.request(
-                    call.method,
-                    call.url(credentials.base_url),
-                    params=call.params,
-                    json=call.json_body,
-                    headers=call.headers(credentials),
-                    timeout=self.timeout,
-                )
-                try:
-                    return read_answer(call, response.status_code, response.text, credentials)
-                except WanError as error:
-                    if call.creates_task and create_may_have_succeeded(response.status_code, error):
-                        raise outcome_unknown(
-                            call, credentials, f"its answer (HTTP {response.status_code}) did not say what happened"
-                        ) from error
-                    failure = Failure.from_error(error, retry_after_seconds(response.headers.get("Retry-After")))
-            except requests.exceptions.ConnectionError as exc:
-                if _never_sent(exc):
-                    failure = Failure.not_sent(
-                        WanRetryableError(f"Cannot connect to DashScope while {call.context}: {exc}")
-                    )
-                elif call.creates_task:
-                    raise outcome_unknown(call, credentials, f"the connection failed before an answer ({exc})") from exc
-                else:
-                    failure = Failure.maybe_sent(
-                        WanRetryableError(f"Connection to DashScope failed while {call.context}: {exc}")
-                    )
-            except requests.exceptions.Timeout as exc:
-                if call.creates_task:
-                    raise outcome_unknown(call, credentials, f"no answer came within {self.timeout[1]} s") from exc
-                failure = Failure.maybe_sent(
-                    WanRetryableError(f"DashScope did not answer within {self.timeout[1]} s while {call.context}")
-                )
-            except requests.exceptions.RequestException as exc:
-                # the answer broke off half-way (reset mid-body, bad chunked encoding): the request was received
-                if call.creates_task:
-                    raise outcome_unknown(call, credentials, f"its answer broke off ({type(exc).__name__})") from exc
-                failure = Failure.maybe_sent(
-                    WanRetryableError(f"DashScope's answer broke off while {call.context}: {type(exc).__name__}")
-                )
-            delay = self.retry_policy.delay_for(call, attempt, failure)
-            if delay is None:
-                raise failure.error
+            seconds, is_deadline = attempts.start()
+            result = _sync_transport.exchange(
+                self.session,
+                call,
+                credentials,
+                connect_timeout=self.timeout[0],
+                read_timeout=self.timeout[1],
+                seconds=seconds,
+                is_deadline=is_deadline,
+            )
+            if not isinstance(result, Failure):
+                return result
+            delay = attempts.delay_after(result)
             self.log.warning(
                 "DashScope %s failed (%s); retry %d/%d in %.1f s",
                 call.context,
-                failure.error.code or failure.error.http_status or type(failure.error).__name__,
-                attempt,
+                result.error.code or result.error.http_status or type(result.error).__name__,
+                attempts.number,
                 self.retry_policy.max_attempts - 1,
                 delay,
             )
@@ -579,16 +545,18 @@ class WanHook(BaseHook):
         :param body: ``{"model", "input", "parameters"}``
         :return: the new task, PENDING
         """
-        call = ApiCall.create_task(endpoint, body)
-        answer = self._send(call)
-        task = WanTask.from_response(answer)
-        if not task.task_id:
-            raise outcome_unknown(call, self.credentials, "its answer carried no task_id")
-        return task
+        # the classifier returns only a well-formed answer with a task id; anything else raised already
+        return WanTask.from_response(self._send(ApiCall.create_task(endpoint, body)))
 
-    def get_task(self, task_id: str) -> WanTask:
-        """Read a task's status and, once SUCCEEDED, its result (``GET /tasks/{task_id}``)."""
-        return WanTask.from_response(self._send(ApiCall.get_task(task_id)), task_id)
+    def get_task(self, task_id: str, *, timeout: float | None = None) -> WanTask:
+        """
+        Read a task's status and, once SUCCEEDED, its result (``GET /tasks/{task_id}``).
+
+        :param timeout: give up after this many seconds in all, retries and slow answers included (default: only
+            the retry policy and the per-request limit bound it); raises
+            :class:`~airflow_provider_wan.exceptions.WanTimeoutError`
+        """
+        return WanTask.from_response(self._send(ApiCall.get_task(task_id), deadline=_deadline(timeout)), task_id)
 
     def cancel_task(self, task_id: str) -> dict[str, Any]:
         """Cancel a task; DashScope cancels only tasks still PENDING (``POST /tasks/{task_id}/cancel``)."""
@@ -641,7 +609,18 @@ class WanHook(BaseHook):
         started = time.monotonic()
         last: TaskStatus | None = None
         while True:
-            task = self.get_task(task_id)
+            try:
+                # each read is bounded by what is left of the timeout: a server trickling its answer byte by byte
+                # cannot hold the wait past it
+                left = None if timeout is None else timeout - (time.monotonic() - started)
+                task = self.get_task(task_id, timeout=left)
+            except WanTimeoutError as error:
+                raise WanTimeoutError(
+                    f"DashScope task {task_id} did not end within the timeout ({timeout:.0f} s; it was "
+                    f"{last.value if last else 'not read yet'} and its last read did not complete); it was not "
+                    "canceled, and a retry of this Airflow task re-attaches to it",
+                    task_id=task_id,
+                ) from error
             elapsed = time.monotonic() - started
             if task.status is not last:
                 last = task.status
@@ -662,26 +641,11 @@ class WanHook(BaseHook):
         """Prove key and region with a free call (list one task); creates nothing and costs nothing."""
         try:
             self.list_tasks(page_size=1)
-        except Exception as exc:
-            return False, str(exc)
+        except WanError as error:
+            return False, str(error)
+        except Exception as exc:  # the connection form shows this: our words only, never a library's text
+            return False, f"Could not test the connection ({type(exc).__name__})"
         return True, f"Connected to DashScope at {self.credentials.describe()}"
-
-
-def _never_sent(exc: Exception) -> bool:
-    """True when a requests ConnectionError happened while connecting, before any byte of the request left."""
-    import urllib3.exceptions
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)):
-            return True
-        if isinstance(current, ConnectionRefusedError):
-            return True
-        reason = getattr(current, "reason", None)
-        current = reason if isinstance(reason, BaseException) else (current.__cause__ or current.__context__)
-    return False
 
 
 # --- the async client (triggerer) -----------------------------------------------------------------------------------
@@ -801,46 +765,33 @@ class WanAsyncClient:
                 conn = None
         return cls(credentials_from_connection(conn), **kwargs)
 
-    async def _send(self, call: ApiCall) -> dict[str, Any]:
-        import aiohttp
+    async def _send(self, call: ApiCall, *, deadline: float | None = None) -> dict[str, Any]:
+        """The async twin of :meth:`WanHook._send` (``deadline`` on the ``time.monotonic()`` clock too)."""
+        from airflow_provider_wan.hooks import _async_transport
 
         session, limiter = _shared_for_this_loop()
-        credentials = self.credentials
-        client_timeout = aiohttp.ClientTimeout(sock_connect=self.timeout[0], sock_read=self.timeout[1])
-        attempt = 0
+        attempts = Attempts(call, self.retry_policy, sum(self.timeout), deadline)
         while True:
-            attempt += 1
             if call.method == "GET":
                 await limiter.acquire()
-            try:
-                async with session.request(
-                    call.method,
-                    call.url(credentials.base_url),
-                    params=call.params,
-                    json=call.json_body,
-                    headers=call.headers(credentials),
-                    timeout=client_timeout,
-                ) as response:
-                    text = await response.text()
-                    try:
-                        return read_answer(call, response.status, text, credentials)
-                    except WanError as error:
-                        failure = Failure.from_error(error, retry_after_seconds(response.headers.get("Retry-After")))
-            except aiohttp.ClientConnectorError as exc:
-                failure = Failure.not_sent(
-                    WanRetryableError(f"Cannot connect to DashScope while {call.context}: {exc}")
-                )
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                failure = Failure.maybe_sent(
-                    WanRetryableError(f"DashScope request failed while {call.context}: {exc!r}")
-                )
-            delay = self.retry_policy.delay_for(call, attempt, failure)
-            if delay is None:
-                raise failure.error
-            await asyncio.sleep(delay)
+            seconds, is_deadline = attempts.start()
+            result = await _async_transport.exchange(
+                session,
+                call,
+                self.credentials,
+                connect_timeout=self.timeout[0],
+                read_timeout=self.timeout[1],
+                seconds=seconds,
+                is_deadline=is_deadline,
+            )
+            if not isinstance(result, Failure):
+                return result
+            await asyncio.sleep(attempts.delay_after(result))
 
-    async def get_task(self, task_id: str) -> WanTask:
-        return WanTask.from_response(await self._send(ApiCall.get_task(task_id)), task_id)
+    async def get_task(self, task_id: str, *, timeout: float | None = None) -> WanTask:
+        """:meth:`WanHook.get_task`, async: ``timeout`` (seconds) bounds the read in all, retries included."""
+        call = ApiCall.get_task(task_id)
+        return WanTask.from_response(await self._send(call, deadline=_deadline(timeout)), task_id)
 
     async def cancel_task(self, task_id: str) -> dict[str, Any]:
         return await self._send(ApiCall.cancel_task(task_id))

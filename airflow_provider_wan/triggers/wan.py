@@ -13,7 +13,8 @@ Event contract (a JSON-safe dict; never an API key, never a signed URL)::
     {"status": "failed",   "task_id", "message", "polls", "result", "error": err.to_dict()}   # task FAILED
     {"status": "canceled", "task_id", "message", "polls", "result", "error"}
     {"status": "expired",  "task_id", "message", "polls", "result", "error"}   # UNKNOWN: gone or never existed
-    {"status": "timeout",  "task_id", "message", "polls", "task_status", "canceled", "error"}
+    {"status": "timeout",  "task_id", "message", "polls", "task_status", "canceled", "error"}   # task_status None:
+                                                                  # the last read got no answer before the deadline
     {"status": "error",    "task_id", "message", "polls", "error"}   # transient failures exhausted, bad key, ...
 """
 
@@ -48,6 +49,10 @@ DEFAULT_POLL_INTERVAL = 15.0
 DEFAULT_MAX_TRANSIENT_FAILURES = 10
 #: Cap of one backoff wait in seconds (DashScope's Retry-After is honoured up to this too).
 MAX_BACKOFF_SECONDS = 30.0
+#: Seconds past ``end_time`` the read at the deadline may take. Every read is bounded by the deadline in wall-clock
+#: time (a server trickling its answer byte by byte cannot hold a trigger), and the last one gets this much more so
+#: that a task finishing just in time is still seen.
+LAST_READ_GRACE_SECONDS = 10.0
 
 #: Every status a WanTaskTrigger event can carry.
 EVENT_STATUSES = frozenset({"success", "failed", "canceled", "expired", "timeout", "error"})
@@ -139,6 +144,7 @@ class WanTaskTrigger(BaseTrigger):
         """Poll until the task ends or the deadline passes; yield exactly one event, then return."""
         task_id = self.wan_task_id
         polls = 0
+        last: WanTask | None = None
         try:
             client = await self._client()
             if self.first_poll_at is not None:
@@ -147,8 +153,14 @@ class WanTaskTrigger(BaseTrigger):
                 if wait > 0:
                     await asyncio.sleep(wait)
             while True:
-                task = await client.get_task(task_id)
+                try:
+                    task = await client.get_task(task_id, timeout=self._read_timeout())
+                except WanTimeoutError:
+                    # the deadline passed while DashScope answered slowly or kept failing: a timeout, not an error
+                    yield TriggerEvent(self._unread_timeout_event(last, polls))
+                    return
                 polls += 1
+                last = task
                 remaining = self.end_time - time.time()
                 if task.status.is_terminal():
                     self.log.info("DashScope task %s is %s (poll %d)", task_id, task.status.value, polls)
@@ -170,15 +182,40 @@ class WanTaskTrigger(BaseTrigger):
         except WanError as error:
             # transient failures beyond the bound (WanRetryableError), a bad key or region, an unknown connection
             self.log.error("Waiting for DashScope task %s failed after %d polls: %s", task_id, polls, error)
-            yield TriggerEvent(
-                {
-                    "status": "error",
-                    "task_id": task_id,
-                    "message": f"Polling DashScope task {task_id} failed: {error}",
-                    "polls": polls,
-                    "error": error.to_dict(),
-                }
+            yield TriggerEvent(_error_event(task_id, polls, error))
+        except Exception as exc:
+            # never die without an event; and never put a library's text in it (an aiohttp repr holds the key)
+            self.log.error(
+                "Waiting for DashScope task %s failed after %d polls: unexpected %s", task_id, polls, type(exc).__name__
             )
+            unexpected = WanRetryableError(
+                f"Polling DashScope task {task_id} failed unexpectedly ({type(exc).__name__}); a retry of the Airflow "
+                "task re-attaches to it",
+                task_id=task_id,
+            )
+            yield TriggerEvent(_error_event(task_id, polls, unexpected))
+
+    def _read_timeout(self) -> float:
+        return max(0.0, self.end_time - time.time()) + LAST_READ_GRACE_SECONDS
+
+    def _unread_timeout_event(self, last: WanTask | None, polls: int) -> dict[str, Any]:
+        task_id = self.wan_task_id
+        status = last.status.value if last is not None else None
+        message = (
+            f"DashScope task {task_id} was not seen to end before the deadline: its last read got no whole answer "
+            f"in time (last known status: {status or 'never read'}). It was not canceled; a retry of the Airflow task "
+            "re-attaches to it"
+        )
+        self.log.warning(message)
+        return {
+            "status": "timeout",
+            "task_id": task_id,
+            "message": message,
+            "polls": polls,
+            "task_status": status,
+            "canceled": False,
+            "error": WanTimeoutError(message, task_id=task_id).to_dict(),
+        }
 
     async def _timeout_event(self, client: WanAsyncClient, task: WanTask, polls: int) -> dict[str, Any]:
         task_id = self.wan_task_id
@@ -238,6 +275,16 @@ class WanTaskTrigger(BaseTrigger):
                 self.wan_task_id,
                 task.status.value,
             )
+
+
+def _error_event(task_id: str, polls: int, error: WanError) -> dict[str, Any]:
+    return {
+        "status": "error",
+        "task_id": task_id,
+        "message": f"Polling DashScope task {task_id} failed: {error}",
+        "polls": polls,
+        "error": error.to_dict(),
+    }
 
 
 def _terminal_event(task: WanTask, polls: int) -> dict[str, Any]:

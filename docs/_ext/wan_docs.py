@@ -5,8 +5,8 @@ Tables generated from the provider's code at docs build time, so the docs cannot
 * ``.. wan-prices::``: price per second, cost of a default video, limits and the price's source, from ``models.py``;
 * ``.. wan-regions::``: region -> base URL, from ``hooks/wan.py`` ``REGIONS``;
 * ``.. wan-errors::``: every DashScope error code the provider classifies (``exceptions._CODE_CLASSES``) and what
-  happens to it: resent by the hook or not (``Failure`` + ``RetryPolicy``, evaluated, not paraphrased), then failed at
-  once or left to Airflow retries, and what the same code does when a task ends FAILED;
+  happens to it: resent by the hook or not (``hooks.classify`` + ``RetryPolicy``, evaluated, not paraphrased), then
+  failed at once or left to Airflow retries, and what the same code does when a task ends FAILED;
 * ``.. wan-retry-policy::``: the hook's default backoff, from ``RetryPolicy()``;
 * ``.. wan-simulator-help::``: ``wan-simulator --help``, from the CLI's own parser;
 * ``.. wan-error-example:: auth-401|outcome-unknown``: error messages as the hook writes them.
@@ -233,10 +233,14 @@ class WanRetryPolicyDirective(_GeneratedDirective):
 
 def _describe_hook(statuses: tuple[int, ...], code: str | None, message: str = "") -> tuple[str, str, str]:
     """(provider error class, what the hook does on a create, what it does on a task read) for an error answer."""
-    from airflow_provider_wan.exceptions import error_for_response
-    from airflow_provider_wan.hooks.wan import ApiCall, Failure, RetryPolicy
+    import json
+
+    from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError
+    from airflow_provider_wan.hooks.classify import Failure, classify_answer
+    from airflow_provider_wan.hooks.wan import REGIONS, ApiCall, Credentials, RetryPolicy
 
     policy = RetryPolicy()
+    credentials = Credentials(api_key="sk-...", base_url=REGIONS["singapore"], region="singapore", source="docs")
     create = ApiCall.create_task("services/aigc/video-generation/video-synthesis", {"model": "m"})
     read = ApiCall.get_task("t")
     classes, on_create, on_read = [], [], []
@@ -244,12 +248,19 @@ def _describe_hook(statuses: tuple[int, ...], code: str | None, message: str = "
         body: dict[str, Any] = {"request_id": "r", "message": message}
         if code is not None:
             body["code"] = code
-        error = error_for_response(status, body)
-        failure = Failure.from_error(error)
+        raw = json.dumps(body).encode()
+        read_failure = classify_answer(read, status, {}, raw, credentials)
+        create_failure = classify_answer(create, status, {}, raw, credentials)
+        if not (isinstance(read_failure, Failure) and isinstance(create_failure, Failure)):
+            raise ExtensionError(f"the classifier accepted an HTTP {status} error answer")
         label = f" ({status})" if len(statuses) > 1 else ""
-        classes.append(f":class:`~airflow_provider_wan.exceptions.{type(error).__name__}`")
-        on_create.append(("resent" if policy.delay_for(create, 1, failure) is not None else "not resent") + label)
-        on_read.append(("resent" if policy.delay_for(read, 1, failure) is not None else "not resent") + label)
+        classes.append(f":class:`~airflow_provider_wan.exceptions.{type(read_failure.error).__name__}`")
+        if isinstance(create_failure.error, WanCreateOutcomeUnknownError):
+            on_create.append("not resent, unknown outcome (final)" + label)
+        else:
+            resent = policy.delay_for(create, 1, create_failure) is not None
+            on_create.append(("resent" if resent else "not resent") + label)
+        on_read.append(("resent" if policy.delay_for(read, 1, read_failure) is not None else "not resent") + label)
 
     def merge(values: list[str]) -> str:
         plain = {v.split(" (")[0] for v in values}
@@ -352,7 +363,8 @@ class WanErrorExampleDirective(SphinxDirective):
         import json
 
         from airflow_provider_wan.exceptions import WanError
-        from airflow_provider_wan.hooks.wan import REGIONS, ApiCall, Credentials, outcome_unknown, read_answer
+        from airflow_provider_wan.hooks.classify import Failure, classify_answer, outcome_unknown
+        from airflow_provider_wan.hooks.wan import REGIONS, ApiCall, Credentials
 
         call = ApiCall.create_task("services/aigc/video-generation/video-synthesis", {"model": "wan2.2-t2v-plus"})
         credentials = Credentials(
@@ -363,12 +375,10 @@ class WanErrorExampleDirective(SphinxDirective):
         if kind == "auth-401":
             body = {"request_id": "54dc32fd-968b-4aed-b6a8-ae63d6fda4d5", "code": "InvalidApiKey"}
             body["message"] = "Invalid API-key provided."
-            try:
-                read_answer(call, 401, json.dumps(body), credentials)
-            except WanError as raised:
-                error = raised
-            else:
-                raise ExtensionError("read_answer did not raise for a 401 InvalidApiKey answer")
+            failure = classify_answer(call, 401, {}, json.dumps(body).encode(), credentials)
+            if not isinstance(failure, Failure):
+                raise ExtensionError("the classifier accepted a 401 InvalidApiKey answer")
+            error = failure.error
         elif kind == "outcome-unknown":
             import inspect
 

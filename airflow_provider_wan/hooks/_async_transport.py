@@ -1,0 +1,95 @@
+"""
+The triggerer's transport (``aiohttp``): one attempt of an :class:`~airflow_provider_wan.hooks.wan.ApiCall`, bounded
+in total time (``ClientTimeout.total``), its answer read up to a size cap, and handed to the classifier, exactly as
+the worker's transport does. Imported only inside the async client (``aiohttp`` is not cheap to import).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from airflow_provider_wan.hooks.classify import (
+    MAX_ANSWER_BYTES,
+    Failure,
+    TransportFault,
+    classify_answer,
+    classify_transport,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_wan.hooks.wan import ApiCall, Credentials
+
+_READ_CHUNK = 64 * 1024
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """The body, decoded (gzip...), at most MAX_ANSWER_BYTES; True when more was there."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await response.content.read(_READ_CHUNK)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return b"".join(chunks)[:MAX_ANSWER_BYTES], True
+
+
+def _fault_of(exc: BaseException) -> TransportFault:
+    """What an aiohttp exception means, from its type (never from its text or repr: those hold the headers)."""
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return TransportFault.INVALID_URL
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return TransportFault.NOT_CONNECTED
+    if isinstance(exc, asyncio.TimeoutError):  # ServerTimeoutError (a read) and the total limit alike
+        return TransportFault.TIMEOUT
+    return TransportFault.BROKEN
+
+
+async def exchange(
+    session: aiohttp.ClientSession,
+    call: ApiCall,
+    credentials: Credentials,
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+    seconds: float,
+    is_deadline: bool,
+) -> dict[str, Any] | Failure:
+    """
+    One attempt: send ``call``, read the answer, classify it.
+
+    :param seconds: the attempt's total time limit, connect to last byte
+    :param is_deadline: that limit is the caller's deadline (not the per-request limit)
+    """
+    timed_out = TransportFault.DEADLINE if is_deadline else TransportFault.TIMEOUT
+    if seconds <= 0:
+        return classify_transport(call, timed_out, credentials, seconds=0.0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    timeout = aiohttp.ClientTimeout(
+        total=seconds, sock_connect=min(connect_timeout, seconds), sock_read=min(read_timeout, seconds)
+    )
+    try:
+        async with session.request(
+            call.method,
+            call.url(credentials.base_url),
+            params=call.params,
+            json=call.json_body,
+            headers=call.headers(credentials),
+            timeout=timeout,
+            allow_redirects=False,
+        ) as response:
+            body, truncated = await _read_capped(response)
+            status, headers = response.status, response.headers
+    except Exception as exc:  # every failure of the client library; its text and repr are never used
+        fault = _fault_of(exc)
+        if fault is TransportFault.TIMEOUT and loop.time() - started >= seconds * 0.99:
+            # the total limit, not a quiet socket: a slow drip of bytes ends here
+            return classify_transport(call, timed_out, credentials, seconds=seconds)
+        return classify_transport(call, fault, credentials, seconds=min(read_timeout, seconds))
+    return classify_answer(call, status, headers, body, credentials, truncated=truncated)

@@ -1,0 +1,229 @@
+"""
+The worker's transport (``requests``): one attempt of an :class:`~airflow_provider_wan.hooks.wan.ApiCall`, bounded
+in total time, its answer read up to a size cap, and handed to the classifier.
+
+``requests`` has only per-read timeouts: a server sending one byte a second keeps every read short and holds the
+call for hours. So each attempt runs under a watchdog timer that, when the attempt's total time is up, shuts the
+socket down; the blocked read returns at once and the attempt ends as a timeout. Imported only when a request is
+made (``requests`` is not cheap to import).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from airflow_provider_wan.hooks.classify import (
+    MAX_ANSWER_BYTES,
+    Failure,
+    TransportFault,
+    classify_answer,
+    classify_transport,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_wan.hooks.wan import ApiCall, Credentials
+
+_READ_CHUNK = 64 * 1024
+_local = threading.local()
+
+
+class _Watchdog:
+    """Shuts down the socket of this thread's current request once ``seconds`` have passed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._connection: HTTPConnection | None = None
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def attach(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            self._connection = connection
+            fired = self.fired
+        if fired:
+            _shutdown(connection)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            connection = self._connection
+        if connection is not None:
+            _shutdown(connection)
+
+
+def _shutdown(connection: HTTPConnection) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        return
+    # socket.socket's own shutdown, also for an SSLSocket: wakes a read blocked in another thread
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+@contextmanager
+def _watchdog(seconds: float) -> Iterator[_Watchdog]:
+    watchdog = _Watchdog(seconds)
+    _local.watchdog = watchdog
+    watchdog._timer.start()
+    try:
+        yield watchdog
+    finally:
+        watchdog._timer.cancel()
+        _local.watchdog = None
+
+
+class _WatchedMixin:
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        watchdog = getattr(_local, "watchdog", None)
+        if watchdog is not None and watchdog.fired:
+            _shutdown(self)  # type: ignore[arg-type]
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        watchdog = getattr(_local, "watchdog", None)
+        if watchdog is not None:
+            watchdog.attach(self)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_WatchedMixin, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedMixin, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class WatchedAdapter(HTTPAdapter):
+    """An adapter whose connections a :class:`_Watchdog` can interrupt (directly or through a proxy)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(*args, **kwargs)
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        return manager
+
+
+def new_session() -> requests.Session:
+    """A pooled session whose requests the watchdog can cut; urllib3 retries nothing (the hook decides)."""
+    session = requests.Session()
+    adapter = WatchedAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def _fault_of(exc: BaseException) -> TransportFault:
+    """What a requests/urllib3 exception means, from its chain of causes (never from its text)."""
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema)):
+        return TransportFault.INVALID_URL
+    if isinstance(exc, requests.exceptions.MissingSchema):
+        return TransportFault.INVALID_URL
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(
+            current,
+            (
+                urllib3.exceptions.NewConnectionError,
+                urllib3.exceptions.ConnectTimeoutError,
+                urllib3.exceptions.NameResolutionError,
+                ConnectionRefusedError,
+            ),
+        ):
+            return TransportFault.NOT_CONNECTED
+        if isinstance(current, (urllib3.exceptions.ReadTimeoutError, socket.timeout)):
+            return TransportFault.TIMEOUT
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            current = reason
+        elif current.args and isinstance(current.args[0], BaseException):
+            current = current.args[0]
+        else:
+            current = current.__cause__ or current.__context__
+    if isinstance(exc, requests.exceptions.Timeout):
+        return TransportFault.TIMEOUT
+    return TransportFault.BROKEN
+
+
+def _read_capped(response: requests.Response) -> tuple[bytes, bool]:
+    """The body, decoded (gzip...), at most MAX_ANSWER_BYTES; True when more was there."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(_READ_CHUNK):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return b"".join(chunks)[:MAX_ANSWER_BYTES], True
+    return b"".join(chunks), False
+
+
+def exchange(
+    session: requests.Session,
+    call: ApiCall,
+    credentials: Credentials,
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+    seconds: float,
+    is_deadline: bool,
+) -> dict[str, Any] | Failure:
+    """
+    One attempt: send ``call``, read the answer, classify it.
+
+    :param seconds: the attempt's total time limit, connect to last byte
+    :param is_deadline: that limit is the caller's deadline (not the per-request limit)
+    """
+    timed_out = TransportFault.DEADLINE if is_deadline else TransportFault.TIMEOUT
+    if seconds <= 0:
+        return classify_transport(call, timed_out, credentials, seconds=0.0)
+    fault: TransportFault | None = None
+    with _watchdog(seconds) as watchdog:
+        try:
+            response = session.request(
+                call.method,
+                call.url(credentials.base_url),
+                params=call.params,
+                json=call.json_body,
+                headers=call.headers(credentials),
+                timeout=(min(connect_timeout, seconds), min(read_timeout, seconds)),
+                allow_redirects=False,
+                stream=True,
+            )
+            try:
+                body, truncated = _read_capped(response)
+            finally:
+                response.close()
+        except Exception as exc:  # every failure of the client library; its text is never used
+            fault = _fault_of(exc)
+    if watchdog.fired and fault is not TransportFault.NOT_CONNECTED:
+        # the socket was shut under the read: whatever came is partial (even a "clean" end without Content-Length)
+        return classify_transport(call, timed_out, credentials, seconds=seconds)
+    if fault is not None:
+        # a per-read timeout: no byte for read_timeout seconds
+        return classify_transport(call, fault, credentials, seconds=min(read_timeout, seconds))
+    return classify_answer(call, response.status_code, response.headers, body, credentials, truncated=truncated)

@@ -1,0 +1,304 @@
+"""
+The one classifier: any DashScope answer (status, headers, body bytes) or transport failure -> our errors.
+
+Both transports (:class:`~airflow_provider_wan.hooks.wan.WanHook` with ``requests``, the triggers'
+:class:`~airflow_provider_wan.hooks.wan.WanAsyncClient` with ``aiohttp``) only move bytes: they hand what came back,
+or which :class:`TransportFault` stopped them, to :func:`classify_answer` or :func:`classify_transport`, and get back
+either the answer's JSON object or a :class:`Failure` for the retry policy. So both classify every answer the same
+way, by construction.
+
+It never raises, and it returns nothing but our error classes, whatever the body: any JSON type in any field, invalid
+JSON or UTF-8, deep nesting, bodies cut at :data:`MAX_ANSWER_BYTES`. Error text is our own words plus fields made
+safe by :func:`airflow_provider_wan.redact.clean_text`; never the text of a client library's exception.
+
+The lost-create rule lives here too: a create is final-and-unknown (:class:`WanCreateOutcomeUnknownError`, never
+resent, not even by an Airflow retry) unless the answer is a well-formed 2xx with a string task id, or an error that
+proves DashScope made no task: a 4xx carrying a DashScope error code, a 429, or a 503 carrying a DashScope code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_wan.exceptions import (
+    WanAuthError,
+    WanCreateOutcomeUnknownError,
+    WanError,
+    WanFinalError,
+    WanInvalidInputError,
+    WanRetryableError,
+    WanTimeoutError,
+    error_for_response,
+)
+from airflow_provider_wan.redact import clean_text, url_host
+
+if TYPE_CHECKING:
+    from airflow_provider_wan.hooks.wan import ApiCall, Credentials
+
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "TASK_ID_PATTERN",
+    "Failure",
+    "TransportFault",
+    "classify_answer",
+    "classify_transport",
+    "outcome_unknown",
+    "proves_nothing_created",
+    "retry_after_seconds",
+]
+
+#: Largest answer read, in bytes (decoded). DashScope's biggest, a page of 100 listed tasks with long prompts, is
+#: far below; anything beyond is not DashScope talking and is not read further.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+#: Longest Retry-After honoured, in seconds (the retry policy caps it further).
+_MAX_RETRY_AFTER = 3600.0
+#: What a DashScope task id looks like (a UUID in practice); also keeps ids safe inside a URL path.
+TASK_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
+
+
+class TransportFault(str, Enum):
+    """Why a transport got no whole answer. Each transport maps its client library's exceptions to one of these."""
+
+    #: nothing left this machine: connection refused, name not resolved, connect timeout
+    NOT_CONNECTED = "not_connected"
+    #: the request went out, and no whole answer came within the per-request time limit
+    TIMEOUT = "timeout"
+    #: the caller's own deadline (a wait's or a trigger's) passed while the request was under way
+    DEADLINE = "deadline"
+    #: the request went out, and the connection dropped or the answer broke off (reset, bad framing, ...)
+    BROKEN = "broken"
+    #: the URL cannot be sent at all (no http(s) scheme, bad host): a configuration error
+    INVALID_URL = "invalid_url"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What went wrong with one attempt, in the terms the retry decision needs."""
+
+    error: WanError
+    #: worth another attempt of the same request (still bounded by the retry policy)
+    retryable: bool
+    #: True when the server cannot have made a task: nothing was sent, or its answer says it refused
+    nothing_created: bool
+    retry_after: float | None = None
+
+
+def retry_after_seconds(value: Any) -> float | None:
+    """Seconds of a ``Retry-After`` header (delta-seconds form); None when absent or not a finite number."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), _MAX_RETRY_AFTER)
+
+
+def proves_nothing_created(status: int, code: str | None) -> bool:
+    """
+    Whether an error answer to a create proves DashScope made no task.
+
+    DashScope itself refused when it sends one of its error codes with a 4xx, or with a 503 (overloaded model);
+    a 429 is a refusal wherever it comes from. Anything else (a 500, a gateway's 502/504, a 4xx without a
+    DashScope code, which may come from a proxy in front of a backend that did accept) proves nothing.
+    """
+    if status == 429:
+        return True
+    return code is not None and (400 <= status < 500 or status == 503)
+
+
+def outcome_unknown(
+    call: ApiCall,
+    credentials: Credentials,
+    cause: str,
+    *,
+    http_status: int | None = None,
+    code: str | None = None,
+    request_id: str | None = None,
+) -> WanCreateOutcomeUnknownError:
+    """The error for a create that may have made a task: never resent, and it says how to find the task."""
+    model = clean_text((call.json_body or {}).get("model"), 100)
+    since = time.strftime("%Y%m%d%H%M%S", time.gmtime(time.time() - 600 + 8 * 3600))
+    return WanCreateOutcomeUnknownError(
+        f"The create request for model {model!r} was sent to {credentials.describe()} but {cause}. "
+        "A task may have been created and billed, so it was NOT sent again. Find it with "
+        f"GET {credentials.base_url}/tasks?model_name={model}&start_time={since} "
+        "(WanHook.list_tasks(model_name=..., start_time=...)), then wait for it with WanTaskSensor(wan_task_id=...) "
+        "instead of resubmitting.",
+        http_status=http_status,
+        code=code,
+        request_id=request_id,
+    )
+
+
+def _parse(body: bytes) -> tuple[Any, str | None]:
+    """(JSON value, None), or (None, what is wrong with the body, in our words)."""
+    if not body:
+        return None, "an empty body"
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None, "a body that is not UTF-8"
+    try:
+        return json.loads(text), None
+    except RecursionError:
+        return None, "a body nested too deeply"
+    except ValueError:
+        return None, "a body that is not JSON"
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {dict: "object", list: "array", str: "string", int: "number", float: "number"}.get(type(value), "value")
+
+
+def _shape_problem(call: ApiCall, value: Any) -> str | None:
+    """What a 2xx answer lacks for ``call``, or None when it is well formed."""
+    if not isinstance(value, dict):
+        return f"a JSON {_json_type(value)}, not an object"
+    if call.answer == "object":
+        return None
+    output = value.get("output")
+    if not isinstance(output, dict):
+        return "no 'output' object" if output is None else f"an 'output' that is a JSON {_json_type(output)}"
+    if call.answer == "created":
+        task_id = output.get("task_id")
+        if not isinstance(task_id, str) or not TASK_ID_PATTERN.fullmatch(task_id):
+            return "no task_id" if task_id in (None, "") else "a task_id that is not a DashScope task id"
+    return None
+
+
+def classify_answer(
+    call: ApiCall,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    credentials: Credentials,
+    *,
+    truncated: bool = False,
+) -> dict[str, Any] | Failure:
+    """
+    The JSON object of a good answer, or the :class:`Failure` any other answer means.
+
+    :param call: the request that was answered
+    :param status: the HTTP status
+    :param headers: the answer's headers (``Retry-After`` and ``Location`` are read; case-insensitive mappings
+        welcome, a plain dict must use those spellings)
+    :param body: the body bytes as read, at most :data:`MAX_ANSWER_BYTES`
+    :param truncated: the body went on beyond the cap and was not read further
+    """
+    value, problem = _parse(body) if not truncated else (None, f"a body over {MAX_ANSWER_BYTES} bytes")
+    if 300 <= status < 400:
+        return _redirect(call, status, headers, credentials)
+    if 200 <= status < 300:
+        problem = problem or _shape_problem(call, value)
+        if problem is None and isinstance(value, dict):
+            return value
+        if call.creates_task:
+            return _final(outcome_unknown(call, credentials, f"its answer (HTTP {status}) had {problem}"))
+        # a garbled success is a transport problem (a proxy, a cut): worth another read
+        garbled = WanRetryableError(
+            f"DashScope answered {call.context} with HTTP {status} but {problem}",
+            http_status=status,
+            task_id=call.task_id,
+        )
+        return Failure(garbled, retryable=True, nothing_created=False)
+    error = error_for_response(
+        status, value if problem is None else problem, context=call.context, task_id=call.task_id
+    )
+    if isinstance(error, WanAuthError) and status == 401:
+        error = WanAuthError(
+            f"{error.message.rstrip('.')}. DashScope API keys are bound to the region they were created in "
+            f"(a Beijing key fails on the Singapore endpoint); this call used {credentials.describe()} "
+            f"with the key from {credentials.source}.",
+            http_status=error.http_status,
+            code=error.code,
+            request_id=error.request_id,
+            task_id=error.task_id,
+        )
+    refused = proves_nothing_created(status, error.code)
+    if call.creates_task and not refused:
+        cause = f"its answer (HTTP {status}) did not say what happened"
+        return _final(
+            outcome_unknown(call, credentials, cause, http_status=status, code=error.code, request_id=error.request_id)
+        )
+    return Failure(
+        error,
+        retryable=isinstance(error, WanRetryableError),
+        nothing_created=refused,
+        retry_after=retry_after_seconds(headers.get("Retry-After")),
+    )
+
+
+def _redirect(call: ApiCall, status: int, headers: Mapping[str, str], credentials: Credentials) -> Failure:
+    # DashScope never redirects its API. Following one would send the key to wherever the Location points (and
+    # a loop would spin), so no redirect is followed; the error names only the target's host, never its query.
+    target = url_host(headers.get("Location"))
+    cause = f"it answered HTTP {status}, a redirect to {target}, which is not followed"
+    if call.creates_task:
+        return _final(outcome_unknown(call, credentials, cause))
+    error = WanFinalError(
+        f"DashScope at {credentials.describe()} answered {call.context} with HTTP {status}, a redirect to {target}. "
+        "API calls carry the key and are never redirected, so it was not followed: check the base_url of the "
+        f"{credentials.source}.",
+        http_status=status,
+        task_id=call.task_id,
+    )
+    return _final(error)
+
+
+def _final(error: WanError) -> Failure:
+    return Failure(error, retryable=False, nothing_created=False)
+
+
+def classify_transport(
+    call: ApiCall, fault: TransportFault, credentials: Credentials, *, seconds: float | None = None
+) -> Failure:
+    """
+    The :class:`Failure` of an attempt that got no whole answer.
+
+    :param fault: what stopped the transport
+    :param seconds: the time limit that ran out, for TIMEOUT and DEADLINE (seconds)
+    """
+    limit = f"{seconds:g} s" if seconds is not None else "the time limit"
+    if fault is TransportFault.INVALID_URL:
+        error: WanError = WanInvalidInputError(
+            f"Cannot send a request to {url_host(credentials.base_url)}: not a valid http(s) URL; check the base_url "
+            f"of the {credentials.source}"
+        )
+        return Failure(error, retryable=False, nothing_created=True)
+    if fault is TransportFault.NOT_CONNECTED:
+        error = WanRetryableError(f"Cannot connect to DashScope at {credentials.describe()} while {call.context}")
+        return Failure(error, retryable=True, nothing_created=True)
+    if call.creates_task:
+        cause = {
+            TransportFault.TIMEOUT: f"no answer came within {limit}",
+            TransportFault.DEADLINE: f"no answer came before the deadline ({limit})",
+            TransportFault.BROKEN: "the connection broke before a whole answer came",
+        }[fault]
+        return _final(outcome_unknown(call, credentials, cause))
+    if fault is TransportFault.DEADLINE:
+        error = WanTimeoutError(
+            f"DashScope gave no whole answer before the deadline ({limit} left) while {call.context}",
+            task_id=call.task_id,
+        )
+        return _final(error)
+    if fault is TransportFault.TIMEOUT:
+        error = WanRetryableError(f"DashScope did not answer within {limit} while {call.context}", task_id=call.task_id)
+    else:
+        error = WanRetryableError(
+            f"The connection to DashScope broke before a whole answer while {call.context}", task_id=call.task_id
+        )
+    return Failure(error, retryable=True, nothing_created=False)
