@@ -15,6 +15,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_MODERATION_WORD",
+    "DOWNLOAD_SHAPES",
     "ERROR_MESSAGES",
     "FAULT_KINDS",
     "ROUTES",
@@ -42,9 +43,18 @@ FAULT_KINDS: dict[str, tuple[str, ...]] = {
     "task_unknown": ("create",),
     "truncate": ("download",),
     "expired": ("download",),
+    **{kind: ("download",) for kind in ("no_length", "short_range", "changing_body", "drip")},
 }
+#: download faults that shape an answer (see ``_download_faults``); they combine with a truncate or reset
+DOWNLOAD_SHAPES = ("no_length", "short_range", "changing_body", "drip")
 # The route a kind gets when the fault does not name one.
-_DEFAULT_ROUTE = {"task_fail": "create", "task_unknown": "create", "truncate": "download", "expired": "download"}
+_DEFAULT_ROUTE = {
+    "task_fail": "create",
+    "task_unknown": "create",
+    "truncate": "download",
+    "expired": "download",
+    **dict.fromkeys(DOWNLOAD_SHAPES, "download"),
+}
 
 #: Default ``code`` of an ``error`` fault, by HTTP status (the codes of DashScope's error-code page).
 _CODE_BY_STATUS = {
@@ -117,6 +127,12 @@ class Fault:
         ``{"kind": "error", "route": "create", "count": 1, "status": 503, "code": "ModelUnavailable",
         "message": "...", "retry_after": 2}``; ``{"kind": "slow", "delay": 5}``;
         ``{"kind": "task_fail", "code": "DataInspectionFailed"}``; ``{"kind": "truncate", "after_bytes": 1000}``.
+        Download shapes (they combine with a ``truncate`` or ``reset`` of the same answer):
+        ``{"kind": "no_length", "after_bytes": 20000}`` (no Content-Length, no total in Content-Range or 416, the
+        body ended cleanly after ``after_bytes`` when > 0); ``{"kind": "short_range", "after_bytes": 20000}`` (a 206
+        without Content-Length nor total, ended cleanly after ``after_bytes``); ``{"kind": "changing_body"}`` (a 206
+        answer from a changed file, If-Range ignored: other bytes, ETag and Last-Modified);
+        ``{"kind": "drip", "delay": 0.5, "after_bytes": 1024}`` (``after_bytes`` bytes every ``delay`` seconds).
         ``route`` defaults to ``create`` for ``task_*``, ``download`` for ``truncate``/``expired``, else ``any``.
         """
         if not isinstance(data, Mapping):
@@ -152,8 +168,8 @@ class Fault:
         after_bytes = _int(data, "after_bytes", 0)
         if delay < 0 or after_bytes < 0 or (retry_after is not None and retry_after < 0):
             raise ValueError("delay, retry_after and after_bytes cannot be negative")
-        if kind == "slow" and "delay" not in data:
-            raise ValueError("a 'slow' fault needs a delay (seconds)")
+        if kind in ("slow", "drip") and "delay" not in data:
+            raise ValueError(f"a {kind!r} fault needs a delay (seconds)")
         return cls(
             kind=kind,
             route=route,
@@ -180,6 +196,9 @@ class Fault:
             "slow": {"delay"},
             "task_fail": {"code", "message"},
             "truncate": {"after_bytes"},
+            "no_length": {"after_bytes"},
+            "short_range": {"after_bytes"},
+            "drip": {"delay", "after_bytes"},
         }.get(self.kind, set())
         return {k: v for k, v in data.items() if k in keep}
 

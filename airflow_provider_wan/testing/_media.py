@@ -15,12 +15,13 @@ import hashlib
 import io
 import math
 import os
+import struct
 import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["MediaUnavailableError", "VideoCache", "encode_mp4", "payload_chunks"]
+__all__ = ["MediaUnavailableError", "VideoCache", "encode_mp4", "payload_chunks", "payload_header"]
 
 _AUDIO_RATE = 16_000
 # a 1 MiB block per task, rotated differently for every 1 MiB chunk: see payload_chunks
@@ -163,17 +164,38 @@ def payload_block(task_id: str) -> bytes:
     return hashlib.shake_128(f"wan-simulator:{task_id}".encode()).digest(PAYLOAD_BLOCK)
 
 
+def payload_header(total: int) -> bytes:
+    """
+    The first bytes of a ``total``-byte payload: ``ftyp``, an empty ``moov`` and the header of an ``mdat`` box holding
+    the rest, so the payload is a structurally complete MP4 (clients walk the boxes to prove a download whole).
+    """
+    head = struct.pack(">I", 24) + b"ftypisom" + struct.pack(">I", 0x200) + b"isommp41" + struct.pack(">I", 8) + b"moov"
+    rest = total - len(head)
+    if rest < 16:
+        return b""  # too small to be an MP4 (only tests of the payload itself ask for this)
+    if rest < 1 << 32:
+        return head + struct.pack(">I", rest) + b"mdat"
+    return head + struct.pack(">I", 1) + b"mdat" + struct.pack(">Q", rest)
+
+
 def payload_chunks(task_id: str, total: int, start: int = 0, end: int | None = None) -> Iterator[bytes]:
     """
     Bytes ``start`` to ``end`` (exclusive; default ``total``) of the task's ``total``-byte benchmark payload.
 
     Chunk ``k`` (1 MiB) is the task's block rotated by an offset derived from ``k``: deterministic (same bytes for
     the same task, whatever the range asked), incompressible within a chunk, and produced at memcpy speed, so a
-    1 GiB download never holds more than two MiB in memory and costs little CPU.
+    1 GiB download never holds more than two MiB in memory and costs little CPU. The first bytes are
+    :func:`payload_header`'s: the payload is a structurally complete MP4.
     """
     end = total if end is None else min(end, total)
     if start >= end:
         return
+    header = payload_header(total)
+    if start < len(header):
+        yield header[start : min(end, len(header))]
+        start = len(header)
+        if start >= end:
+            return
     block = payload_block(task_id)
     first, last = start // PAYLOAD_BLOCK, (end - 1) // PAYLOAD_BLOCK
     for k in range(first, last + 1):

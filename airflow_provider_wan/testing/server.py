@@ -56,6 +56,7 @@ from airflow_provider_wan.models import (
 )
 
 from ._config import Fault, SimulatorConfig
+from ._download_faults import changed_body, etag_of, http_date, take_shape
 from ._media import MediaUnavailableError, VideoCache, payload_chunks
 from ._state import SimulatorState, TaskRecord, format_time, parse_list_time
 
@@ -562,6 +563,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 
     config = state.config
     chunks: Callable[[int, int], Iterator[bytes]]
+    data: bytes | None = None
     if config.payload_bytes is not None:
         total = config.payload_bytes
 
@@ -578,44 +580,64 @@ async def download(request: web.Request) -> web.StreamResponse:
             return web.Response(status=500, text=str(exc))
         total = len(data)
 
-        def chunks(first: int, stop: int) -> Iterator[bytes]:
-            view = memoryview(data)
-            for offset in range(first, stop, _STREAM_CHUNK):
-                yield bytes(view[offset : min(offset + _STREAM_CHUNK, stop)])
-
     status, first, last = 200, 0, total - 1
     range_header = request.headers.get("Range")
+    wanted: tuple[int, int] | None = (first, last)
     if range_header:
         try:
             wanted = _parse_range(range_header, total)
+            status = 206 if wanted is not None else 416
         except ValueError:
-            wanted = (0, total - 1)  # multi-range or garbage: ignore it, as OSS does, and send everything
-        else:
-            if wanted is None:
-                return web.Response(status=416, headers={"Content-Range": f"bytes */{total}"})
-            status = 206
-        first, last = wanted
-    response = web.StreamResponse(status=status)
-    response.content_type = "video/mp4"
-    response.content_length = last - first + 1
-    response.headers["Accept-Ranges"] = "bytes"
-    if config.payload_bytes is None:
+            pass  # multi-range or garbage: ignore it, as OSS does, and send everything
+    shape = take_shape(state, status)
+    if data is not None:
+        if shape.change:
+            data = changed_body(data, shape.change)
+        body = data
+
+        def chunks(first: int, stop: int) -> Iterator[bytes]:
+            view = memoryview(body)
+            for offset in range(first, stop, _STREAM_CHUNK):
+                yield bytes(view[offset : min(offset + _STREAM_CHUNK, stop)])
+
+    validators = {"Last-Modified": http_date(task.end + shape.change)}
+    if data is not None:
         # OSS's ETag of a simple upload is the object's MD5; a client may check it. (Not sent for payloads:
         # hashing a gigabyte per request would defeat their purpose.)
-        response.headers["ETag"] = f'"{hashlib.md5(data).hexdigest().upper()}"'
+        validators["ETag"] = etag_of(data)
+    if wanted is None:
+        total_text = "*" if shape.hide_length else str(total)
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{total_text}", **validators})
+    first, last = wanted
+    response = web.StreamResponse(status=status, headers=validators)
+    response.content_type = "video/mp4"
+    length = last - first + 1
+    if shape.clean_cut is not None:
+        length = min(length, shape.clean_cut)
+        last = first + length - 1
+    if shape.hide_length:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = length
+    response.headers["Accept-Ranges"] = "bytes"
     if status == 206:
-        response.headers["Content-Range"] = f"bytes {first}-{last}/{total}"
+        response.headers["Content-Range"] = f"bytes {first}-{last}/{'*' if shape.hide_length else total}"
     cutter = state.take_fault("download", ("truncate", "reset"))
     await response.prepare(request)
     if request.method == "HEAD":
         return response
-    length = last - first + 1
     cut = None
     if cutter is not None:
         # always fewer bytes than announced; a reset strikes half-way
         cut = min(cutter.after_bytes, length - 1) if cutter.kind == "truncate" else length // 2
     sent = 0
     for chunk in chunks(first, last + 1):
+        if shape.drip_delay:
+            for offset in range(0, len(chunk), shape.drip_bytes):
+                await response.write(chunk[offset : offset + shape.drip_bytes])
+                sent += min(shape.drip_bytes, len(chunk) - offset)
+                await asyncio.sleep(shape.drip_delay)
+            continue
         if cut is not None and sent + len(chunk) >= cut:
             await response.write(chunk[: cut - sent])
             sent = cut
@@ -625,12 +647,13 @@ async def download(request: web.Request) -> web.StreamResponse:
     state.stats.bytes_sent += sent
     if cutter is not None:
         if cutter.kind == "truncate":
-            _abort(request, reset=False)  # FIN after the queued bytes: a body shorter than Content-Length
+            _abort(request, reset=False)  # FIN after the queued bytes: a body shorter than announced
             request[_STATUS_KEY] = f"{status}-truncated"
         else:
             _abort(request, reset=True)
             request[_STATUS_KEY] = "RST"
         return response
+    # a clean end, even when shaped shorter than asked: the client sees a complete answer
     await response.write_eof()
     return response
 

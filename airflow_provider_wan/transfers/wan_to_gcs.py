@@ -21,17 +21,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
-import re
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
@@ -39,15 +34,20 @@ from airflow_provider_wan.exceptions import (
     WanError,
     WanFinalError,
     WanInvalidInputError,
-    WanResultExpiredError,
     WanRetryableError,
     WanTransferIntegrityError,
 )
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
 from airflow_provider_wan.models import cost_from_usage
+from airflow_provider_wan.transfers.download import (
+    READ_SIZE,
+    Progress,
+    ResumableDownload,
+    SourceChangedError,
+    mask_signed_url,
+)
 
 if TYPE_CHECKING:
-    import requests
     from airflow.providers.common.compat.sdk import Context
     from google.cloud.storage import Blob, Bucket, Client
     from google.cloud.storage.fileio import BlobWriter
@@ -76,15 +76,13 @@ SIDECAR_CONTENT_TYPE = "application/json"
 METADATA_LIMIT_BYTES = 8 * KiB
 #: every transfer announces its object through this asset alias unless told otherwise
 DEFAULT_ASSET_ALIAS = "wan_video_to_gcs"
-#: one read from the HTTP response; small next to chunk_size, large enough to keep syscalls few
-READ_SIZE = 1 * MiB
-#: a resumption never waits longer than this, whatever the backoff says
-MAX_RETRY_DELAY = 30.0
 
 # custom metadata keys (GCS object metadata)
 META_TASK_ID = "wan_task_id"
 META_TRANSFER_ID = "wan_transfer_id"
 META_SOURCE_BYTES = "wan_source_bytes"
+#: MD5 (base64) of the downloaded bytes, recorded once the object verified: a rerun trusts only an object carrying it
+META_SOURCE_MD5 = "wan_source_md5"
 META_ORIG_PROMPT = "wan_orig_prompt"
 META_ACTUAL_PROMPT = "wan_actual_prompt"
 META_PROMPTS_CUT = "wan_prompts_truncated"
@@ -150,286 +148,6 @@ def fit_metadata(
     return metadata
 
 
-@dataclass(frozen=True)
-class ContentRange:
-    """A parsed ``Content-Range: bytes START-END/TOTAL`` (TOTAL may be ``*``: None)."""
-
-    start: int
-    end: int
-    total: int | None
-
-    @classmethod
-    def parse(cls, value: str | None) -> ContentRange | None:
-        match = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", value or "")
-        if match is None:
-            return None
-        total = None if match.group(3) == "*" else int(match.group(3))
-        return cls(int(match.group(1)), int(match.group(2)), total)
-
-
-def _redactor(url: str) -> Callable[[str], str]:
-    """A function removing the link's signature (query string) from any text, e.g. a requests exception message."""
-    query = urlsplit(url).query
-    if not query:
-        return lambda text: text
-    return lambda text: text.replace(query, "<signature redacted>")
-
-
-def _mask_signed_url(url: str) -> None:
-    """Register the signed link and its signature with Airflow's log masker: a bearer secret for 24 hours."""
-    try:
-        from airflow.providers.common.compat.sdk import mask_secret
-
-        mask_secret(url)
-        query = urlsplit(url).query
-        if query:
-            mask_secret(query)
-    except Exception:  # pragma: no cover - masking is best effort outside a task
-        pass
-
-
-class _Dropped(Exception):
-    """A download attempt ended early in a way a Range request may recover from."""
-
-
-class _Progress:
-    """Throttled progress lines: at most one every ``interval`` seconds, plus a summary."""
-
-    def __init__(self, log: Any, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.log = log
-        self.interval = interval
-        self.clock = clock
-        self.started = clock()
-        self.last = self.started
-
-    def update(self, done: int, total: int | None) -> None:
-        now = self.clock()
-        if now - self.last < self.interval:
-            return
-        self.last = now
-        elapsed = max(now - self.started, 1e-9)
-        if total:
-            self.log.info(
-                "Copied %.1f of %.1f MiB (%.0f%%), %.1f MB/s",
-                done / MiB,
-                total / MiB,
-                100.0 * done / total,
-                done / elapsed / 1e6,
-            )
-        else:
-            self.log.info("Copied %.1f MiB, %.1f MB/s", done / MiB, done / elapsed / 1e6)
-
-    def rate(self, done: int) -> tuple[float, float]:
-        """Elapsed seconds and MB/s since the start."""
-        elapsed = max(self.clock() - self.started, 1e-9)
-        return elapsed, done / elapsed / 1e6
-
-
-# --- the download ---------------------------------------------------------------------------------------------------
-class ResumableDownload:
-    """
-    The bytes behind a signed link, as an iterator of chunks that survives dropped connections.
-
-    A drop (reset, timeout, a body shorter than its ``Content-Length``, a 5xx/429 answer) is followed by a request
-    for ``Range: bytes=<received>-`` (with ``If-Range`` when the first answer carried a strong ETag, so a changed
-    file cannot be stitched onto the old one). The iterator yields each byte exactly once, in order.
-
-    :param session: a ``requests.Session`` (the hook's pooled session)
-    :param url: the signed link; never logged, never put in an error message
-    :param task_id: DashScope task id, for messages
-    :param timeout: ``(connect, read)`` seconds of one HTTP request
-    :param max_attempts: requests in all, the first included (default 5); then
-        :class:`~airflow_provider_wan.exceptions.WanTransferIntegrityError`
-    :param retry_delay: seconds before the first resumption, doubled after each further drop (default 1.0), at most
-        30 s
-    :param read_size: bytes per read from the response (default 1 MiB)
-    """
-
-    def __init__(
-        self,
-        session: requests.Session,
-        url: str,
-        *,
-        task_id: str,
-        log: Any,
-        timeout: tuple[float, float] = (10.0, 60.0),
-        max_attempts: int = 5,
-        retry_delay: float = 1.0,
-        read_size: int = READ_SIZE,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.session = session
-        self.url = url
-        self.task_id = task_id
-        self.log = log
-        self.timeout = timeout
-        self.max_attempts = max(1, max_attempts)
-        self.retry_delay = retry_delay
-        self.read_size = read_size
-        self._sleep = sleep
-        self._redact = _redactor(url)
-        #: bytes yielded so far
-        self.received = 0
-        #: the video's size as the first answer announced it; None without a Content-Length
-        self.total: int | None = None
-        #: requests sent, and how many of them were resumptions
-        self.attempts = 0
-        self.resumptions = 0
-        self._validator: str | None = None
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            self.attempts += 1
-            try:
-                yield from self._attempt()
-                return
-            except _Dropped as drop:
-                if self.attempts >= self.max_attempts:
-                    raise WanTransferIntegrityError(
-                        f"The download of DashScope task {self.task_id}'s video dropped {self.attempts} times "
-                        f"(last: {drop}); gave up at byte {self.received} of {self._total_text()}. Nothing was kept; "
-                        "raise max_download_attempts if the network is this unreliable",
-                        task_id=self.task_id,
-                    ) from None
-                delay = min(MAX_RETRY_DELAY, self.retry_delay * 2 ** (self.attempts - 1))
-                self.log.warning(
-                    "Download of task %s's video dropped at byte %d of %s (%s); resuming with a Range request "
-                    "(attempt %d/%d) in %.1f s",
-                    self.task_id,
-                    self.received,
-                    self._total_text(),
-                    drop,
-                    self.attempts + 1,
-                    self.max_attempts,
-                    delay,
-                )
-                self._sleep(delay)
-                self.resumptions += 1
-
-    def _total_text(self) -> str:
-        return str(self.total) if self.total is not None else "an unknown total"
-
-    def _impossible(self, why: str) -> WanTransferIntegrityError:
-        return WanTransferIntegrityError(
-            f"Cannot resume the download of DashScope task {self.task_id}'s video at byte {self.received}: {why}. "
-            "Nothing was kept",
-            task_id=self.task_id,
-        )
-
-    def _attempt(self) -> Iterator[bytes]:
-        import requests
-        import urllib3
-
-        # identity: a compressed body would not match Content-Length nor the ranges counted in stored bytes
-        headers = {"Accept-Encoding": "identity"}
-        if self.received:
-            headers["Range"] = f"bytes={self.received}-"
-            if self._validator:
-                headers["If-Range"] = self._validator
-        try:
-            response = self.session.get(self.url, headers=headers, stream=True, timeout=self.timeout)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Dropped(self._redact(f"{type(exc).__name__}: {exc}")) from None
-        with response:
-            skip = self._check(response)
-            if skip is None:
-                return
-            raw = response.raw
-            try:
-                while True:
-                    # read1 returns what has arrived (at most read_size): bytes received before a drop are never
-                    # lost inside a half-filled read, so the Range request asks for exactly the missing part
-                    piece = raw.read1(self.read_size, decode_content=False)
-                    if not piece:
-                        break
-                    if skip:
-                        # the server ignored Range: read past what we already have
-                        if len(piece) <= skip:
-                            skip -= len(piece)
-                            continue
-                        piece, skip = piece[skip:], 0
-                    self.received += len(piece)
-                    if self.total is not None and self.received > self.total:
-                        raise WanTransferIntegrityError(
-                            f"DashScope task {self.task_id}'s video sent more bytes than the {self.total} it "
-                            "announced. Nothing was kept",
-                            task_id=self.task_id,
-                        )
-                    yield piece
-            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-                if self.total is not None and self.received == self.total:
-                    return  # the connection broke after the last byte: nothing is missing
-                raise _Dropped(self._redact(f"{type(exc).__name__}: {exc}")) from None
-        if self.total is not None and self.received < self.total:
-            raise _Dropped(f"the connection closed after byte {self.received} of {self.total}")
-
-    def _check(self, response: requests.Response) -> int | None:
-        """
-        Validate an answer; the first one sets ``total`` and the validator.
-
-        :return: how many bytes of the body to skip (the server ignored Range), or None: nothing left to read
-        """
-        status = response.status_code
-        if status in (401, 403, 404, 410):
-            code, message = _oss_error(response)
-            raise WanResultExpiredError(
-                f"The video of DashScope task {self.task_id} can no longer be downloaded (HTTP {status}"
-                f"{' ' + code if code else ''}{': ' + message if message else ''}). DashScope keeps a video for 24 "
-                "hours after the task ends and then deletes it; the video must be generated again",
-                http_status=status,
-                code=code,
-                task_id=self.task_id,
-            )
-        if status == 416 and self.total is not None and self.received >= self.total:
-            return None  # everything had arrived; the drop came after the last byte
-        if status in (408, 429) or status >= 500:
-            raise _Dropped(f"HTTP {status}")
-        if status not in (200, 206):
-            raise self._impossible(f"the link answered HTTP {status}")
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            # the bytes stored must be the video itself, and Content-Length must count them
-            raise self._impossible(f"the link answered with Content-Encoding {encoding!r} despite identity asked")
-        length = _int_header(response, "Content-Length")
-        if status == 206:
-            content_range = ContentRange.parse(response.headers.get("Content-Range"))
-            if content_range is None or content_range.start != self.received:
-                raise self._impossible(f"the server sent the range {response.headers.get('Content-Range')!r}")
-            total = content_range.total
-            skip = 0
-        else:
-            total = length
-            skip = self.received
-            if self.received and self._validator:
-                # If-Range answered with the whole file: the file is no longer the one we started
-                raise self._impossible("the video changed on the server (If-Range answered with the whole file)")
-        if self.received == 0:
-            # nothing kept yet (first request, or earlier ones failed before any byte): this answer sets the terms
-            self.total = total
-            etag = response.headers.get("ETag")
-            # only a strong validator may guard a Range request
-            self._validator = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
-        elif self.total is not None and total is not None and total != self.total:
-            raise self._impossible(f"the video's size changed from {self.total} to {total} bytes")
-        return skip
-
-
-def _int_header(response: requests.Response, name: str) -> int | None:
-    value = response.headers.get(name)
-    return int(value) if value and value.isdigit() else None
-
-
-def _oss_error(response: requests.Response) -> tuple[str | None, str | None]:
-    """Code and Message of an OSS-style XML error body; only those two (the body may echo the signature)."""
-    try:
-        text = response.raw.read(4096, decode_content=True).decode("utf-8", errors="replace")
-    except Exception:
-        return None, None
-    code = re.search(r"<Code>([^<]{1,100})</Code>", text)
-    message = re.search(r"<Message>([^<]{1,300})</Message>", text)
-    return (code.group(1) if code else None), (message.group(1) if message else None)
-
-
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
@@ -492,6 +210,8 @@ class WanVideoToGCSOperator(BaseOperator):
         ``wan_video_to_gcs``); None adds none
     :param max_download_attempts: HTTP requests for the video in all, resumptions included (default 5)
     :param download_retry_delay: seconds before the first resumption, doubled each time, at most 30 (default 1.0)
+    :param download_timeout: seconds the whole download may take, wall clock, resumptions included (default 3600;
+        None: no limit); a server sending a trickle of bytes cannot hold the worker longer
     :param progress_interval: seconds between two progress lines in the log (default 5.0)
     """
 
@@ -525,6 +245,7 @@ class WanVideoToGCSOperator(BaseOperator):
         asset_alias: str | None = DEFAULT_ASSET_ALIAS,
         max_download_attempts: int = 5,
         download_retry_delay: float = 1.0,
+        download_timeout: float | None = 3600.0,
         progress_interval: float = 5.0,
         **kwargs: Any,
     ) -> None:
@@ -535,6 +256,8 @@ class WanVideoToGCSOperator(BaseOperator):
             )
         if max_download_attempts < 1:
             raise WanInvalidInputError(f"max_download_attempts: must be at least 1, got {max_download_attempts}")
+        if download_timeout is not None and not download_timeout > 0:
+            raise WanInvalidInputError(f"download_timeout: must be a positive number of seconds: {download_timeout}")
         if asset_alias:
             from airflow.providers.common.compat.sdk import AssetAlias
 
@@ -558,6 +281,7 @@ class WanVideoToGCSOperator(BaseOperator):
         self.asset_alias = asset_alias
         self.max_download_attempts = max_download_attempts
         self.download_retry_delay = download_retry_delay
+        self.download_timeout = download_timeout
         self.progress_interval = progress_interval
         self._killed = False
 
@@ -606,7 +330,8 @@ class WanVideoToGCSOperator(BaseOperator):
         sidecar = self.sidecar_name(object_name) if self.write_sidecar else None
         if sidecar == object_name:
             raise WanInvalidInputError(f"object_name: {object_name!r} would be its own JSON sidecar; name it .mp4")
-        bucket = self.gcs_client.bucket(bucket_name)
+        self._check_metadata_fits(task_id)
+        bucket = self._bucket(bucket_name)
 
         # GCS first: a copy made by an earlier run is returned without touching DashScope, whose record may be gone
         existing = bucket.get_blob(object_name)
@@ -633,18 +358,57 @@ class WanVideoToGCSOperator(BaseOperator):
         self._emit_asset_event(context, result)
         return result
 
+    def _check_metadata_fits(self, task_id: str) -> None:
+        """Before any download: the metadata, with generous stand-ins for what DashScope will say, fits the limit."""
+        stand_in = "x" * 64
+        task = WanTask(
+            task_id=task_id,
+            status=TaskStatus.SUCCEEDED,
+            request_id=stand_in,
+            submit_time=stand_in,
+            end_time=stand_in,
+            usage={"video_count": 1, "video_duration": 15, "video_ratio": "1920*1080", "note": "x" * 200},
+        )
+        self._metadata(task, uuid.uuid4().hex, 1 << 40)
+
+    def _bucket(self, bucket_name: str) -> Bucket:
+        """The bucket, once it is known to exist: a missing bucket is a final error before anything is downloaded."""
+        from google.api_core import exceptions as google_errors
+
+        try:
+            bucket = self.gcs_client.lookup_bucket(bucket_name)
+        except google_errors.Forbidden:
+            raise WanFinalError(
+                f"bucket_name: the GCS bucket {bucket_name!r} cannot be read with these credentials (HTTP 403); "
+                "grant them storage.buckets.get and object access, or check gcp_conn_id. Nothing was downloaded"
+            ) from None
+        except google_errors.GoogleAPIError as exc:
+            raise WanRetryableError(
+                f"GCS did not answer the lookup of bucket {bucket_name!r} ({type(exc).__name__}); nothing was "
+                "downloaded"
+            ) from None
+        if bucket is None:
+            raise WanFinalError(
+                f"bucket_name: the GCS bucket {bucket_name!r} does not exist (or is in another project); create it "
+                "or fix bucket_name. Nothing was downloaded"
+            )
+        return bucket
+
     def on_kill(self) -> None:
         # the copy loop checks this flag between reads, then cancels the upload: no half object, no open session
         self._killed = True
 
     @staticmethod
     def _holds_video_of(blob: Blob, task_id: str) -> bool:
+        """
+        Whether ``blob`` is a verified copy of the task's video: the size and MD5 recorded from the download match
+        what GCS stores. An object written by an older version (no recorded MD5, perhaps truncated) is not.
+        """
         metadata = blob.metadata or {}
         if metadata.get(META_TASK_ID) != task_id:
             return False
-        expected = metadata.get(META_SOURCE_BYTES)
-        # a copy whose size differs from the source's is not ours to trust (it cannot happen through this operator)
-        return not (expected and expected.isdigit() and int(expected) != (blob.size or 0))
+        size, md5 = metadata.get(META_SOURCE_BYTES), metadata.get(META_SOURCE_MD5)
+        return bool(size and md5 and size == str(blob.size) and md5 == blob.md5_hash)
 
     def _replaceable_generation(self, existing: Blob | None, task_id: str, bucket_name: str) -> int:
         """The ``if_generation_match`` precondition of the upload: 0 = must not exist; else the generation replaced."""
@@ -653,7 +417,8 @@ class WanVideoToGCSOperator(BaseOperator):
         owner = (existing.metadata or {}).get(META_TASK_ID)
         if owner == task_id:
             self.log.warning(
-                "gs://%s/%s names DashScope task %s but its size does not match the source: replacing it",
+                "gs://%s/%s names DashScope task %s but carries no verified size and MD5 of it (an unfinished "
+                "earlier copy, or one made by an older version): replacing it",
                 bucket_name,
                 existing.name,
                 task_id,
@@ -729,15 +494,14 @@ class WanVideoToGCSOperator(BaseOperator):
             META_ORIG_PROMPT: task.orig_prompt or (str(self.prompt) if self.prompt else None),
             META_ACTUAL_PROMPT: task.actual_prompt,
         }
-        return fit_metadata(fields, prompts)
+        # room for what _verified() records once the object verified: the size (20 digits) and the MD5 (base64)
+        reserved = len(META_SOURCE_BYTES) + 20 + len(META_SOURCE_MD5) + 24
+        return fit_metadata(fields, prompts, limit=METADATA_LIMIT_BYTES - reserved)
 
     # -- the copy -------------------------------------------------------------------------------------------------
     def _copy(self, task: WanTask, bucket: Bucket, object_name: str, generation_match: int) -> Blob:
-        import google_crc32c
-
         url = task.video_url or ""
-        _mask_signed_url(url)
-        transfer_id = uuid.uuid4().hex
+        mask_signed_url(url)
         download = ResumableDownload(
             self.hook.session,
             url,
@@ -746,11 +510,27 @@ class WanVideoToGCSOperator(BaseOperator):
             timeout=self.hook.timeout,
             max_attempts=self.max_download_attempts,
             retry_delay=self.download_retry_delay,
+            deadline=self.download_timeout,
             read_size=min(READ_SIZE, self.chunk_size),
         )
-        md5 = hashlib.md5()
-        crc32c = google_crc32c.Checksum()
-        progress = _Progress(self.log, self.progress_interval)
+        while True:
+            try:
+                return self._copy_once(download, task, bucket, object_name, generation_match)
+            except SourceChangedError as changed:
+                if not download.may_restart():
+                    raise WanTransferIntegrityError(
+                        f"{changed}; gave up after {download.attempts} requests. Nothing was kept",
+                        task_id=task.task_id,
+                    ) from None
+                # the upload was abandoned with the stale bytes: start both again from byte 0
+                self.log.warning("%s; starting the copy again from byte 0", changed)
+                download.restart()
+
+    def _copy_once(
+        self, download: ResumableDownload, task: WanTask, bucket: Bucket, object_name: str, generation_match: int
+    ) -> Blob:
+        transfer_id = uuid.uuid4().hex
+        progress = Progress(self.log, self.progress_interval)
         blob = bucket.blob(object_name, chunk_size=self.chunk_size)
         writer: BlobWriter | None = None
         finalizing = False
@@ -763,6 +543,7 @@ class WanVideoToGCSOperator(BaseOperator):
             self.chunk_size / MiB,
         )
         try:
+            # the iteration ends normally only once the download is proven whole (length, validators, MP4 boxes)
             for chunk in download:
                 if self._killed:
                     raise WanRetryableError("The transfer was killed", task_id=task.task_id)
@@ -770,30 +551,27 @@ class WanVideoToGCSOperator(BaseOperator):
                     # opened on the first byte: the size announced by the link goes into the object's metadata
                     blob.metadata = self._metadata(task, transfer_id, download.total)
                     writer = self._open_writer(blob, generation_match)
-                md5.update(chunk)
-                crc32c.update(chunk)
                 writer.write(chunk)
                 progress.update(download.received, download.total)
-            if writer is None:
-                raise WanTransferIntegrityError(
-                    f"DashScope task {task.task_id}'s video is empty (0 bytes); nothing was kept", task_id=task.task_id
-                )
+            assert writer is not None  # an empty download is never proven whole
             finalizing = True
             # the last chunk: only now does the object come into existence
             writer.close()
+            stored = self._verified(bucket, object_name, transfer_id, download.received, download)
         except BaseException:
             self._abandon(writer, bucket, object_name, transfer_id, finalizing)
             raise
         elapsed, rate = progress.rate(download.received)
         self.log.info(
-            "Uploaded %d bytes (%.1f MiB) in %.1f s, %.1f MB/s; %d resumption(s)",
+            "Uploaded %d bytes (%.1f MiB) in %.1f s, %.1f MB/s; %d resumption(s), %d restart(s)",
             download.received,
             download.received / MiB,
             elapsed,
             rate,
             download.resumptions,
+            download.restarts,
         )
-        return self._verified(bucket, object_name, transfer_id, download.received, md5.digest(), crc32c.digest())
+        return stored
 
     def _open_writer(self, blob: Blob, generation_match: int) -> BlobWriter:
         from google.cloud.storage.fileio import BlobWriter
@@ -834,9 +612,12 @@ class WanVideoToGCSOperator(BaseOperator):
                 )
 
     def _verified(
-        self, bucket: Bucket, object_name: str, transfer_id: str, size: int, md5: bytes, crc32c: bytes
+        self, bucket: Bucket, object_name: str, transfer_id: str, size: int, download: ResumableDownload
     ) -> Blob:
-        """The stored object, once its size and checksums match what was downloaded; else it is deleted."""
+        """
+        The stored object, once its size and checksums match what was downloaded; then the verified size and MD5
+        are recorded in its metadata (what a rerun trusts). A mismatch raises; the caller deletes the object.
+        """
         stored = bucket.get_blob(object_name)
         uri = f"gs://{bucket.name}/{object_name}"
         if stored is None:
@@ -844,24 +625,23 @@ class WanVideoToGCSOperator(BaseOperator):
         if (stored.metadata or {}).get(META_TRANSFER_ID) != transfer_id:
             # another writer replaced it right after us (only possible with overwrite races): not ours to delete
             raise WanTransferIntegrityError(f"{uri} was replaced by another writer right after this upload")
+        md5, crc32c = _b64(download.md5()), download.crc32c()
         problems = []
         if stored.size != size:
             problems.append(f"size {stored.size} != {size} bytes downloaded")
-        if stored.md5_hash is not None and stored.md5_hash != _b64(md5):
-            problems.append(f"md5 {stored.md5_hash} != {_b64(md5)}")
-        if stored.crc32c is not None and stored.crc32c != _b64(crc32c):
+        if stored.md5_hash is not None and stored.md5_hash != md5:
+            problems.append(f"md5 {stored.md5_hash} != {md5}")
+        if crc32c is not None and stored.crc32c is not None and stored.crc32c != _b64(crc32c):
             problems.append(f"crc32c {stored.crc32c} != {_b64(crc32c)}")
         if stored.md5_hash is None and stored.crc32c is None:
             problems.append("GCS reported no checksum to compare")
         if problems:
-            try:
-                stored.delete(if_generation_match=stored.generation)
-            except Exception:
-                self.log.exception("Could not delete the unverified %s", uri)
             raise WanTransferIntegrityError(
                 f"{uri} did not verify ({'; '.join(problems)}) and was deleted; a retry copies it again",
                 task_id=(stored.metadata or {}).get(META_TASK_ID),
             )
+        stored.metadata = {**(stored.metadata or {}), META_SOURCE_BYTES: str(size), META_SOURCE_MD5: md5}
+        stored.patch(if_generation_match=stored.generation, if_metageneration_match=stored.metageneration)
         self.log.info(
             "Verified %s: %d bytes, md5 %s, crc32c %s, generation %s",
             uri,
