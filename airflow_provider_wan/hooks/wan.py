@@ -14,7 +14,6 @@ stay cheap.
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import random
 import threading
@@ -44,6 +43,8 @@ from airflow_provider_wan.hooks.classify import (
     TASK_ID_PATTERN,
     Failure,
 )
+from airflow_provider_wan.hooks.lookup import LoopCache
+from airflow_provider_wan.hooks.pacing import AsyncPacer, SyncPacer, sync_pacer
 from airflow_provider_wan.models import API_KEY_ENV
 from airflow_provider_wan.redact import clean_text, redact_url
 
@@ -513,6 +514,8 @@ class WanHook(BaseHook):
         credentials = self.credentials
         attempts = Attempts(call, self.retry_policy, sum(self.timeout), deadline)
         while True:
+            if call.method == "GET":
+                sync_pacer(task_query_qps).acquire()
             seconds, is_deadline = attempts.start()
             result = _sync_transport.exchange(
                 self.session,
@@ -523,6 +526,7 @@ class WanHook(BaseHook):
                 seconds=seconds,
                 is_deadline=is_deadline,
             )
+            _teach(sync_pacer(task_query_qps), call, result)
             if not isinstance(result, Failure):
                 return result
             delay = attempts.delay_after(result)
@@ -596,6 +600,7 @@ class WanHook(BaseHook):
         poll_interval: float = 15.0,
         timeout: float | None = None,
         on_status: Callable[[WanTask, float], None] | None = None,
+        kind: str | None = None,
     ) -> WanTask:
         """
         Block until a task ends; return it when SUCCEEDED, raise the provider's error otherwise.
@@ -605,7 +610,13 @@ class WanHook(BaseHook):
             :class:`~airflow_provider_wan.exceptions.WanTimeoutError`, retryable: the task keeps running and an
             Airflow retry re-attaches to it
         :param on_status: called with the task and the elapsed seconds whenever the status changes
+        :param kind: the task's :func:`~airflow_provider_wan.hooks.schedule.task_kind`: reads are then planned
+            around when tasks of that kind ended in this process (:class:`~.schedule.PollSchedule`); default: every
+            ``poll_interval``
         """
+        from airflow_provider_wan.hooks.schedule import PollSchedule
+
+        schedule = PollSchedule(interval=poll_interval, kind=kind)
         started = time.monotonic()
         last: TaskStatus | None = None
         while True:
@@ -628,14 +639,16 @@ class WanHook(BaseHook):
                     on_status(task, elapsed)
             if task.status.is_terminal():
                 task.raise_for_status()
+                schedule.learn(task)
                 return task
-            if timeout is not None and elapsed + poll_interval > timeout:
+            gap = schedule.next_gap(task, time.time())
+            if timeout is not None and elapsed + gap > timeout:
                 raise WanTimeoutError(
                     f"DashScope task {task_id} is still {task.status.value} after {elapsed:.0f} s (timeout "
                     f"{timeout:.0f} s); it was not canceled, and a retry of this Airflow task re-attaches to it",
                     task_id=task_id,
                 )
-            self._sleep(poll_interval)
+            self._sleep(gap)
 
     def test_connection(self) -> tuple[bool, str]:
         """Prove key and region with a free call (list one task); creates nothing and costs nothing."""
@@ -649,53 +662,7 @@ class WanHook(BaseHook):
 
 
 # --- the async client (triggerer) -----------------------------------------------------------------------------------
-class RateLimiter:
-    """
-    Spacing of requests within one event loop: at most ``rate`` starts per second, first come first served.
-
-    One instance per event loop is shared by every trigger in a triggerer, so a thousand concurrent triggers stay
-    under DashScope's per-account limit on GET /tasks instead of setting off a storm of 429s.
-
-    Waiters queue and a single pacer task releases them one at a time, at least ``1 / rate`` seconds apart *as
-    measured when each is released*. Handing out start times in advance instead is not enough: waiters whose
-    sleeps end late (a busy loop, a burst of new triggers) then go out together, and DashScope's sliding one-second
-    window sees more than ``rate`` requests (benchmarks/triggerer_density.py: 48 429s per 1,000 polls at 20/s).
-    Bound to the loop that first uses it.
-    """
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self._last = float("-inf")
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._pacer: asyncio.Task[None] | None = None
-
-    async def acquire(self) -> None:
-        if self.rate <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        if not self._waiters and loop.time() - self._last >= 1.0 / self.rate:
-            self._last = loop.time()
-            return
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
-        if self._pacer is None or self._pacer.done():
-            self._pacer = loop.create_task(self._pace())
-        await waiter
-
-    async def _pace(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._waiters:
-            wait = self._last + 1.0 / self.rate - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            waiter = self._waiters.popleft()
-            if waiter.done():  # its trigger was cancelled while queued: the slot goes to the next one
-                continue
-            self._last = loop.time()
-            waiter.set_result(None)
-
-
-_loop_state: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession, RateLimiter]] = {}
+_loop_state: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession, AsyncPacer]] = {}
 _loop_state_lock = threading.Lock()
 
 
@@ -706,7 +673,7 @@ def task_query_qps() -> float:
     return conf.getfloat("wan", "task_query_qps", fallback=DEFAULT_TASK_QUERY_QPS)
 
 
-def _shared_for_this_loop() -> tuple[aiohttp.ClientSession, RateLimiter]:
+def _shared_for_this_loop() -> tuple[aiohttp.ClientSession, AsyncPacer]:
     import aiohttp
 
     loop = asyncio.get_running_loop()
@@ -720,9 +687,43 @@ def _shared_for_this_loop() -> tuple[aiohttp.ClientSession, RateLimiter]:
                 connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=300),
                 headers={"User-Agent": USER_AGENT},
             )
-            state = (loop, session, RateLimiter(task_query_qps()))
+            state = (loop, session, AsyncPacer(task_query_qps()))
             _loop_state[id(loop)] = state
     return state[1], state[2]
+
+
+def _teach(pacer: SyncPacer | AsyncPacer, call: ApiCall, result: dict[str, Any] | Failure) -> None:
+    """What DashScope answered a task read teaches the process's pace (hooks/pacing.py): 429, or an answer."""
+    if call.method != "GET":
+        return
+    if not isinstance(result, Failure):
+        pacer.on_answer(throttled=False)
+    elif result.error.http_status == 429:
+        pacer.on_answer(throttled=True, retry_after=result.retry_after)
+    # other failures (timeouts, 5xx) say nothing about the account's read limit; the retry policy handles them
+
+
+async def _look_up(wan_conn_id: str) -> Credentials:
+    from airflow.providers.common.compat.connection import get_async_connection
+    from asgiref.sync import sync_to_async
+
+    conn: Connection | None
+    try:
+        conn = await get_async_connection(wan_conn_id)
+    except AirflowNotFoundException:
+        # inside `airflow dags test` the async lookup misses connections stored in the DB (Airflow 3.3.2)
+        try:
+            conn = await sync_to_async(BaseHook.get_connection)(wan_conn_id)
+        except AirflowNotFoundException:
+            if not os.environ.get(API_KEY_ENV):
+                raise WanInvalidInputError(
+                    f"No DashScope API key: connection {wan_conn_id!r} does not exist and {API_KEY_ENV} is not set"
+                ) from None
+            conn = None
+    return credentials_from_connection(conn)
+
+
+_credentials_by_conn_id: LoopCache[Credentials] = LoopCache()
 
 
 class WanAsyncClient:
@@ -730,7 +731,7 @@ class WanAsyncClient:
     The async twin of :class:`WanHook`'s task reads, for triggers.
 
     Shares request building, answer parsing, error mapping and the retry policy with the hook; owns only the
-    transport: one aiohttp session and one rate limiter per event loop (so per triggerer process), not per poll.
+    transport: one aiohttp session and one pacer (hooks/pacing.py) per event loop (so per triggerer process), not per poll.
     """
 
     def __init__(
@@ -746,24 +747,13 @@ class WanAsyncClient:
 
     @classmethod
     async def for_connection(cls, wan_conn_id: str, **kwargs: Any) -> WanAsyncClient:
-        """Credentials through the async connection lookup, with the sync lookup and the environment as fallbacks."""
-        from airflow.providers.common.compat.connection import get_async_connection
-        from asgiref.sync import sync_to_async
+        """
+        Credentials through the async connection lookup, with the sync lookup and the environment as fallbacks.
 
-        conn: Connection | None
-        try:
-            conn = await get_async_connection(wan_conn_id)
-        except AirflowNotFoundException:
-            # inside `airflow dags test` the async lookup misses connections stored in the DB (Airflow 3.3.2)
-            try:
-                conn = await sync_to_async(BaseHook.get_connection)(wan_conn_id)
-            except AirflowNotFoundException:
-                if not os.environ.get(API_KEY_ENV):
-                    raise WanInvalidInputError(
-                        f"No DashScope API key: connection {wan_conn_id!r} does not exist and {API_KEY_ENV} is not set"
-                    ) from None
-                conn = None
-        return cls(credentials_from_connection(conn), **kwargs)
+        One lookup per event loop and connection id at a time, reused for 30 s (:mod:`~.lookup`): a thousand
+        triggers starting together do not stall the triggerer's loop with a thousand lookups.
+        """
+        return cls(await _credentials_by_conn_id.get(wan_conn_id, lambda: _look_up(wan_conn_id)), **kwargs)
 
     async def _send(self, call: ApiCall, *, deadline: float | None = None) -> dict[str, Any]:
         """The async twin of :meth:`WanHook._send` (``deadline`` on the ``time.monotonic()`` clock too)."""
@@ -784,6 +774,7 @@ class WanAsyncClient:
                 seconds=seconds,
                 is_deadline=is_deadline,
             )
+            _teach(limiter, call, result)
             if not isinstance(result, Failure):
                 return result
             await asyncio.sleep(attempts.delay_after(result))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin, conf
 
 from airflow_provider_wan.exceptions import WanInvalidInputError
+from airflow_provider_wan.hooks.schedule import task_kind
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
 from airflow_provider_wan.images import IMAGE_FIELDS, is_remote_image, resolve_image
 from airflow_provider_wan.models import Family, WanModel, estimate_cost_usd, get_model, models_of, validate_request
@@ -296,7 +297,7 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
             self.log.info("DashScope task %s is %s after %.0f s", task.task_id, task.status.value, elapsed)
 
         task = self.hook.wait_for_task(
-            task_id, poll_interval=self.poll_interval, timeout=self.timeout, on_status=on_status
+            task_id, poll_interval=self.poll_interval, timeout=self.timeout, on_status=on_status, kind=self.task_kind
         )
         self._last_task = task
         self.log.info("DashScope task %s SUCCEEDED in %.0f s", task_id, time.monotonic() - started)
@@ -323,10 +324,17 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
                 first_poll_at=time.time() + self.poll_interval,
                 # a deferred task has no worker process for on_kill(): the trigger's on_kill cancels instead
                 cancel_on_kill=self.cancel_on_kill,
+                kind=self.task_kind,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFER_TIMEOUT_MARGIN,
         )
+
+    @property
+    def task_kind(self) -> str:
+        """What reads are planned by: tasks of one model, resolution and duration take about as long as each other."""
+        resolution = getattr(self, "resolution", None) or getattr(self, "size", None)
+        return task_kind(self.model, resolution, self.duration)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: validate the event, fail exactly as the sync path would, or return the result."""

@@ -29,6 +29,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_wan import exceptions as wan_exceptions
 from airflow_provider_wan.exceptions import WanError, WanRetryableError, WanTimeoutError
+from airflow_provider_wan.hooks.schedule import PollSchedule
 from airflow_provider_wan.hooks.wan import RetryPolicy, TaskStatus, WanAsyncClient, WanHook, WanTask
 
 __all__ = [
@@ -85,6 +86,9 @@ class WanTaskTrigger(BaseTrigger):
         request; a trigger resumed later (after a triggerer failover) is past this time and reads at once.
     :param retry_delay: seconds of the first backoff wait, doubled after each further failure up to 30 s
         (default 1.0); a longer Retry-After from DashScope wins
+    :param kind: what kind of task it is (:func:`~airflow_provider_wan.hooks.schedule.task_kind`: model, resolution,
+        duration). With it, reads are planned around when tasks of that kind ended in this triggerer
+        (:class:`~airflow_provider_wan.hooks.schedule.PollSchedule`); without it (default), every ``poll_interval``
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class WanTaskTrigger(BaseTrigger):
         max_transient_failures: int = DEFAULT_MAX_TRANSIENT_FAILURES,
         retry_delay: float = 1.0,
         first_poll_at: float | None = None,
+        kind: str | None = None,
     ) -> None:
         super().__init__()
         # Not ``self.task_id``: BaseTrigger owns that attribute and the triggerer overwrites it with the *Airflow*
@@ -112,6 +117,7 @@ class WanTaskTrigger(BaseTrigger):
         self.max_transient_failures = int(max_transient_failures)
         self.retry_delay = float(retry_delay)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
+        self.kind = kind
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and kwargs: ids, intervals and the deadline only; no key, no URL."""
@@ -127,6 +133,7 @@ class WanTaskTrigger(BaseTrigger):
                 "max_transient_failures": self.max_transient_failures,
                 "retry_delay": self.retry_delay,
                 "first_poll_at": self.first_poll_at,
+                "kind": self.kind,
             },
         )
 
@@ -147,6 +154,7 @@ class WanTaskTrigger(BaseTrigger):
         last: WanTask | None = None
         try:
             client = await self._client()
+            schedule = PollSchedule(interval=self.poll_interval, kind=self.kind)
             if self.first_poll_at is not None:
                 # min() with the deadline: a task is always read at least once before a timeout event
                 wait = min(self.first_poll_at, self.end_time) - time.time()
@@ -163,22 +171,25 @@ class WanTaskTrigger(BaseTrigger):
                 last = task
                 remaining = self.end_time - time.time()
                 if task.status.is_terminal():
+                    if task.status is TaskStatus.SUCCEEDED:
+                        schedule.learn(task)
                     self.log.info("DashScope task %s is %s (poll %d)", task_id, task.status.value, polls)
                     yield TriggerEvent(_terminal_event(task, polls))
                     return
                 if remaining <= 0:
                     yield TriggerEvent(await self._timeout_event(client, task, polls))
                     return
+                # the last sleep ends at the deadline, so a task that finishes just in time is still read once more
+                gap = min(schedule.next_gap(task, time.time()), remaining)
                 self.log.info(
                     "DashScope task %s is %s (poll %d; next in %.1f s, deadline in %.0f s)",
                     task_id,
                     task.status.value,
                     polls,
-                    min(self.poll_interval, remaining),
+                    gap,
                     remaining,
                 )
-                # the last sleep ends at the deadline, so a task that finishes just in time is still read once more
-                await asyncio.sleep(min(self.poll_interval, remaining))
+                await asyncio.sleep(gap)
         except WanError as error:
             # transient failures beyond the bound (WanRetryableError), a bad key or region, an unknown connection
             self.log.error("Waiting for DashScope task %s failed after %d polls: %s", task_id, polls, error)

@@ -56,7 +56,9 @@ def _gets(sim: Any) -> dict[str, int]:
 
 # --- serialization --------------------------------------------------------------------------------------------------
 def test_serialize_round_trips_with_ids_and_intervals_only(wan_conn):
-    trigger = WanTaskTrigger(task_id="abc-123", wan_conn_id="wan_default", poll_interval=7, end_time=1.8e9)
+    trigger = WanTaskTrigger(
+        task_id="abc-123", wan_conn_id="wan_default", poll_interval=7, end_time=1.8e9, kind="wan2.5-t2v-preview/720P/5"
+    )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_wan.triggers.wan.WanTaskTrigger"
     assert kwargs == {
@@ -69,6 +71,7 @@ def test_serialize_round_trips_with_ids_and_intervals_only(wan_conn):
         "max_transient_failures": 10,
         "retry_delay": 1.0,
         "first_poll_at": None,
+        "kind": "wan2.5-t2v-preview/720P/5",
     }
     assert wan_conn not in json.dumps(kwargs)
     again = WanTaskTrigger(**kwargs)

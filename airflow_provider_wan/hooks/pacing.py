@@ -1,0 +1,234 @@
+"""
+Pacing of task reads (``GET /tasks``): one rule for the worker (sync) and the triggerer (async).
+
+DashScope allows 20 task queries per second per *account*, shared by every process that reads tasks: several
+triggerers, every Celery worker running a non-deferrable operator or a poking sensor. No process knows how many
+others there are, and there is nothing to ask. So each process adapts its own pace to what DashScope answers, the
+way TCP shares a link without a coordinator (additive increase, multiplicative decrease):
+
+* a read that succeeded while reads were queued behind this pacer raises the rate by :data:`INCREASE_PER_SECOND`
+  GET/s per second of such reading (a process that is not held back has nothing to learn and does not grow);
+* a 429 takes :data:`CUT` of the ceiling off the rate (at most half of it), at most once per :data:`HOLD_SECONDS`
+  (one overload sends several 429s before the cut is felt; they are one signal). The first 429 of a process sets
+  the rate to :data:`DECREASE` times what got through during the last second: the share it really has;
+* after :data:`QUIET_SECONDS` without a 429 the increase speeds up, doubling every :data:`DOUBLING_SECONDS`: other
+  processes have gone, and the room they left is found in seconds, not minutes;
+* a ``Retry-After`` holds every read of the process until it has passed;
+* ``[wan] task_query_qps`` stays the ceiling, and a process starts at :data:`START_FRACTION` of it and doubles
+  each second it is held back (slow start) until the first 429.
+
+Processes that see 429s cut; those that do not, grow; the larger a process's share, the likelier its reads meet the
+429s, so shares drift towards equal, and the sum stays just under the account's limit. The step sizes are small on
+purpose: with N processes each overload is felt by one of them, so the account sees about N times as many overloads
+as one process would; growing 0.03 GET/s per second keeps 429s under 1% of reads for 1-4 processes
+(benchmarks/fair_share.py measures it against the simulator).
+
+:class:`Pacer` is the rule, with an injectable clock and no sleeping; :class:`SyncPacer` (threads, ``time.sleep``)
+and :class:`AsyncPacer` (one event loop) only differ in how they wait for the next slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+#: GET/s added per second of reads held back by the pacer (additive increase)
+INCREASE_PER_SECOND = 0.03
+#: on the first 429 the rate becomes this fraction of what got through in the last second
+DECREASE = 0.85
+#: after slow start, a 429 takes this fraction of the ceiling off the rate (additive decrease) ...
+CUT = 0.05
+#: ... but never more than half of it
+HALVE = 0.5
+#: after this many seconds without a 429 the increase speeds up (others have left: find the room sooner) ...
+QUIET_SECONDS = 30.0
+#: ... doubling every this many seconds
+DOUBLING_SECONDS = 10.0
+#: seconds after a cut during which further 429s are the same overload (DashScope counts in 1 s windows)
+HOLD_SECONDS = 1.0
+#: a new process starts at this fraction of the ceiling, then doubles per second while held back (slow start)
+START_FRACTION = 0.25
+#: the rate never drops below this (GET/s): a process keeps probing even after a long storm
+FLOOR = 0.2
+#: longest Retry-After honoured (seconds); longer values are capped: the retry policy's own cap is 30 s too
+MAX_PAUSE = 30.0
+
+
+class Pacer:
+    """
+    The pacing rule for one process, without any waiting: when may the next read start, and what the answers say.
+
+    :param ceiling: upper bound in GET/s (``[wan] task_query_qps``); 0 or less switches pacing off
+    :param clock: monotonic seconds (default :func:`time.monotonic`); tests pass a fake one
+    """
+
+    def __init__(self, ceiling: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ceiling = float(ceiling)
+        self.clock = clock
+        self.rate = max(FLOOR, self.ceiling * START_FRACTION) if self.ceiling > 0 else 0.0
+        self.slow_start = True
+        self.throttled = 0
+        self.answered = 0
+        self._last_start = float("-inf")
+        self._paused_until = float("-inf")
+        self._last_cut = float("-inf")
+        self._held_back_at = float("-inf")
+        self._last_grow = clock()
+        #: monotonic times of reads that got through, the last second or so
+        self._passed: collections.deque[float] = collections.deque()
+
+    @property
+    def enabled(self) -> bool:
+        return self.ceiling > 0
+
+    def next_start(self) -> float:
+        """The earliest clock time the next read may start."""
+        if not self.enabled:
+            return float("-inf")
+        return max(self._last_start + 1.0 / self.rate, self._paused_until)
+
+    def start(self, *, held_back: bool) -> None:
+        """Record that a read starts now; ``held_back`` when it (or another) had to wait for the pacer."""
+        now = self.clock()
+        self._last_start = now
+        if held_back:
+            self._held_back_at = now
+
+    def on_answer(self, *, throttled: bool, retry_after: float | None = None) -> None:
+        """Learn from one answer to a read: 429 (``throttled``, with its ``Retry-After``) or anything else."""
+        if not self.enabled:
+            return
+        now = self.clock()
+        self.answered += 1
+        if retry_after is not None and retry_after > 0:
+            self._paused_until = max(self._paused_until, now + min(retry_after, MAX_PAUSE))
+        if throttled:
+            self.throttled += 1
+            self._cut(now)
+        else:
+            self._passed.append(now)
+            self._grow(now)
+        while self._passed and self._passed[0] <= now - 1.0:
+            self._passed.popleft()
+
+    def _cut(self, now: float) -> None:
+        if now - self._last_cut < HOLD_SECONDS:
+            return
+        self._last_cut = now
+        if self.slow_start:
+            # the first overload: what the account let through is the share this process really has
+            got_through = sum(1 for t in self._passed if t > now - 1.0)
+            self.rate = DECREASE * min(self.rate, float(got_through) or self.rate)
+        else:
+            self.rate = max(self.rate * HALVE, self.rate - CUT * self.ceiling)
+        self.rate = max(FLOOR, self.rate)
+        self.slow_start = False
+        self._last_grow = now
+        log.info("DashScope throttled task reads (429): this process now reads at most %.2f per second", self.rate)
+
+    def _grow(self, now: float) -> None:
+        elapsed = now - self._last_grow
+        self._last_grow = now
+        if now - self._held_back_at > 1.0 or now - self._last_cut < HOLD_SECONDS:
+            # not held back: the rate is not what limits us, so an answer says nothing about a higher one
+            return
+        if self.slow_start:
+            self.rate *= 2.0 ** min(elapsed, 1.0)
+        else:
+            quiet = now - self._last_cut
+            speed = 2.0 ** min(6.0, max(0.0, quiet - QUIET_SECONDS) / DOUBLING_SECONDS)
+            self.rate += INCREASE_PER_SECOND * speed * min(elapsed, 1.0)
+        self.rate = min(self.rate, self.ceiling)
+
+
+class SyncPacer:
+    """A :class:`Pacer` for the threads of one worker process: :meth:`acquire` sleeps until the next slot."""
+
+    def __init__(self, ceiling: float, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.pacer = Pacer(ceiling)
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        held_back = False
+        while True:
+            with self._lock:
+                wait = self.pacer.next_start() - self.pacer.clock()
+                if wait <= 0:
+                    self.pacer.start(held_back=held_back)
+                    return
+            held_back = True
+            self._sleep(wait)
+
+    def on_answer(self, *, throttled: bool, retry_after: float | None = None) -> None:
+        with self._lock:
+            self.pacer.on_answer(throttled=throttled, retry_after=retry_after)
+
+
+class AsyncPacer:
+    """
+    A :class:`Pacer` for one event loop (a triggerer): waiters queue, and one releasing task lets them go one at a
+    time, each at the pacer's next slot *as measured when it is released*.
+
+    Handing out start times in advance is not enough: waiters whose sleeps end late (a busy loop, a burst of new
+    triggers) would then go out together, and DashScope's sliding one-second window sees more than the rate
+    (benchmarks/triggerer_density.py: 48 429s per 1,000 polls at 20/s). Bound to the loop that first uses it.
+    """
+
+    def __init__(self, ceiling: float) -> None:
+        self.pacer = Pacer(ceiling)
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._releaser: asyncio.Task[None] | None = None
+
+    async def acquire(self) -> None:
+        if not self.pacer.enabled:
+            return
+        if not self._waiters and self.pacer.next_start() <= self.pacer.clock():
+            self.pacer.start(held_back=False)
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        if self._releaser is None or self._releaser.done():
+            self._releaser = loop.create_task(self._release())
+        await waiter
+
+    async def _release(self) -> None:
+        while self._waiters:
+            wait = self.pacer.next_start() - self.pacer.clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue  # a 429 answered meanwhile may have moved the next slot
+            waiter = self._waiters.popleft()
+            if waiter.done():  # its trigger was cancelled while queued: the slot goes to the next one
+                continue
+            self.pacer.start(held_back=True)
+            waiter.set_result(None)
+
+    def on_answer(self, *, throttled: bool, retry_after: float | None = None) -> None:
+        self.pacer.on_answer(throttled=throttled, retry_after=retry_after)
+
+
+#: by process id: a forked worker (Celery's prefork pool) starts with a pacer of its own, not a copy of its parent's
+_sync_pacers: dict[int, SyncPacer] = {}
+_sync_pacers_lock = threading.Lock()
+
+
+def sync_pacer(ceiling: Callable[[], float]) -> SyncPacer:
+    """The process's one :class:`SyncPacer` (created on first use with ``ceiling()`` GET/s)."""
+    pid = os.getpid()
+    pacer = _sync_pacers.get(pid)
+    if pacer is None:
+        with _sync_pacers_lock:
+            pacer = _sync_pacers.get(pid)
+            if pacer is None:
+                _sync_pacers.clear()
+                pacer = _sync_pacers[pid] = SyncPacer(ceiling())
+    return pacer

@@ -1,0 +1,101 @@
+"""Single-flight connection lookups per event loop (hooks/lookup.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from airflow_provider_wan.hooks.lookup import LoopCache
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_thousand_callers_share_one_lookup():
+    calls = 0
+    cache: LoopCache[str] = LoopCache(ttl=30)
+
+    async def look_up() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return "credentials"
+
+    values = await asyncio.gather(*(cache.get("wan_default", look_up) for _ in range(1000)))
+    assert values == ["credentials"] * 1000
+    assert calls == 1
+
+
+async def test_value_expires_after_the_ttl_and_keys_are_separate():
+    clock = FakeClock()
+    cache: LoopCache[int] = LoopCache(ttl=30, clock=clock)
+    calls: list[str] = []
+
+    def counting(key: str):
+        async def look_up() -> int:
+            calls.append(key)
+            return len(calls)
+
+        return look_up
+
+    assert await cache.get("a", counting("a")) == 1
+    assert await cache.get("a", counting("a")) == 1
+    assert await cache.get("b", counting("b")) == 2
+    clock.now = 31
+    assert await cache.get("a", counting("a")) == 3
+
+
+async def test_a_failure_reaches_every_waiter_and_is_not_kept():
+    cache: LoopCache[str] = LoopCache(ttl=30)
+    attempts = 0
+
+    async def missing() -> str:
+        nonlocal attempts
+        attempts += 1
+        await asyncio.sleep(0.01)
+        raise LookupError("no such connection")
+
+    results = await asyncio.gather(*(cache.get("c", missing) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, LookupError) for r in results)
+    assert attempts == 1
+
+    async def found() -> str:
+        return "created meanwhile"
+
+    assert await cache.get("c", found) == "created meanwhile"
+
+
+async def test_the_first_caller_cancelled_does_not_cancel_the_others():
+    cache: LoopCache[str] = LoopCache(ttl=30)
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        await release.wait()
+        return "ok"
+
+    first = asyncio.ensure_future(cache.get("k", slow))
+    second = asyncio.ensure_future(cache.get("k", slow))
+    await asyncio.sleep(0)
+    first.cancel()
+    release.set()
+    assert await second == "ok"
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+def test_each_event_loop_looks_up_for_itself():
+    cache: LoopCache[int] = LoopCache(ttl=30)
+    loops: list[int] = []
+
+    async def look_up() -> int:
+        loops.append(id(asyncio.get_running_loop()))
+        return len(loops)
+
+    assert asyncio.run(cache.get("k", look_up)) == 1
+    assert asyncio.run(cache.get("k", look_up)) == 2

@@ -1,0 +1,194 @@
+"""The adaptive pacing rule of task reads (hooks/pacing.py), on a fake clock and a fake account window."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import itertools
+import random
+
+import pytest
+
+from airflow_provider_wan.hooks import pacing
+from airflow_provider_wan.hooks.pacing import AsyncPacer, Pacer, SyncPacer
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class AccountWindow:
+    """DashScope's GET limit as the simulator enforces it: at most ``limit`` admitted in any 1-second window."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.admitted: collections.deque[float] = collections.deque()
+
+    def admit(self, now: float) -> bool:
+        while self.admitted and self.admitted[0] <= now - 1.0:
+            self.admitted.popleft()
+        if len(self.admitted) >= self.limit:
+            return False
+        self.admitted.append(now)
+        return True
+
+
+def share_an_account(processes: int, seconds: float, *, limit: int = 20, seed: int = 7) -> dict[str, object]:
+    """
+    ``processes`` pacers, each with reads always waiting, reading from one account: the sends and answers happen in
+    fake time, with 5-55 ms of answer latency. Returns successes and 429s per process.
+    """
+    rnd = random.Random(seed)
+    clock = FakeClock()
+    start = clock.now
+    pacers = [Pacer(limit, clock=clock) for _ in range(processes)]
+    window = AccountWindow(limit)
+    events: list[tuple[float, int, int]] = [(start + rnd.random() * 0.5, 0, i) for i in range(processes)]
+    heapq.heapify(events)
+    ok = [0] * processes
+    throttled = [0] * processes
+    while events:
+        at, kind, i = heapq.heappop(events)
+        if at > start + seconds:
+            break
+        clock.now = at
+        pacer = pacers[i]
+        if kind == 0:  # the process's next queued read
+            slot = pacer.next_start()
+            if slot > at:
+                heapq.heappush(events, (slot + rnd.random() * 0.003, 0, i))
+                continue
+            pacer.start(held_back=True)
+            answer = 1 if window.admit(at) else 2
+            heapq.heappush(events, (at + 0.005 + rnd.random() * 0.05, answer, i))
+            heapq.heappush(events, (at + 1e-6, 0, i))
+        else:
+            if kind == 1:
+                ok[i] += 1
+            else:
+                throttled[i] += 1
+            pacer.on_answer(throttled=kind == 2)
+    return {"ok": ok, "throttled": throttled, "pacers": pacers}
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3, 4])
+def test_processes_sharing_an_account_stay_under_its_limit_and_use_it(processes):
+    result = share_an_account(processes, seconds=180)
+    ok, throttled = sum(result["ok"]), sum(result["throttled"])  # type: ignore[arg-type]
+    assert throttled / (ok + throttled) < 0.012, (ok, throttled)
+    # 20/s for 180 s, less the slow start and the sawtooth
+    assert ok / 180 >= 0.88 * 20, ok / 180
+    # nobody starves: every process gets at least a third of an equal share
+    assert min(result["ok"]) / 180 >= 20 / processes / 3, result["ok"]  # type: ignore[type-var, operator]
+
+
+def test_ceiling_is_never_exceeded_and_growth_needs_a_queue():
+    clock = FakeClock()
+    pacer = Pacer(8, clock=clock)
+    assert pacer.rate == pytest.approx(2.0)  # START_FRACTION of the ceiling
+    # answers without anything held back: the rate has nothing to learn
+    for _ in range(50):
+        clock.advance(0.5)
+        pacer.start(held_back=False)
+        pacer.on_answer(throttled=False)
+    assert pacer.rate == pytest.approx(2.0)
+    # held back: slow start doubles per second, up to the ceiling and no further
+    for _ in range(200):
+        clock.advance(0.1)
+        pacer.start(held_back=True)
+        pacer.on_answer(throttled=False)
+    assert pacer.rate == 8
+
+
+def test_a_429_cuts_once_per_overload_and_retry_after_holds_every_read():
+    clock = FakeClock()
+    pacer = Pacer(20, clock=clock)
+    pacer.slow_start = False
+    pacer.rate = 10.0
+    pacer.start(held_back=True)
+    pacer.on_answer(throttled=True)
+    after_one = pacer.rate
+    assert after_one == pytest.approx(10.0 - pacing.CUT * 20)
+    # more 429s of the same overload (within HOLD_SECONDS) are one signal
+    clock.advance(0.3)
+    pacer.on_answer(throttled=True)
+    assert pacer.rate == after_one
+    clock.advance(pacing.HOLD_SECONDS)
+    pacer.on_answer(throttled=True, retry_after=7)
+    assert pacer.rate < after_one
+    assert pacer.next_start() == pytest.approx(clock.now + 7)
+    # never below the floor, never more than halved at once
+    pacer.rate = 0.3
+    clock.advance(pacing.HOLD_SECONDS)
+    pacer.on_answer(throttled=True)
+    assert pacer.rate == pacing.FLOOR
+
+
+def test_first_429_takes_the_share_that_got_through():
+    clock = FakeClock()
+    pacer = Pacer(20, clock=clock)
+    pacer.rate = 20.0
+    for _ in range(5):  # 5 of the last second's reads got through
+        clock.advance(0.2)
+        pacer.on_answer(throttled=False)
+    pacer.on_answer(throttled=True)
+    assert not pacer.slow_start
+    assert pacer.rate == pytest.approx(pacing.DECREASE * 5)
+
+
+def test_zero_ceiling_switches_pacing_off():
+    pacer = Pacer(0)
+    assert not pacer.enabled
+    assert pacer.next_start() == float("-inf")
+    pacer.on_answer(throttled=True, retry_after=10)
+    assert pacer.next_start() == float("-inf")
+
+
+def test_sync_pacer_sleeps_until_the_next_slot():
+    slept: list[float] = []
+    clock = FakeClock()
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+
+    pacer = SyncPacer(4, sleep=sleep)
+    pacer.pacer.clock = clock
+    pacer.acquire()
+    pacer.acquire()
+    assert slept == [pytest.approx(1.0)]  # 4/s x START_FRACTION = 1/s
+
+
+async def test_async_pacer_releases_queued_reads_one_slot_apart():
+    pacer = AsyncPacer(40)  # starts at 10/s
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def read() -> None:
+        await pacer.acquire()
+        times.append(loop.time())
+
+    await asyncio.gather(*(read() for _ in range(5)))
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.1 - 0.005, gaps
+    assert pacer.pacer._held_back_at > 0  # the queue counts as held back: the rate may grow
+
+
+async def test_async_pacer_skips_cancelled_waiters():
+    pacer = AsyncPacer(4)
+    await pacer.acquire()
+    cancelled = asyncio.ensure_future(pacer.acquire())
+    kept = asyncio.ensure_future(pacer.acquire())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.wait_for(kept, 3)
+    assert kept.done()
+    assert not kept.cancelled()
