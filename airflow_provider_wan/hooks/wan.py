@@ -731,7 +731,8 @@ class WanAsyncClient:
     The async twin of :class:`WanHook`'s task reads, for triggers.
 
     Shares request building, answer parsing, error mapping and the retry policy with the hook; owns only the
-    transport: one aiohttp session and one pacer (hooks/pacing.py) per event loop (so per triggerer process), not per poll.
+    transport: one aiohttp session and one pacer (hooks/pacing.py) per event loop (so per triggerer process), not
+    per poll.
     """
 
     def __init__(
