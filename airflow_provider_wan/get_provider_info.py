@@ -89,9 +89,11 @@ def get_provider_info() -> dict[str, Any]:
                 "description": "Alibaba Cloud Wan (DashScope) provider.",
                 "options": {
                     "task_query_qps": {
-                        "description": "Task status reads (GET /tasks/{id}) per second that one process (a "
-                        "triggerer or a worker) sends to DashScope. DashScope allows 20 per second per account "
-                        "(API key): lower this when several processes poll with the same key.",
+                        "description": "Ceiling of the task status reads (GET /tasks/{id}) per second that one "
+                        "process (a triggerer or a worker) sends to DashScope; 0 switches pacing off. Below it, each "
+                        "process adapts its pace to DashScope's answers (slower on 429, faster while reads wait), so "
+                        "several processes share the account's 20 per second without setting this. Lower it to "
+                        "leave room for other clients of the same account.",
                         "version_added": "0.1.0",
                         "type": "float",
                         "example": "5",
