@@ -65,13 +65,19 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "region": {
                         "label": "Region",
-                        "description": "DashScope region the API key belongs to: singapore, beijing or virginia. "
-                        "Keys are bound to their region.",
+                        "description": "DashScope region the API key belongs to: singapore, beijing, virginia, "
+                        "hongkong or frankfurt. Keys are bound to their region.",
                         "schema": {
                             "type": ["string", "null"],
-                            "enum": ["singapore", "beijing", "virginia", None],
+                            "enum": ["singapore", "beijing", "virginia", "hongkong", "frankfurt", None],
                             "default": "singapore",
                         },
+                    },
+                    "workspace_id": {
+                        "label": "Workspace ID",
+                        "description": "Optional Model Studio workspace id: selects the workspace domain "
+                        "https://{workspace_id}.{region}.maas.aliyuncs.com (required for frankfurt).",
+                        "schema": {"type": ["string", "null"]},
                     },
                     "base_url": {
                         "label": "Base URL",

@@ -21,7 +21,6 @@ Sources (see ``shared/reference/dashscope-wan-api-facts.md`` in the project, and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -29,12 +28,7 @@ from typing import Any
 
 __all__ = [
     "API_KEY_ENV",
-    "AUDIO_URL_EXTENSIONS",
     "CNY_PER_USD",
-    "IMAGE_FORMATS",
-    "IMAGE_MAX_BYTES",
-    "IMAGE_MAX_SIDE",
-    "IMAGE_MIN_SIDE",
     "MODELS",
     "NEGATIVE_PROMPT_MAX_CHARS",
     "SEED_MAX",
@@ -47,8 +41,8 @@ __all__ = [
     "estimate_cost_usd",
     "get_model",
     "output_dimensions",
+    "price_overrides",
     "resolution_tier",
-    "validate_request",
 ]
 
 API_KEY_ENV = "DASHSCOPE_API_KEY"
@@ -56,13 +50,6 @@ CNY_PER_USD = 7.33924
 SEED_MAX = 2_147_483_647
 NEGATIVE_PROMPT_MAX_CHARS = 500
 SHOT_TYPES = ("single", "multi")
-# Image inputs of image-to-video and first-and-last-frame models.
-IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
-IMAGE_MAX_BYTES = 10 * 1024 * 1024
-IMAGE_MIN_SIDE = 360
-IMAGE_MAX_SIDE = 2000
-# audio_url: wav or mp3, 3-30 s, at most 15 MB (text-to-video reference).
-AUDIO_URL_EXTENSIONS = (".wav", ".mp3")
 
 # Every size the text-to-video models accept, by resolution tier ("width*height").
 SIZE_TIERS: dict[str, tuple[str, ...]] = {
@@ -80,13 +67,39 @@ class Family(str, Enum):
     TEXT_TO_VIDEO = "t2v"
     IMAGE_TO_VIDEO = "i2v"
     KEYFRAME_TO_VIDEO = "kf2v"
+    REFERENCE_TO_VIDEO = "r2v"
+    VIDEO_EDIT = "videoedit"
+    #: Wan 3.0: text, first/last frame and image/video/audio references in one model
+    ALL_IN_ONE = "all-in-one"
+    VACE = "vace"
+    SPEECH_TO_VIDEO = "s2v"
+    ANIMATE = "animate"
 
     @property
     def endpoint(self) -> str:
         """Path of the create endpoint below the API base URL."""
-        if self is Family.KEYFRAME_TO_VIDEO:
-            return "services/aigc/image2video/video-synthesis"
-        return "services/aigc/video-generation/video-synthesis"
+        if self in (Family.KEYFRAME_TO_VIDEO, Family.SPEECH_TO_VIDEO, Family.ANIMATE):
+            return IMAGE2VIDEO_ENDPOINT
+        return VIDEO_GENERATION_ENDPOINT
+
+    @property
+    def label(self) -> str:
+        return _FAMILY_TITLES[self]
+
+
+VIDEO_GENERATION_ENDPOINT = "services/aigc/video-generation/video-synthesis"
+IMAGE2VIDEO_ENDPOINT = "services/aigc/image2video/video-synthesis"
+_FAMILY_TITLES = {
+    Family.TEXT_TO_VIDEO: "text-to-video",
+    Family.IMAGE_TO_VIDEO: "image-to-video",
+    Family.KEYFRAME_TO_VIDEO: "first-and-last-frame",
+    Family.REFERENCE_TO_VIDEO: "reference-to-video",
+    Family.VIDEO_EDIT: "video editing",
+    Family.ALL_IN_ONE: "all-in-one (Wan 3.0)",
+    Family.VACE: "VACE video editing",
+    Family.SPEECH_TO_VIDEO: "speech-to-video",
+    Family.ANIMATE: "animate",
+}
 
 
 class UsageStyle(str, Enum):
@@ -98,6 +111,8 @@ class UsageStyle(str, Enum):
     SIZE_RATIO = "size_ratio"
     #: image-based models before wan2.6: video_count, video_duration, video_ratio ("standard")
     STANDARD_RATIO = "standard_ratio"
+    #: wan2.7 and Wan 3.0: input_video_duration + output_video_duration (both billed on Wan 3.0), SR, ratio
+    MEDIA = "media"
 
 
 @dataclass(frozen=True)
@@ -132,10 +147,45 @@ class WanModel:
     #: wan2.6 never returns output.actual_prompt, whatever prompt_extend says
     returns_actual_prompt: bool = True
     aliases: tuple[str, ...] = ()
+    # --- the newer request shapes (wan2.7, Wan 3.0, r2v, VACE, s2v, animate) ------------------------------------
+    #: ``parameters.ratio`` values (resolution + ratio models); empty: no ratio parameter
+    ratios: tuple[str, ...] = ()
+    #: ``input.media`` item types and how many of each one request may hold; non-empty: the ``media`` protocol
+    media: Mapping[str, int] = field(default_factory=dict)
+    #: reference_image / reference_video items may carry a ``reference_voice`` (wav/mp3, 1-10 s)
+    reference_voices: bool = False
+    #: at least one of these media types is required (empty: none)
+    media_required: tuple[str, ...] = ()
+    #: media types that cannot be sent together
+    media_exclusive: tuple[tuple[str, str], ...] = ()
+    #: (a, b): a media item of type a needs one of type b
+    media_needs: tuple[tuple[str, str], ...] = ()
+    #: most reference_image + reference_video items together (None: only the per-type counts)
+    max_references: int | None = None
+    #: durations allowed when a reference or source video is given (r2v: shorter)
+    durations_with_video: tuple[int, ...] = ()
+    #: ``input`` fields every request must carry (the old protocol's images, audio, videos)
+    required_inputs: tuple[str, ...] = ()
+    prompt_required: bool = False
+    #: VACE: ``input.function`` -> the inputs it requires
+    functions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: animate: ``parameters.mode`` values; video editing: ``parameters.audio_setting`` values
+    modes: tuple[str, ...] = ()
+    audio_settings: tuple[str, ...] = ()
+    seed_min: int = 0
+    #: seconds of input video billed on top of the output (r2v reference videos, Wan 3.0)
+    bills_input_video: bool = False
+    #: where the catalogue entry's facts come from
+    source: str = "official API reference"
 
     @property
     def endpoint(self) -> str:
         return self.family.endpoint
+
+    @property
+    def uses_media(self) -> bool:
+        """True for models on the ``input.media`` list protocol (wan2.7 i2v/r2v/videoedit, Wan 3.0)."""
+        return bool(self.media)
 
     @property
     def tiers(self) -> tuple[str, ...]:
@@ -154,6 +204,28 @@ def _cny(amount: float) -> float:
 
 
 _WAN26_DURATIONS = tuple(range(2, 16))
+_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4")
+_WAN27_SOURCE = "official wan2.7 API references (Mar-Jun 2026) and the dashscope SDK 2.0.2"
+_WAN3_SOURCE = "official Wan 3.0 API reference (preview, Sep-Oct 2026) and the dashscope SDK 2.0.2"
+_WAN3_PRICE_SOURCE = "reseller list at 98% of official (docs.apiyi.com) and a user log (480P); override it"
+_WAN3_MEDIA = {
+    "first_frame": 1,
+    "last_frame": 1,
+    "reference_image": 10,
+    "reference_video": 5,
+    "reference_audio": 5,
+    "file": 1,
+    "link": 1,
+}
+# frames or references, a file or a link
+_WAN3_EXCLUSIVE = (
+    *(
+        (frame, ref)
+        for frame in ("first_frame", "last_frame")
+        for ref in ("reference_image", "reference_video", "reference_audio")
+    ),
+    ("file", "link"),
+)
 
 _CATALOGUE: tuple[WanModel, ...] = (
     # --- text-to-video -------------------------------------------------------------------------------------------
@@ -321,6 +393,230 @@ _CATALOGUE: tuple[WanModel, ...] = (
         usage_style=UsageStyle.STANDARD_RATIO,
         aliases=("wanx2.1-i2v-plus",),
     ),
+    # --- wan2.7: resolution + ratio; i2v, r2v and videoedit on the input.media protocol ------------------------------
+    WanModel(
+        name="wan2.7-t2v",
+        family=Family.TEXT_TO_VIDEO,
+        resolutions=("720P", "1080P"),
+        default_resolution="1080P",
+        ratios=_RATIOS,
+        durations=_WAN26_DURATIONS,
+        prompt_max_chars=5000,
+        supports_audio=True,
+        supports_audio_url=True,
+        prices_usd={"720P": 0.10, "1080P": 0.15},
+        max_concurrent_tasks=5,
+        create_rps=5,
+        usage_style=UsageStyle.MEDIA,
+        returns_actual_prompt=False,
+        aliases=("wan2.7-t2v-2026-04-25", "wan2.7-t2v-2026-06-12"),
+        source=_WAN27_SOURCE,
+    ),
+    WanModel(
+        name="wan2.7-i2v",
+        family=Family.IMAGE_TO_VIDEO,
+        resolutions=("720P", "1080P"),
+        default_resolution="1080P",
+        durations=_WAN26_DURATIONS,
+        prompt_max_chars=5000,
+        supports_audio=True,
+        media={"first_frame": 1, "last_frame": 1, "driving_audio": 1, "first_clip": 1},
+        media_required=("first_frame", "first_clip"),
+        media_exclusive=(("first_clip", "first_frame"), ("first_clip", "driving_audio")),
+        media_needs=(("last_frame", "first_frame"),),
+        prices_usd={"720P": 0.10, "1080P": 0.15},
+        max_concurrent_tasks=5,
+        create_rps=5,
+        usage_style=UsageStyle.MEDIA,
+        returns_actual_prompt=False,
+        bills_input_video=True,
+        aliases=("wan2.7-i2v-2026-04-25",),
+        source=_WAN27_SOURCE,
+    ),
+    WanModel(
+        name="wan2.7-r2v",
+        family=Family.REFERENCE_TO_VIDEO,
+        resolutions=("720P", "1080P"),
+        default_resolution="1080P",
+        ratios=_RATIOS,
+        durations=_WAN26_DURATIONS,
+        durations_with_video=tuple(range(2, 11)),
+        prompt_max_chars=5000,
+        supports_audio=True,
+        media={"reference_image": 5, "reference_video": 5, "first_frame": 1},
+        reference_voices=True,
+        media_required=("reference_image", "reference_video"),
+        max_references=5,
+        prices_usd={"720P": 0.10, "1080P": 0.15},
+        max_concurrent_tasks=5,
+        create_rps=5,
+        usage_style=UsageStyle.MEDIA,
+        returns_actual_prompt=False,
+        bills_input_video=True,
+        aliases=("wan2.7-r2v-2026-06-12",),
+        source=_WAN27_SOURCE,
+    ),
+    WanModel(
+        name="wan2.7-videoedit",
+        family=Family.VIDEO_EDIT,
+        resolutions=("720P", "1080P"),
+        default_resolution="1080P",
+        ratios=_RATIOS,
+        # 0: as long as the source video
+        durations=(0, *range(2, 11)),
+        default_duration=0,
+        prompt_max_chars=5000,
+        media={"video": 1, "reference_image": 4},
+        media_required=("video",),
+        audio_settings=("auto", "origin"),
+        prices_usd={"720P": 0.0706, "1080P": 0.1165},
+        price_source="reseller list (no official International price found); override it, see the cost docs",
+        max_concurrent_tasks=5,
+        create_rps=5,
+        usage_style=UsageStyle.MEDIA,
+        returns_actual_prompt=False,
+        source=_WAN27_SOURCE,
+    ),
+    # --- Wan 3.0: one model for text, frames and references (preview) ------------------------------------------------
+    WanModel(
+        name="wan3.0-video",
+        family=Family.ALL_IN_ONE,
+        resolutions=("480P", "720P", "1080P"),
+        default_resolution="1080P",
+        ratios=(*_RATIOS, "adaptive"),
+        # -1: the model picks the length
+        durations=(-1, *range(2, 31)),
+        prompt_max_chars=20_000,
+        supports_audio=True,
+        media=_WAN3_MEDIA,
+        media_exclusive=_WAN3_EXCLUSIVE,
+        media_needs=(("last_frame", "first_frame"),),
+        seed_min=-1,
+        prices_usd={"480P": 0.05, "720P": 0.0588, "1080P": 0.1176},
+        price_source=_WAN3_PRICE_SOURCE,
+        max_concurrent_tasks=5,
+        create_rps=5,
+        usage_style=UsageStyle.MEDIA,
+        returns_actual_prompt=False,
+        bills_input_video=True,
+        source=_WAN3_SOURCE,
+    ),
+    WanModel(
+        name="wan3.0-video-prime",
+        family=Family.ALL_IN_ONE,
+        resolutions=("480P", "720P", "1080P"),
+        default_resolution="1080P",
+        ratios=(*_RATIOS, "adaptive"),
+        durations=(-1, *range(2, 31)),
+        prompt_max_chars=20_000,
+        supports_audio=True,
+        media=_WAN3_MEDIA,
+        media_exclusive=_WAN3_EXCLUSIVE,
+        media_needs=(("last_frame", "first_frame"),),
+        seed_min=-1,
+        prices_usd={"720P": 0.126},
+        price_source=_WAN3_PRICE_SOURCE,
+        max_concurrent_tasks=5,
+        create_rps=5,
+        usage_style=UsageStyle.MEDIA,
+        returns_actual_prompt=False,
+        bills_input_video=True,
+        source=_WAN3_SOURCE,
+    ),
+    # --- reference-to-video on the old protocol -----------------------------------------------------------------------
+    WanModel(
+        name="wan2.6-r2v",
+        family=Family.REFERENCE_TO_VIDEO,
+        sizes=_sizes("720P", "1080P"),
+        default_size="1920*1080",
+        durations=tuple(range(2, 11)),
+        prompt_max_chars=1500,
+        supports_audio=True,
+        supports_shot_type=True,
+        prices_usd={"720P": 0.10, "1080P": 0.15},
+        max_concurrent_tasks=5,
+        create_rps=5,
+        usage_style=UsageStyle.WAN26,
+        returns_actual_prompt=False,
+        bills_input_video=True,
+        source="official reference-to-video API reference (Jan-Mar 2026)",
+    ),
+    WanModel(
+        name="wan2.6-r2v-flash",
+        family=Family.REFERENCE_TO_VIDEO,
+        sizes=_sizes("720P", "1080P"),
+        default_size="1920*1080",
+        durations=tuple(range(2, 11)),
+        prompt_max_chars=1500,
+        supports_audio=True,
+        supports_shot_type=True,
+        prices_usd={"720P": 0.05, "1080P": 0.075},
+        silent_prices_usd={"720P": 0.025, "1080P": 0.0375},
+        max_concurrent_tasks=5,
+        create_rps=5,
+        usage_style=UsageStyle.WAN26,
+        returns_actual_prompt=False,
+        bills_input_video=True,
+        source="official reference-to-video API reference (Jan-Mar 2026)",
+    ),
+    # --- VACE, speech-to-video, animate ------------------------------------------------------------------------------
+    WanModel(
+        name="wan2.1-vace-plus",
+        family=Family.VACE,
+        sizes=_sizes("720P"),
+        default_size="1280*720",
+        functions={
+            "image_reference": ("ref_images_url",),
+            "video_repainting": ("video_url", "control_condition"),
+            "video_edit": ("video_url",),
+            "video_extension": (),
+            "video_outpainting": ("video_url",),
+        },
+        price_source="no price found; set one, see the cost docs",
+        usage_style=UsageStyle.STANDARD_RATIO,
+        aliases=("wanx2.1-vace-plus",),
+        source="official video-editing (VACE) guide (docs.qwencloud.com)",
+    ),
+    WanModel(
+        name="wan2.2-s2v",
+        family=Family.SPEECH_TO_VIDEO,
+        resolutions=("480P", "720P"),
+        default_resolution="480P",
+        # the video is as long as the audio (under 20 s): no duration parameter; 20 s bounds the estimate
+        durations=(),
+        default_duration=20,
+        supports_audio_url=True,
+        prices_usd={"480P": 0.071677, "720P": 0.129018},
+        price_source="official wan-s2v API reference (USD)",
+        max_concurrent_tasks=1,
+        create_rps=5,
+        usage_style=UsageStyle.STANDARD_RATIO,
+        source="official wan-s2v API reference (Oct 2025 - Mar 2026); Beijing region only",
+    ),
+    WanModel(
+        name="wan2.2-animate-move",
+        family=Family.ANIMATE,
+        durations=(),
+        default_duration=30,
+        modes=("wan-std", "wan-pro"),
+        price_source="no price found; set one, see the cost docs",
+        max_concurrent_tasks=1,
+        create_rps=5,
+        usage_style=UsageStyle.STANDARD_RATIO,
+        source="official wan-animate-move API reference",
+    ),
+    WanModel(
+        name="wan2.2-animate-mix",
+        family=Family.ANIMATE,
+        durations=(),
+        default_duration=30,
+        modes=("wan-std", "wan-pro"),
+        price_source="no price found; set one, see the cost docs",
+        max_concurrent_tasks=1,
+        create_rps=5,
+        usage_style=UsageStyle.STANDARD_RATIO,
+        source="official wan-animate-mix API reference",
+    ),
 )
 
 #: Every known model name (aliases included) -> its entry.
@@ -342,7 +638,7 @@ def models_of(family: Family) -> list[str]:
 
 def resolution_tier(model: WanModel, size: str | None = None, resolution: str | None = None) -> str:
     """The price tier (480P/720P/1080P) a request lands in, defaults applied."""
-    if model.family is Family.TEXT_TO_VIDEO:
+    if model.sizes:
         size = size or model.default_size
         for tier, sizes in SIZE_TIERS.items():
             if size in sizes:
@@ -351,12 +647,24 @@ def resolution_tier(model: WanModel, size: str | None = None, resolution: str | 
     return (resolution or model.default_resolution or "").upper()
 
 
-def output_dimensions(model: WanModel, size: str | None = None, resolution: str | None = None) -> tuple[int, int]:
-    """Width and height of the video a request produces (image-based models: the tier's landscape size)."""
-    if model.family is Family.TEXT_TO_VIDEO:
+def output_dimensions(
+    model: WanModel, size: str | None = None, resolution: str | None = None, ratio: str | None = None
+) -> tuple[int, int]:
+    """Width and height of the video a request produces (by tier and ratio; default: the tier's landscape size)."""
+    if model.sizes:
         width, height = (size or model.default_size or "").split("*")
         return int(width), int(height)
-    return _TIER_DEFAULT_DIMENSIONS[resolution_tier(model, resolution=resolution)]
+    tier = resolution_tier(model, resolution=resolution) or "720P"
+    long_side, short_side = _TIER_DEFAULT_DIMENSIONS.get(tier, (1280, 720))
+    if ratio in (None, "", "16:9", "adaptive"):
+        return long_side, short_side
+    a, _, b = ratio.partition(":")
+    w, h = int(a), int(b)
+    # same pixel count as the tier's 16:9 size, sides rounded to a multiple of 16
+    area = long_side * short_side
+    width = round((area * w / h) ** 0.5 / 16) * 16
+    height = round((area * h / w) ** 0.5 / 16) * 16
+    return width, height
 
 
 def estimate_cost_usd(
@@ -367,29 +675,65 @@ def estimate_cost_usd(
     duration: int | None = None,
     audio: bool | None = None,
     audio_url: str | None = None,
+    input_video_seconds: float = 0.0,
+    prices: Mapping[str, float] | None = None,
 ) -> float | None:
     """
-    Estimated price of one generation in USD: price per second of the tier x duration in seconds.
+    Estimated price of one generation in USD: price per second of the tier x seconds billed.
 
-    Failed tasks are free, so this is the price of success. None when the catalogue has no price for the tier.
+    Seconds billed: the output's duration (for Wan 3.0's ``-1`` and video editing's ``0`` the longest the model
+    makes, an upper bound), plus ``input_video_seconds`` on models that bill input video (r2v reference videos,
+    Wan 3.0). ``prices`` (tier -> USD per second) overrides the catalogue's list (see :func:`price_overrides`).
+    Failed tasks are free, so this is the price of success. None when there is no price for the tier.
     """
     tier = resolution_tier(model, size, resolution)
-    prices = model.prices_usd
+    table = model.prices_usd
     # audio defaults to on where it is supported; the silent price applies only when it is explicitly off
     if model.silent_prices_usd and audio is False and not audio_url:
-        prices = model.silent_prices_usd
-    price = prices.get(tier)
+        table = model.silent_prices_usd
+    price = (prices or {}).get(tier, table.get(tier))
     if price is None:
         return None
-    return round(price * (duration or model.default_duration), 4)
+    seconds = duration if duration is not None else model.default_duration
+    if seconds is not None and seconds <= 0:
+        seconds = max((d for d in model.durations if d > 0), default=model.default_duration)
+    billed = (seconds or model.default_duration) + (input_video_seconds if model.bills_input_video else 0.0)
+    return round(price * billed, 4)
 
 
-def cost_from_usage(model_name: str | None, usage: Mapping[str, Any]) -> float | None:
+def price_overrides(*sources: Any) -> dict[str, dict[str, float]]:
+    """
+    User prices that replace the catalogue's: ``{"model": {"720P": 0.1, ...}}``, merged from ``sources`` in order
+    (later wins). Each source is a dict or its JSON text (the connection extra ``prices``, or ``[wan] prices`` in
+    the Airflow config); anything malformed raises ValueError naming the entry.
+    """
+    import json
+
+    merged: dict[str, dict[str, float]] = {}
+    for source in sources:
+        if source in (None, "", {}):
+            continue
+        table = json.loads(source) if isinstance(source, str) else source
+        if not isinstance(table, Mapping):
+            raise ValueError(f"prices must be a JSON object of model -> {{tier: USD per second}}, got {table!r}")
+        for name, tiers in table.items():
+            if not isinstance(tiers, Mapping) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in tiers.values()
+            ):
+                raise ValueError(f"prices[{name!r}] must map tiers (480P, 720P, 1080P) to USD per second")
+            merged.setdefault(name, {}).update({str(k).upper(): float(v) for k, v in tiers.items()})
+    return merged
+
+
+def cost_from_usage(
+    model_name: str | None, usage: Mapping[str, Any], prices: Mapping[str, float] | None = None
+) -> float | None:
     """
     Estimated price in USD of a finished task from its ``usage`` (the catalogue's list price x seconds).
 
     ``usage`` differs between model generations: ``output_video_duration`` / ``video_duration`` / ``duration`` for
-    the seconds, ``size`` or a ``W*H`` ``video_ratio`` for text-to-video, ``SR`` (480, 720, 1080) for the tier.
+    the seconds, ``size`` or a ``W*H`` ``video_ratio`` for text-to-video, ``SR`` (480, 720, 1080) for the tier;
+    ``input_video_duration`` is added on models that bill input video (Wan 3.0, r2v).
     None for a model the catalogue does not know or a tier it has no price for.
     """
     model = get_model(model_name) if model_name else None
@@ -407,8 +751,18 @@ def cost_from_usage(model_name: str | None, usage: Mapping[str, Any]) -> float |
         size = ratio
     sr = usage.get("SR")
     resolution = f"{sr}P" if isinstance(sr, int) and not isinstance(sr, bool) else None
+    input_seconds = usage.get("input_video_duration")
+    if not isinstance(input_seconds, (int, float)) or isinstance(input_seconds, bool):
+        input_seconds = 0
     try:
-        return estimate_cost_usd(model, size=size, resolution=resolution, duration=duration)
+        return estimate_cost_usd(
+            model,
+            size=size if model.sizes else None,
+            resolution=resolution,
+            duration=duration,
+            input_video_seconds=float(input_seconds),
+            prices=prices,
+        )
     except (KeyError, ValueError):
         return None
 
@@ -424,187 +778,3 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.parameter}: {self.message}"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_http_url(value: Any) -> bool:
-    return isinstance(value, str) and re.match(r"^https?://", value, re.IGNORECASE) is not None
-
-
-def _is_image_reference(value: Any) -> bool:
-    """What the API accepts for an image: an http(s) URL, a base64 data URI, or a DashScope temporary oss:// URL."""
-    if not isinstance(value, str) or not value:
-        return False
-    return _is_http_url(value) or value.startswith(("data:image/", "oss://"))
-
-
-def validate_request(
-    model: WanModel, input_: Mapping[str, Any], parameters: Mapping[str, Any], *, endpoint: str | None = None
-) -> list[Problem]:
-    """
-    Check a create request's ``input`` and ``parameters`` against one model's rules.
-
-    Returns every problem found (empty when the request is acceptable). Problems flagged ``truncation`` are texts
-    DashScope would cut silently rather than refuse: the simulator cuts them, the operators refuse them.
-    ``endpoint`` (the create path) is checked when given.
-    """
-    problems: list[Problem] = []
-    name = model.name
-
-    def bad(parameter: str, message: str, truncation: bool = False) -> None:
-        problems.append(Problem(parameter, message, truncation))
-
-    if endpoint is not None and endpoint.strip("/") != model.endpoint:
-        bad("model", f"{name} is served at {model.endpoint}, not {endpoint.strip('/')} (url error, please check url!)")
-
-    # --- texts ---------------------------------------------------------------------------------------------------
-    prompt = input_.get("prompt")
-    if model.family is Family.TEXT_TO_VIDEO and not (isinstance(prompt, str) and prompt.strip()):
-        bad("prompt", f"is required for text-to-video model {name}")
-    if prompt is not None and not isinstance(prompt, str):
-        bad("prompt", f"must be a string, got {type(prompt).__name__}")
-    elif isinstance(prompt, str) and len(prompt) > model.prompt_max_chars:
-        bad(
-            "prompt",
-            f"is {len(prompt)} characters; {name} allows at most {model.prompt_max_chars} "
-            "(DashScope silently truncates the rest)",
-            truncation=True,
-        )
-    negative = input_.get("negative_prompt")
-    if negative is not None and not isinstance(negative, str):
-        bad("negative_prompt", f"must be a string, got {type(negative).__name__}")
-    elif isinstance(negative, str) and len(negative) > model.negative_prompt_max_chars:
-        bad(
-            "negative_prompt",
-            f"is {len(negative)} characters; {name} allows at most {model.negative_prompt_max_chars} "
-            "(DashScope silently truncates the rest)",
-            truncation=True,
-        )
-
-    # --- images --------------------------------------------------------------------------------------------------
-    template = input_.get("template")
-    if template is not None:
-        if not model.supports_template:
-            with_template = [m.name for m in _CATALOGUE if m.supports_template]
-            bad("template", f"is not supported by {name}; models with effect templates: {', '.join(with_template)}")
-        elif not (isinstance(template, str) and template):
-            bad("template", "must be a non-empty template name")
-    if model.family is Family.IMAGE_TO_VIDEO:
-        _check_image(problems, "img_url", input_.get("img_url"), name, required=True)
-    elif model.family is Family.KEYFRAME_TO_VIDEO:
-        _check_image(problems, "first_frame_url", input_.get("first_frame_url"), name, required=True)
-        last = input_.get("last_frame_url")
-        if last is None and template is None:
-            bad(
-                "last_frame_url",
-                f"is required by {name} unless a template is given (with a template only the first frame is used)",
-            )
-        elif last is not None:
-            _check_image(problems, "last_frame_url", last, name, required=False)
-    for image_field in ("img_url", "first_frame_url", "last_frame_url"):
-        if image_field in input_ and not _accepts_image(model, image_field):
-            bad(image_field, f"is not an input of {model.family.value} model {name}")
-
-    # --- size / resolution ---------------------------------------------------------------------------------------
-    size = parameters.get("size")
-    resolution = parameters.get("resolution")
-    if model.family is Family.TEXT_TO_VIDEO:
-        if resolution is not None:
-            bad(
-                "resolution", f"is not a parameter of text-to-video model {name}; use size, one of {_list(model.sizes)}"
-            )
-        if size is not None and size not in model.sizes:
-            bad("size", f"{size!r} is not allowed for {name}; allowed: {_list(model.sizes)} (width*height)")
-    else:
-        if size is not None:
-            bad("size", f"is not a parameter of {name}; use resolution, one of {_list(model.resolutions)}")
-        if resolution is not None and resolution not in model.resolutions:
-            bad("resolution", f"{resolution!r} is not allowed for {name}; allowed: {_list(model.resolutions)}")
-
-    # --- duration ------------------------------------------------------------------------------------------------
-    duration = parameters.get("duration")
-    if duration is not None and (not _is_int(duration) or duration not in model.durations):
-        bad("duration", f"{duration!r} is not allowed for {name}; allowed seconds: {_durations(model.durations)}")
-
-    # --- booleans ------------------------------------------------------------------------------------------------
-    for flag in ("prompt_extend", "watermark", "audio"):
-        if flag in parameters and not isinstance(parameters[flag], bool):
-            bad(flag, f"must be true or false, got {parameters[flag]!r}")
-
-    # --- shot_type -----------------------------------------------------------------------------------------------
-    shot_type = parameters.get("shot_type")
-    if shot_type is not None:
-        if not model.supports_shot_type:
-            bad("shot_type", f"is not supported by {name}; only {_list(_names(lambda m: m.supports_shot_type))}")
-        elif shot_type not in SHOT_TYPES:
-            bad("shot_type", f"{shot_type!r} is not allowed; allowed: {_list(SHOT_TYPES)}")
-        elif parameters.get("prompt_extend") is False:
-            bad("shot_type", "takes effect only with prompt_extend=true; set prompt_extend to true or drop shot_type")
-
-    # --- audio ---------------------------------------------------------------------------------------------------
-    if parameters.get("audio") is not None and not model.supports_audio:
-        bad(
-            "audio",
-            f"is not supported by {name} (it makes silent videos); only {_list(_names(lambda m: m.supports_audio))}",
-        )
-    audio_url = input_.get("audio_url")
-    if audio_url is not None:
-        if not model.supports_audio_url:
-            bad("audio_url", f"is not supported by {name}; only {_list(_names(lambda m: m.supports_audio_url))}")
-        elif not _is_http_url(audio_url):
-            bad("audio_url", f"must be an http(s) URL of a wav or mp3 file (3-30 s, at most 15 MB), got {audio_url!r}")
-        else:
-            path = audio_url.split("?", 1)[0].lower()
-            if "." in path.rsplit("/", 1)[-1] and not path.endswith(AUDIO_URL_EXTENSIONS):
-                bad("audio_url", f"must point to a wav or mp3 file, got {audio_url!r}")
-
-    # --- seed ----------------------------------------------------------------------------------------------------
-    seed = parameters.get("seed")
-    if seed is not None and (not _is_int(seed) or not 0 <= seed <= SEED_MAX):
-        bad("seed", f"{seed!r} is out of range; allowed: an integer in [0, {SEED_MAX}]")
-    return problems
-
-
-def _accepts_image(model: WanModel, field_name: str) -> bool:
-    if model.family is Family.IMAGE_TO_VIDEO:
-        return field_name == "img_url"
-    if model.family is Family.KEYFRAME_TO_VIDEO:
-        return field_name in ("first_frame_url", "last_frame_url")
-    return False
-
-
-def _check_image(problems: list[Problem], parameter: str, value: Any, name: str, *, required: bool) -> None:
-    if value is None or value == "":
-        if required:
-            problems.append(Problem(parameter, f"is required by {name}"))
-        return
-    if not _is_image_reference(value):
-        problems.append(
-            Problem(
-                parameter,
-                f"must be an http(s) URL or a data:image/...;base64 URI (JPEG, PNG, BMP or WEBP, at most 10 MB), "
-                f"got {_shorten(value)!r}",
-            )
-        )
-
-
-def _names(predicate: Any) -> tuple[str, ...]:
-    return tuple(m.name for m in _CATALOGUE if predicate(m))
-
-
-def _list(values: tuple[Any, ...] | list[Any]) -> str:
-    return ", ".join(str(v) for v in values)
-
-
-def _durations(durations: tuple[int, ...]) -> str:
-    if len(durations) > 3 and list(durations) == list(range(durations[0], durations[-1] + 1)):
-        return f"{durations[0]}-{durations[-1]} (whole seconds)"
-    return _list(durations)
-
-
-def _shorten(value: Any, limit: int = 60) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[:limit] + "..."

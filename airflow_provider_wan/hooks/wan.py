@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -53,13 +54,20 @@ if TYPE_CHECKING:
     import requests
     from airflow.providers.common.compat.sdk import Connection
 
-#: Region -> DashScope native API base URL. The one place region URLs live.
-REGIONS: dict[str, str] = {
-    "singapore": "https://dashscope-intl.aliyuncs.com/api/v1",
-    "beijing": "https://dashscope.aliyuncs.com/api/v1",
-    "virginia": "https://dashscope-us.aliyuncs.com/api/v1",
+#: Region -> (Alibaba Cloud region id, legacy DashScope base URL or None). The one place region URLs live. With a
+#: workspace id the base URL is the workspace domain ``https://{workspace}.{region id}.maas.aliyuncs.com/api/v1``,
+#: which Alibaba recommends (the legacy domains "will soon be deprecated"); Frankfurt has only workspace domains.
+REGIONS: dict[str, tuple[str, str | None]] = {
+    "singapore": ("ap-southeast-1", "https://dashscope-intl.aliyuncs.com/api/v1"),
+    "beijing": ("cn-beijing", "https://dashscope.aliyuncs.com/api/v1"),
+    "virginia": ("us-east-1", "https://dashscope-us.aliyuncs.com/api/v1"),
+    "hongkong": ("cn-hongkong", "https://cn-hongkong.dashscope.aliyuncs.com/api/v1"),
+    "frankfurt": ("eu-central-1", None),
 }
 DEFAULT_REGION = "singapore"
+WORKSPACE_ENV = "DASHSCOPE_WORKSPACE_ID"
+# a workspace id becomes a DNS label of the endpoint: nothing that could leave the host (the SDK's own check)
+_WORKSPACE_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 REGION_ENV = "DASHSCOPE_REGION"
 BASE_URL_ENV = "DASHSCOPE_BASE_URL"
 USER_AGENT = f"airflow-provider-wan/{__version__}"
@@ -202,9 +210,12 @@ class Credentials:
         return f"{where} ({self.base_url})"
 
 
-def resolve_base_url(region: str | None, base_url: str | None) -> tuple[str, str | None]:
+def resolve_base_url(
+    region: str | None, base_url: str | None, workspace_id: str | None = None
+) -> tuple[str, str | None]:
     """
-    Base URL and region name: ``base_url`` wins; otherwise the region's documented endpoint.
+    Base URL and region name: ``base_url`` wins; then the region's workspace domain when a workspace id is given;
+    else the region's legacy endpoint.
 
     :raises WanInvalidInputError: for an unknown region, or a ``base_url`` that is not a plain http(s) URL (no
         scheme, whitespace, no host, a query string): caught here, before any request, never mistaken later for a
@@ -218,7 +229,20 @@ def resolve_base_url(region: str | None, base_url: str | None) -> tuple[str, str
             f"Unknown DashScope region {region!r}; valid regions: {', '.join(REGIONS)} "
             "(or set a base_url for a proxy, another endpoint or the simulator)"
         )
-    return REGIONS[name], name
+    region_id, legacy = REGIONS[name]
+    if workspace_id:
+        if not _WORKSPACE_ID.fullmatch(workspace_id):
+            raise WanInvalidInputError(
+                f"workspace_id {workspace_id!r} is not a Model Studio workspace id (letters, digits, '_' and '-', "
+                "at most 64 characters)"
+            )
+        return f"https://{workspace_id}.{region_id}.maas.aliyuncs.com/api/v1", name
+    if legacy is None:
+        raise WanInvalidInputError(
+            f"Region {name!r} is served only on workspace domains: set workspace_id in the connection's extra "
+            f"(or {WORKSPACE_ENV}), or a base_url"
+        )
+    return legacy, name
 
 
 def _checked_base_url(base_url: str) -> str:
@@ -252,19 +276,21 @@ def credentials_from_connection(conn: Connection | None) -> Credentials:
         api_key = os.environ.get(API_KEY_ENV, "")
         region = os.environ.get(REGION_ENV)
         base_url = os.environ.get(BASE_URL_ENV)
+        workspace_id = os.environ.get(WORKSPACE_ENV)
         source = f"environment ({API_KEY_ENV})"
     else:
         extra = conn.extra_dejson if conn.extra else {}
         api_key = conn.password or extra.get("api_key") or ""
         region = extra.get("region")
         base_url = extra.get("base_url") or conn.host or None
+        workspace_id = extra.get("workspace_id") or None
         source = f"connection {conn.conn_id!r}"
     if not api_key:
         raise WanInvalidInputError(
             f"No DashScope API key: set the password of the {source} "
             f"(or, without a connection, the {API_KEY_ENV} environment variable)"
         )
-    url, region_name = resolve_base_url(region, base_url)
+    url, region_name = resolve_base_url(region, base_url, workspace_id)
     _mask(api_key)
     return Credentials(api_key=api_key, base_url=url, region=region_name, source=source)
 
@@ -308,9 +334,7 @@ class ApiCall:
             headers["Content-Type"] = "application/json; charset=utf-8"
         if self.async_header:
             headers["X-DashScope-Async"] = "enable"
-        if self.json_body is not None and any(
-            isinstance(v, str) and v.startswith("oss://") for v in (self.json_body.get("input") or {}).values()
-        ):
+        if self.json_body is not None and _holds_oss_url(self.json_body.get("input")):
             # DashScope's temporary-upload URLs resolve only with this header (the official SDK adds it too)
             headers["X-DashScope-OssResourceResolve"] = "enable"
         return headers
@@ -339,6 +363,17 @@ class ApiCall:
     def list_tasks(cls, **filters: Any) -> ApiCall:
         params = {k: v for k, v in filters.items() if v is not None}
         return cls("GET", "tasks", "listing tasks", params=params)
+
+
+def _holds_oss_url(value: Any) -> bool:
+    """True when a JSON value holds an ``oss://`` string anywhere (media lists nest them)."""
+    if isinstance(value, str):
+        return value.startswith("oss://")
+    if isinstance(value, Mapping):
+        return any(_holds_oss_url(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_oss_url(v) for v in value)
+    return False
 
 
 def _task_path(task_id: str) -> str:
@@ -489,6 +524,19 @@ class WanHook(BaseHook):
     def region(self) -> str | None:
         return self.credentials.region
 
+    def price_overrides(self) -> dict[str, dict[str, float]]:
+        """Prices replacing the catalogue's: ``[wan] prices`` in airflow.cfg, then the connection extra ``prices``."""
+        from airflow.providers.common.compat.sdk import conf
+
+        from airflow_provider_wan.models import price_overrides
+
+        conn = self._connection_or_none()
+        extra = conn.extra_dejson if conn is not None and conn.extra else {}
+        try:
+            return price_overrides(conf.get("wan", "prices", fallback=None), extra.get("prices"))
+        except ValueError as exc:
+            raise WanInvalidInputError(f"prices: {exc}") from None
+
     @cached_property
     def session(self) -> requests.Session:
         """One pooled HTTP session per hook."""
@@ -551,6 +599,20 @@ class WanHook(BaseHook):
         """
         # the classifier returns only a well-formed answer with a task id; anything else raised already
         return WanTask.from_response(self._send(ApiCall.create_task(endpoint, body)))
+
+    def get_upload_policy(self, model: str) -> dict[str, Any]:
+        """
+        A temporary-storage upload policy for one file (``GET /uploads?action=getPolicy&model=...``), as the SDK
+        gets it.
+
+        Free; its fields (signature, policy) are short-lived credentials and are never logged.
+        """
+        params = {"action": "getPolicy", "model": model}
+        call = ApiCall("GET", "uploads", f"getting an upload policy for {model}", params=params)
+        data = self._send(call).get("data")
+        if not isinstance(data, dict):
+            raise WanRetryableError(f"DashScope answered the upload policy request for {model} without a policy")
+        return data
 
     def get_task(self, task_id: str, *, timeout: float | None = None) -> WanTask:
         """

@@ -12,6 +12,7 @@ creating (and paying for) another one. Only a task that ended FAILED, CANCELED o
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -23,8 +24,17 @@ from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin,
 from airflow_provider_wan.exceptions import WanInvalidInputError
 from airflow_provider_wan.hooks.schedule import task_kind
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
-from airflow_provider_wan.images import IMAGE_FIELDS, is_remote_image, resolve_image
-from airflow_provider_wan.models import Family, WanModel, estimate_cost_usd, get_model, models_of, validate_request
+from airflow_provider_wan.media import check_local_media, upload_all
+from airflow_provider_wan.models import (
+    IMAGE2VIDEO_ENDPOINT,
+    VIDEO_GENERATION_ENDPOINT,
+    Family,
+    WanModel,
+    estimate_cost_usd,
+    get_model,
+    models_of,
+)
+from airflow_provider_wan.schema import field_named, place, validate_request
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -56,8 +66,12 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
     :param watermark: add the "AI Generated" watermark (DashScope's default: false)
     :param seed: random seed in [0, 2147483647]
     :param audio: wan2.5/wan2.6 only: add generated audio (DashScope's default: true on those models)
-    :param audio_url: wan2.5/wan2.6 only: http(s) URL of a wav/mp3 file (3-30 s, <= 15 MB) to synchronise with
+    :param audio_url: wan2.5-wan2.7 only: a wav/mp3 file (3-30 s, <= 15 MB) to synchronise with: an http(s) URL,
+        a local path or a ``gs://`` object (uploaded to DashScope's temporary storage first)
     :param shot_type: wan2.6 only: ``single`` or ``multi`` (multi-shot needs ``prompt_extend=True``)
+    :param parameters: any other field of the request schema by its DashScope name (``ratio``, ``resolution``,
+        ``audio_setting``, ``mask_type``, ...; see :doc:`/request-schema`), placed in ``input`` or ``parameters``
+        by the schema and validated like the operator's own arguments
     :param input_extra: extra ``input`` fields the catalogue does not model yet, sent as given
     :param parameters_extra: extra ``parameters`` fields the catalogue does not model yet, sent as given
     :param wan_conn_id: the ``wan`` connection (default ``wan_default``)
@@ -71,7 +85,8 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
     :param cancel_on_kill: cancel the DashScope task (if still PENDING) when the Airflow task is killed (default True)
     """
 
-    family: ClassVar[Family]
+    #: the model families this operator takes (empty: any video model, known or not)
+    families: ClassVar[tuple[Family, ...]] = ()
     external_id_key = XCOM_TASK_ID_KEY
     template_fields: Sequence[str] = (
         "model",
@@ -80,11 +95,16 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
         "duration",
         "seed",
         "audio_url",
+        "parameters",
         "input_extra",
         "parameters_extra",
         "wan_conn_id",
     )
-    template_fields_renderers: ClassVar[dict[str, str]] = {"input_extra": "json", "parameters_extra": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        "parameters": "json",
+        "input_extra": "json",
+        "parameters_extra": "json",
+    }
     ui_color = "#ff6a00"
 
     def __init__(
@@ -100,6 +120,7 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
         audio: bool | None = None,
         audio_url: str | None = None,
         shot_type: str | None = None,
+        parameters: dict[str, Any] | None = None,
         input_extra: dict[str, Any] | None = None,
         parameters_extra: dict[str, Any] | None = None,
         wan_conn_id: str = WanHook.default_conn_name,
@@ -122,6 +143,7 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
         self.audio = audio
         self.audio_url = audio_url
         self.shot_type = shot_type
+        self.parameters = parameters or {}
         self.input_extra = input_extra or {}
         self.parameters_extra = parameters_extra or {}
         self.wan_conn_id = wan_conn_id
@@ -134,56 +156,75 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
         self._wan_task_id: str | None = None
         self._last_task: WanTask | None = None
         self._request: tuple[str, dict[str, Any]] = ("", {})
+        self._local_media: list[Any] = []
 
     @cached_property
     def hook(self) -> WanHook:
         return WanHook(wan_conn_id=self.wan_conn_id)
 
     # -- the request ------------------------------------------------------------------------------------------------
-    def family_input(self) -> dict[str, Any]:
-        """The family's own ``input`` fields (images), before local/GCS images are read."""
+    def family_fields(self, model: WanModel | None) -> dict[str, Any]:
+        """The operator's own request fields, by their schema names (None: not set). ``model`` may be unknown."""
         return {}
 
-    def family_parameters(self) -> dict[str, Any]:
-        """The family's own ``parameters`` fields (size or resolution)."""
-        return {}
-
-    def _model(self) -> WanModel | None:
-        model = get_model(self.model) if isinstance(self.model, str) else None
-        if model is not None and model.family is not self.family:
-            raise WanInvalidInputError(
-                f"model: {self.model} is a {model.family.value} model; {type(self).__name__} takes "
-                f"{self.family.value} models: {', '.join(models_of(self.family))}"
-            )
-        return model
-
-    def build_request(self) -> tuple[str, dict[str, Any]]:
-        """
-        Validate everything and build the create request, without any HTTP.
-
-        :return: the create endpoint (path below the base URL) and the JSON body
-        :raises WanInvalidInputError: naming each bad parameter, the model and what is allowed
-        """
-        if not isinstance(self.model, str) or not self.model:
-            raise WanInvalidInputError(f"model: a Wan model name is required, e.g. {models_of(self.family)[0]}")
-        model = self._model()
-        inputs = {
+    def request_fields(self, model: WanModel | None) -> dict[str, Any]:
+        """Every request field this operator sets, by schema name, before the ``parameters`` dict is merged."""
+        return {
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
-            "audio_url": self.audio_url,
-            **self.family_input(),
-        }
-        params = {
             "duration": _as_int(self.duration),
             "prompt_extend": self.prompt_extend,
             "watermark": self.watermark,
             "seed": _as_int(self.seed),
             "audio": self.audio,
+            "audio_url": self.audio_url,
             "shot_type": self.shot_type,
-            **self.family_parameters(),
+            **self.family_fields(model),
         }
-        input_ = {k: v for k, v in inputs.items() if v is not None}
-        parameters = {k: v for k, v in params.items() if v is not None}
+
+    def _model(self) -> WanModel | None:
+        model = get_model(self.model) if isinstance(self.model, str) else None
+        if model is not None and self.families and model.family not in self.families:
+            names = [name for family in self.families for name in models_of(family)]
+            raise WanInvalidInputError(
+                f"model: {self.model} is a {model.family.label} model; {type(self).__name__} takes "
+                f"{' or '.join(f.label for f in self.families)} models: {', '.join(names)}"
+            )
+        return model
+
+    def _fields(self, model: WanModel | None) -> dict[str, Any]:
+        fields = self.request_fields(model)
+        if not isinstance(self.parameters, dict):
+            raise WanInvalidInputError(
+                f"parameters: must be a dict of request fields, got {type(self.parameters).__name__}"
+            )
+        for name, value in self.parameters.items():
+            if field_named(name) is None:
+                raise WanInvalidInputError(
+                    f"parameters: {name!r} is not a field of the provider's request schema; send it with "
+                    "input_extra or parameters_extra"
+                )
+            if fields.get(name) is not None and value is not None:
+                raise WanInvalidInputError(f"parameters: {name} is already set through the operator's own argument")
+            fields[name] = value
+        return fields
+
+    def build_request(self) -> tuple[str, dict[str, Any]]:
+        """
+        Validate everything and build the create request, without any HTTP.
+
+        Local files and ``gs://`` objects are checked here (size, format, sides) but uploaded only when the task is
+        submitted (:meth:`submit_job`), so their places in the body still hold the paths.
+
+        :return: the create endpoint (path below the base URL) and the JSON body
+        :raises WanInvalidInputError: naming each bad parameter, the model and what is allowed
+        """
+        families = self.families or tuple(Family)
+        if not isinstance(self.model, str) or not self.model:
+            example = next(iter(name for f in families for name in models_of(f)))
+            raise WanInvalidInputError(f"model: a Wan model name is required, e.g. {example}")
+        model = self._model()
+        input_, parameters = place(self._fields(model))
         for name, extra, documented in (
             ("input_extra", self.input_extra, input_),
             ("parameters_extra", self.parameters_extra, parameters),
@@ -201,37 +242,36 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
                 "Model %r is not in the provider's catalogue: sending it without model-specific checks", self.model
             )
         else:
-            # local and gs:// images are checked when read, below; here they stand in as inline images
-            as_sent = {
-                k: "data:image/png;base64," if k in IMAGE_FIELDS and v and not is_remote_image(v) else v
-                for k, v in input_.items()
-            }
-            problems = validate_request(model, as_sent, parameters)
+            problems = validate_request(model, input_, parameters, local_ok=True)
             if problems:
                 raise WanInvalidInputError(f"Invalid input for {model.name}: " + "; ".join(str(p) for p in problems))
-        # read local and gs:// images only once everything else is known to be fine
-        for image_field in IMAGE_FIELDS:
-            if image_field in input_:
-                input_[image_field] = resolve_image(input_[image_field], image_field)
-        endpoint = model.endpoint if model is not None else self.family.endpoint
-        return endpoint, {"model": self.model, "input": input_, "parameters": parameters}
+        # local and gs:// files: checked now (free), uploaded at submission
+        self._local_media = check_local_media(input_, self.model)
+        return self.endpoint_for(model), {"model": self.model, "input": input_, "parameters": parameters}
+
+    def endpoint_for(self, model: WanModel | None) -> str:
+        """The create path: the catalogue's for a known model, else the operator's family's."""
+        if model is not None:
+            return model.endpoint
+        return self.families[0].endpoint if self.families else VIDEO_GENERATION_ENDPOINT
 
     def estimated_cost_usd(self) -> float | None:
         """List price of the requested video in USD (None for a model without a catalogue price)."""
         model = get_model(self.model) if isinstance(self.model, str) else None
         if model is None:
             return None
-        parameters = self.family_parameters()
         try:
+            fields = self._fields(model)
             return estimate_cost_usd(
                 model,
-                size=parameters.get("size"),
-                resolution=parameters.get("resolution"),
-                duration=_as_int(self.duration),
-                audio=self.audio,
-                audio_url=self.audio_url,
+                size=fields.get("size"),
+                resolution=fields.get("resolution"),
+                duration=_as_int(fields.get("duration")),
+                audio=fields.get("audio"),
+                audio_url=fields.get("audio_url"),
+                prices=self.hook.price_overrides().get(model.name),
             )
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, WanInvalidInputError):
             return None
 
     # -- execution --------------------------------------------------------------------------------------------------
@@ -256,6 +296,11 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
 
     def submit_job(self, context: Context) -> str:
         endpoint, body = self._request
+        if self._local_media:
+            # only now, when a task is really created: a retry that re-attaches uploads nothing
+            body = copy.deepcopy(body)
+            self._local_media = check_local_media(body["input"], self.model)
+            upload_all(self.hook, self.model, self._local_media, self.log)
         task = self.hook.create_task(endpoint, body)
         self._wan_task_id = task.task_id
         # pushed at once: whatever happens next, the id of the task being paid for is visible downstream
@@ -369,60 +414,106 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
 
 class WanTextToVideoOperator(WanBaseVideoOperator):
     """
-    Generate a video from a text prompt (``wan2.6-t2v``, ``wan2.5-t2v-preview``, ``wan2.2-t2v-plus``, ...).
+    Generate a video from a text prompt (``wan2.7-t2v``, ``wan2.6-t2v``, ``wan2.5-t2v-preview``, ...).
 
     .. seealso::
         For more information on how to use this operator, take a look at the guide:
         :ref:`howto/operator:WanTextToVideoOperator`
 
-    :param size: ``width*height``, e.g. ``1280*720`` (allowed values depend on the model; default: the model's)
+    :param size: ``width*height``, e.g. ``1280*720`` (wan2.6 and earlier; allowed values depend on the model)
+    :param resolution: ``720P`` or ``1080P`` (wan2.7, which takes resolution + ratio instead of size)
+    :param ratio: ``16:9``, ``9:16``, ``1:1``, ``4:3`` or ``3:4`` (wan2.7)
 
     All other parameters: :class:`WanBaseVideoOperator`.
     """
 
-    family = Family.TEXT_TO_VIDEO
-    template_fields: Sequence[str] = (*WanBaseVideoOperator.template_fields, "size")
+    families = (Family.TEXT_TO_VIDEO,)
+    template_fields: Sequence[str] = (*WanBaseVideoOperator.template_fields, "size", "resolution", "ratio")
 
-    def __init__(self, *, size: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, size: str | None = None, resolution: str | None = None, ratio: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.size = size
+        self.resolution = resolution
+        self.ratio = ratio
 
-    def family_parameters(self) -> dict[str, Any]:
-        return {"size": self.size}
+    def family_fields(self, model: WanModel | None) -> dict[str, Any]:
+        return {"size": self.size, "resolution": self.resolution, "ratio": self.ratio}
 
 
 class WanImageToVideoOperator(WanBaseVideoOperator):
     """
-    Animate an image, used as the first frame (``wan2.6-i2v``, ``wan2.5-i2v-preview``, ``wan2.2-i2v-flash``, ...).
+    Animate an image used as the first frame, optionally towards a last frame, or continue a video clip
+    (``wan2.7-i2v``, ``wan2.6-i2v``, ``wan2.5-i2v-preview``, ``wan2.2-i2v-flash``, ...).
+
+    On ``wan2.7-i2v`` the inputs travel as ``input.media`` items (``first_frame``, ``last_frame``,
+    ``driving_audio``, ``first_clip``); on older models as ``img_url`` and ``audio_url``. Every image, audio or
+    clip may be an http(s) URL, a local path or a ``gs://bucket/object`` (uploaded to DashScope's temporary
+    storage first).
 
     .. seealso::
         For more information on how to use this operator, take a look at the guide:
         :ref:`howto/operator:WanImageToVideoOperator`
 
-    :param img_url: the first frame: an http(s) URL, a ``gs://bucket/object``, a local path or a data URI (JPEG,
-        PNG, BMP or WEBP, at most 10 MB; local and GCS images are sent inline as base64)
+    :param img_url: the first frame (JPEG, PNG, BMP or WEBP; at most 10 MB before wan2.7, 20 MB on wan2.7)
+    :param last_frame_url: wan2.7 only: the last frame
+    :param first_clip_url: wan2.7 only: a 2-10 s clip (mp4/mov) to continue; the video starts with it. Not with
+        ``img_url`` or ``audio_url``
     :param resolution: ``480P``, ``720P`` or ``1080P`` (allowed values depend on the model)
     :param template: video-effect template name (wan2.1 models)
 
-    All other parameters: :class:`WanBaseVideoOperator`.
+    ``audio_url`` (:class:`WanBaseVideoOperator`) is the driving audio on wan2.7. All other parameters:
+    :class:`WanBaseVideoOperator`.
     """
 
-    family = Family.IMAGE_TO_VIDEO
-    template_fields: Sequence[str] = (*WanBaseVideoOperator.template_fields, "img_url", "resolution", "template")
+    families = (Family.IMAGE_TO_VIDEO,)
+    template_fields: Sequence[str] = (
+        *WanBaseVideoOperator.template_fields,
+        "img_url",
+        "last_frame_url",
+        "first_clip_url",
+        "resolution",
+        "template",
+    )
 
     def __init__(
-        self, *, img_url: str, resolution: str | None = None, template: str | None = None, **kwargs: Any
+        self,
+        *,
+        img_url: str | None = None,
+        last_frame_url: str | None = None,
+        first_clip_url: str | None = None,
+        resolution: str | None = None,
+        template: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.img_url = img_url
+        self.last_frame_url = last_frame_url
+        self.first_clip_url = first_clip_url
         self.resolution = resolution
         self.template = template
 
-    def family_input(self) -> dict[str, Any]:
-        return {"img_url": self.img_url, "template": self.template}
+    def request_fields(self, model: WanModel | None) -> dict[str, Any]:
+        fields = super().request_fields(model)
+        if model is not None and model.uses_media:
+            items = media_items(
+                ("first_frame", self.img_url),
+                ("last_frame", self.last_frame_url),
+                ("driving_audio", fields.pop("audio_url")),
+                ("first_clip", self.first_clip_url),
+            )
+            fields["media"] = items or None
+        return fields
 
-    def family_parameters(self) -> dict[str, Any]:
-        return {"resolution": self.resolution}
+    def family_fields(self, model: WanModel | None) -> dict[str, Any]:
+        if model is not None and model.uses_media:
+            return {"resolution": self.resolution, "template": self.template}
+        for name, value in (("last_frame_url", self.last_frame_url), ("first_clip_url", self.first_clip_url)):
+            if value is not None:
+                takers = ", ".join(m for m in models_of(Family.IMAGE_TO_VIDEO) if _media(m))
+                raise WanInvalidInputError(f"{name}: is supported only by {takers}, not by {self.model}")
+        return {"img_url": self.img_url, "resolution": self.resolution, "template": self.template}
 
 
 class WanKeyframeToVideoOperator(WanBaseVideoOperator):
@@ -441,7 +532,7 @@ class WanKeyframeToVideoOperator(WanBaseVideoOperator):
     All other parameters: :class:`WanBaseVideoOperator`.
     """
 
-    family = Family.KEYFRAME_TO_VIDEO
+    families = (Family.KEYFRAME_TO_VIDEO,)
     template_fields: Sequence[str] = (
         *WanBaseVideoOperator.template_fields,
         "first_frame_url",
@@ -465,12 +556,365 @@ class WanKeyframeToVideoOperator(WanBaseVideoOperator):
         self.resolution = resolution
         self.template = template
 
-    def family_input(self) -> dict[str, Any]:
+    def family_fields(self, model: WanModel | None) -> dict[str, Any]:
         return {
             "first_frame_url": self.first_frame_url,
             "last_frame_url": self.last_frame_url,
             "template": self.template,
+            "resolution": self.resolution,
         }
 
-    def family_parameters(self) -> dict[str, Any]:
-        return {"resolution": self.resolution}
+
+class WanReferenceToVideoOperator(WanBaseVideoOperator):
+    """
+    Generate a video starring the people, animals or objects of reference images and videos (``wan2.7-r2v``,
+    ``wan2.6-r2v``, ``wan2.6-r2v-flash``).
+
+    Refer to the references in the prompt in list order: "Image 1", "Video 1" on wan2.7, ``character1``,
+    ``character2`` on wan2.6. Each reference is an http(s) URL, a local path or a ``gs://`` object.
+
+    .. seealso::
+        For more information on how to use this operator, take a look at the guide:
+        :ref:`howto/operator:WanReferenceToVideoOperator`
+
+    :param reference_images: reference images (wan2.7: up to 5 images and videos in all)
+    :param reference_videos: reference videos, mp4/mov 1-30 s (wan2.7: 2-10 s output with a video)
+    :param reference_urls: wan2.6: images and videos in one list, 1-5
+    :param reference_voices: wan2.7: a voice (wav/mp3, 1-10 s) per reference, keyed by the reference as given
+    :param first_frame_url: wan2.7: the first frame (the ratio then follows it)
+    :param size: wan2.6: ``width*height``
+    :param resolution: wan2.7: ``720P`` or ``1080P``
+    :param ratio: wan2.7: ``16:9``, ``9:16``, ``1:1``, ``4:3`` or ``3:4``
+
+    All other parameters: :class:`WanBaseVideoOperator`.
+    """
+
+    families = (Family.REFERENCE_TO_VIDEO,)
+    template_fields: Sequence[str] = (
+        *WanBaseVideoOperator.template_fields,
+        "reference_images",
+        "reference_videos",
+        "reference_urls",
+        "reference_voices",
+        "first_frame_url",
+        "size",
+        "resolution",
+        "ratio",
+    )
+
+    def __init__(
+        self,
+        *,
+        reference_images: list[str] | None = None,
+        reference_videos: list[str] | None = None,
+        reference_urls: list[str] | None = None,
+        reference_voices: dict[str, str] | None = None,
+        first_frame_url: str | None = None,
+        size: str | None = None,
+        resolution: str | None = None,
+        ratio: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.reference_images = reference_images
+        self.reference_videos = reference_videos
+        self.reference_urls = reference_urls
+        self.reference_voices = reference_voices
+        self.first_frame_url = first_frame_url
+        self.size = size
+        self.resolution = resolution
+        self.ratio = ratio
+
+    def family_fields(self, model: WanModel | None) -> dict[str, Any]:
+        fields: dict[str, Any] = {"size": self.size, "resolution": self.resolution, "ratio": self.ratio}
+        if model is not None and not model.uses_media:
+            for name in ("reference_images", "reference_videos", "reference_voices", "first_frame_url"):
+                if getattr(self, name):
+                    raise WanInvalidInputError(
+                        f"{name}: {self.model} takes its references as reference_urls (images and videos in one "
+                        "list); reference_images, reference_videos, reference_voices and first_frame_url are for "
+                        "wan2.7-r2v"
+                    )
+            fields["reference_urls"] = self.reference_urls
+            return fields
+        if self.reference_urls:
+            raise WanInvalidInputError(
+                f"reference_urls: {self.model} takes reference_images and reference_videos (reference_urls is for "
+                "wan2.6-r2v)"
+            )
+        voices = dict(self.reference_voices or {})
+        items: list[dict[str, Any]] = []
+        for kind, urls in (("reference_image", self.reference_images), ("reference_video", self.reference_videos)):
+            for url in urls or []:
+                item: dict[str, Any] = {"type": kind, "url": url}
+                if url in voices:
+                    item["reference_voice"] = voices.pop(url)
+                items.append(item)
+        if voices:
+            raise WanInvalidInputError(
+                f"reference_voices: {', '.join(map(str, voices))} is not one of the reference images or videos"
+            )
+        items.extend(media_items(("first_frame", self.first_frame_url)))
+        fields["media"] = items or None
+        return fields
+
+
+class WanVideoEditOperator(WanBaseVideoOperator):
+    """
+    Edit a video by instruction (``wan2.7-videoedit``): "make it night", "replace the car with the one in Image 1".
+
+    .. seealso::
+        For more information on how to use this operator, take a look at the guide:
+        :ref:`howto/operator:WanVideoEditOperator`
+
+    :param video_url: the video to edit (mp4/mov, at most 100 MB): http(s) URL, local path or ``gs://`` object
+    :param reference_images: up to 4 images the instruction may refer to ("Image 1", ...)
+    :param audio_setting: ``auto`` (new audio where needed, the default) or ``origin`` (keep the source audio)
+    :param resolution: ``720P`` or ``1080P``
+    :param ratio: ``16:9``, ``9:16``, ``1:1``, ``4:3`` or ``3:4``
+
+    ``duration`` 0 (the default) keeps the source's length; 2-10 cuts it. All other parameters:
+    :class:`WanBaseVideoOperator`.
+    """
+
+    families = (Family.VIDEO_EDIT,)
+    template_fields: Sequence[str] = (
+        *WanBaseVideoOperator.template_fields,
+        "video_url",
+        "reference_images",
+        "audio_setting",
+        "resolution",
+        "ratio",
+    )
+
+    def __init__(
+        self,
+        *,
+        video_url: str,
+        reference_images: list[str] | None = None,
+        audio_setting: str | None = None,
+        resolution: str | None = None,
+        ratio: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.video_url = video_url
+        self.reference_images = reference_images
+        self.audio_setting = audio_setting
+        self.resolution = resolution
+        self.ratio = ratio
+
+    def family_fields(self, model: WanModel | None) -> dict[str, Any]:
+        items = media_items(("video", self.video_url), *(("reference_image", u) for u in self.reference_images or []))
+        return {
+            "media": items or None,
+            "audio_setting": self.audio_setting,
+            "resolution": self.resolution,
+            "ratio": self.ratio,
+        }
+
+
+class WanSpeechToVideoOperator(WanBaseVideoOperator):
+    """
+    Make a portrait speak or sing an audio track (``wan2.2-s2v``; Beijing region). The video lasts as long as the
+    audio (under 20 s).
+
+    .. seealso::
+        For more information on how to use this operator, take a look at the guide:
+        :ref:`howto/operator:WanSpeechToVideoOperator`
+
+    :param image_url: the portrait: http(s) URL, local path or ``gs://`` object
+    :param audio_url: the speech or song (wav/mp3)
+    :param resolution: ``480P`` (default) or ``720P``
+
+    All other parameters: :class:`WanBaseVideoOperator`.
+    """
+
+    families = (Family.SPEECH_TO_VIDEO,)
+    template_fields: Sequence[str] = (*WanBaseVideoOperator.template_fields, "image_url", "resolution")
+
+    def __init__(self, *, image_url: str, resolution: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.image_url = image_url
+        self.resolution = resolution
+
+    def family_fields(self, model: WanModel | None) -> dict[str, Any]:
+        return {"image_url": self.image_url, "resolution": self.resolution}
+
+
+class WanAnimateOperator(WanBaseVideoOperator):
+    """
+    Move a person's image like the person in a video (``wan2.2-animate-move``) or put them into the video in
+    place of its person (``wan2.2-animate-mix``). No prompt.
+
+    .. seealso::
+        For more information on how to use this operator, take a look at the guide:
+        :ref:`howto/operator:WanAnimateOperator`
+
+    :param image_url: the person (JPEG/PNG/BMP/WEBP, 200-4096 px, at most 5 MB)
+    :param video_url: the motion source (mp4/avi/mov, 2-30 s, at most 200 MB)
+    :param mode: ``wan-std`` (standard) or ``wan-pro`` (better, pricier)
+
+    All other parameters: :class:`WanBaseVideoOperator`.
+    """
+
+    families = (Family.ANIMATE,)
+    template_fields: Sequence[str] = (*WanBaseVideoOperator.template_fields, "image_url", "video_url", "mode")
+
+    def __init__(self, *, image_url: str, video_url: str, mode: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.image_url = image_url
+        self.video_url = video_url
+        self.mode = mode
+
+    def family_fields(self, model: WanModel | None) -> dict[str, Any]:
+        return {"image_url": self.image_url, "video_url": self.video_url, "mode": self.mode}
+
+
+class WanVaceOperator(WanBaseVideoOperator):
+    """
+    General video editing with VACE (``wan2.1-vace-plus``): one of five functions.
+
+    * ``image_reference``: a video from 1-3 reference images (``ref_images_url``; ``obj_or_bg`` in ``parameters``)
+    * ``video_repainting``: restyle ``video_url`` keeping its ``control_condition`` (pose, depth, scribble)
+    * ``video_edit``: change the area of ``video_url`` given by ``mask_image_url`` or ``mask_video_url``
+    * ``video_extension``: continue from ``first_clip_url`` / ``first_frame_url`` (or lead into the last ones)
+    * ``video_outpainting``: widen ``video_url`` (``top_scale`` ... ``right_scale`` in ``parameters``)
+
+    .. seealso::
+        For more information on how to use this operator, take a look at the guide:
+        :ref:`howto/operator:WanVaceOperator`
+
+    :param function: one of the five above
+    :param video_url: the source video
+    :param ref_images_url: 1-3 reference images
+    :param mask_image_url: image of the area to edit (``video_edit``)
+    :param mask_video_url: video of the area to edit (``video_edit``)
+    :param first_frame_url: ``video_extension``: the first frame
+    :param last_frame_url: ``video_extension``: the last frame
+    :param first_clip_url: ``video_extension``: the clip to continue
+    :param last_clip_url: ``video_extension``: the clip to lead into
+    :param control_condition: ``posebodyface``, ``posebody``, ``depth`` or ``scribble``
+    :param size: ``width*height`` (720P sizes)
+
+    Every media input may be an http(s) URL, a local path or a ``gs://`` object. Further fields (``strength``,
+    ``mask_type``, ``expand_ratio``, ``obj_or_bg``, ...) go in ``parameters``. All other parameters:
+    :class:`WanBaseVideoOperator`.
+    """
+
+    families = (Family.VACE,)
+    _INPUTS = (
+        "video_url",
+        "ref_images_url",
+        "mask_image_url",
+        "mask_video_url",
+        "first_frame_url",
+        "last_frame_url",
+        "first_clip_url",
+        "last_clip_url",
+    )
+    template_fields: Sequence[str] = (
+        *WanBaseVideoOperator.template_fields,
+        "function",
+        *_INPUTS,
+        "control_condition",
+        "size",
+    )
+
+    def __init__(
+        self,
+        *,
+        function: str,
+        video_url: str | None = None,
+        ref_images_url: list[str] | None = None,
+        mask_image_url: str | None = None,
+        mask_video_url: str | None = None,
+        first_frame_url: str | None = None,
+        last_frame_url: str | None = None,
+        first_clip_url: str | None = None,
+        last_clip_url: str | None = None,
+        control_condition: str | None = None,
+        size: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.function = function
+        self.video_url = video_url
+        self.ref_images_url = ref_images_url
+        self.mask_image_url = mask_image_url
+        self.mask_video_url = mask_video_url
+        self.first_frame_url = first_frame_url
+        self.last_frame_url = last_frame_url
+        self.first_clip_url = first_clip_url
+        self.last_clip_url = last_clip_url
+        self.control_condition = control_condition
+        self.size = size
+
+    def family_fields(self, model: WanModel | None) -> dict[str, Any]:
+        fields = {name: getattr(self, name) for name in self._INPUTS}
+        fields.update(function=self.function, control_condition=self.control_condition, size=self.size)
+        return fields
+
+
+class WanVideoOperator(WanBaseVideoOperator):
+    """
+    Any Wan video model, including ones the provider's catalogue does not know yet: ``model``, ``prompt``,
+    ``media`` and ``parameters`` as DashScope names them. Wan 3.0 (``wan3.0-video``, ``wan3.0-video-prime``) is
+    used through this operator.
+
+    .. seealso::
+        For more information on how to use this operator, take a look at the guide:
+        :ref:`howto/operator:WanVideoOperator`
+
+    :param media: ``input.media`` items, ``{"type": "first_frame", "url": ...}``: types ``first_frame``,
+        ``last_frame``, ``reference_image``, ``reference_video``, ``reference_audio``, ``driving_audio``,
+        ``first_clip``, ``video``, ``file``, ``link`` (which ones depend on the model); ``url`` (and
+        ``reference_voice``) may be an http(s) URL, a local path or a ``gs://`` object
+    :param parameters: every other field by its DashScope name, e.g. ``{"resolution": "720P", "ratio": "16:9",
+        "duration": 10}``; the request schema puts each in ``input`` or ``parameters``
+    :param endpoint: create path for a model the catalogue does not know (default: the video-generation
+        endpoint; ``services/aigc/image2video/video-synthesis`` for kf2v, s2v and animate models)
+
+    All other parameters: :class:`WanBaseVideoOperator`.
+    """
+
+    template_fields: Sequence[str] = (*WanBaseVideoOperator.template_fields, "media")
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        **WanBaseVideoOperator.template_fields_renderers,
+        "media": "json",
+    }
+
+    def __init__(
+        self, *, media: list[dict[str, Any]] | None = None, endpoint: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.media = media
+        self.endpoint = endpoint
+
+    def family_fields(self, model: WanModel | None) -> dict[str, Any]:
+        if self.media is None:
+            return {}
+        if not isinstance(self.media, list):
+            raise WanInvalidInputError(f"media: must be a list of {{type, url}} items, got {type(self.media).__name__}")
+        # a copy: uploads write oss:// URLs into the body, never into the operator's argument
+        return {"media": copy.deepcopy(self.media)}
+
+    def endpoint_for(self, model: WanModel | None) -> str:
+        if model is not None:
+            return super().endpoint_for(model)
+        if self.endpoint is not None:
+            return self.endpoint.strip("/")
+        # as the SDK routes them: first-and-last-frame, speech and animate models answer on image2video
+        if any(mark in self.model for mark in ("kf2v", "s2v", "animate")):
+            return IMAGE2VIDEO_ENDPOINT
+        return VIDEO_GENERATION_ENDPOINT
+
+
+def _media(name: str) -> bool:
+    model = get_model(name)
+    return model is not None and model.uses_media
+
+
+def media_items(*pairs: tuple[str, str | None]) -> list[dict[str, Any]]:
+    """``input.media`` items from (type, url) pairs, skipping unset urls."""
+    return [{"type": kind, "url": url} for kind, url in pairs if url is not None]

@@ -256,12 +256,23 @@ class SimulatorConfig:
     cache_dir: str | None = None
     #: print one line per request on stdout (method, path without query string, status, milliseconds)
     log_requests: bool = True
+    #: seconds an uploaded file stays resolvable as oss:// (default 172800, DashScope's 48 hours)
+    upload_ttl_seconds: float = 172800.0
+    #: seconds an upload policy stays valid (default 3600)
+    upload_policy_ttl_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         problems = []
         if not self.api_keys or not all(isinstance(k, str) and k for k in self.api_keys):
             problems.append("api_keys must hold at least one non-empty key")
-        for name in ("pending_seconds", "generation_seconds", "task_ttl_seconds", "link_ttl_seconds"):
+        for name in (
+            "pending_seconds",
+            "generation_seconds",
+            "task_ttl_seconds",
+            "link_ttl_seconds",
+            "upload_ttl_seconds",
+            "upload_policy_ttl_seconds",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} cannot be negative")
         if self.time_scale <= 0:

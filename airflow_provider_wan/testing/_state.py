@@ -72,6 +72,8 @@ class TaskRecord:
     start: float = 0.0
     end: float = 0.0
     canceled_at: float | None = None
+    #: the request's media the video shows (see _drawing.py); None: the plain moving-bar video
+    drawing: Any = None
 
     @property
     def slot_end(self) -> float:

@@ -105,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds a video_url stays valid after the task ends; later 403 (default: {defaults.link_ttl_seconds:g})",
     )
     add(
+        "--upload-ttl-seconds",
+        type=float,
+        default=defaults.upload_ttl_seconds,
+        help="seconds an uploaded file stays resolvable as oss:// (default: "
+        f"{defaults.upload_ttl_seconds:g}, DashScope's 48 hours)",
+    )
+    add(
+        "--upload-policy-ttl-seconds",
+        type=float,
+        default=defaults.upload_policy_ttl_seconds,
+        help=f"seconds an upload policy stays valid (default: {defaults.upload_policy_ttl_seconds:g})",
+    )
+    add(
         "--moderation-word",
         default=DEFAULT_MODERATION_WORD,
         help="a prompt or negative_prompt containing this word gets 400 DataInspectionFailed "
@@ -150,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             task_query_qps=args.task_query_qps,
             task_ttl_seconds=args.task_ttl_seconds,
             link_ttl_seconds=args.link_ttl_seconds,
+            upload_ttl_seconds=args.upload_ttl_seconds,
+            upload_policy_ttl_seconds=args.upload_policy_ttl_seconds,
             moderation_word=args.moderation_word,
             payload_bytes=args.payload_bytes,
             video_fps=args.video_fps,

@@ -52,11 +52,13 @@ from airflow_provider_wan.models import (
     get_model,
     output_dimensions,
     resolution_tier,
-    validate_request,
 )
+from airflow_provider_wan.schema import validate_request
 
+from . import _uploads
 from ._config import Fault, SimulatorConfig
 from ._download_faults import changed_body, etag_of, http_date, take_shape
+from ._drawing import DrawingCache, drawing_for
 from ._media import MediaUnavailableError, VideoCache, payload_chunks
 from ._state import SimulatorState, TaskRecord, format_time, parse_list_time
 
@@ -80,6 +82,7 @@ _PROMPT_EXTENSION = (
 
 STATE_KEY = web.AppKey("wan_simulator_state", SimulatorState)
 _CACHE_KEY = web.AppKey("wan_simulator_video_cache", VideoCache)
+_DRAWING_KEY = web.AppKey("wan_simulator_drawings", DrawingCache)
 _SECRET_KEY = web.AppKey("wan_simulator_secret", bytes)
 # What the request log and stats call a response that was cut ("RST", "200-truncated"); RequestKey is aiohttp >= 3.13.
 _STATUS_KEY: Any = web.RequestKey("wan_sim_status", str) if hasattr(web, "RequestKey") else "wan_sim_status"
@@ -141,6 +144,8 @@ _ROUTE_NAMES = {
     ("GET", f"{API_PREFIX}/tasks"): "list",
     ("GET", "/_files/{name}"): "download",
     ("HEAD", "/_files/{name}"): "download",
+    ("GET", f"{API_PREFIX}/uploads"): "upload_policy",
+    ("POST", _uploads.UPLOAD_PATH): "upload",
 }
 
 
@@ -324,6 +329,7 @@ async def create_task(request: web.Request) -> web.Response:
     refused = [str(p) for p in problems if not p.truncation]
     if refused:
         raise ApiError(400, "InvalidParameter", "; ".join(refused))
+    stored = _resolve_uploads(request, input_, now)
     # DashScope silently truncates over-long texts (validate_request flags them as truncation problems)
     prompt = input_.get("prompt")
     if isinstance(prompt, str):
@@ -339,7 +345,7 @@ async def create_task(request: web.Request) -> web.Response:
     resolution = parameters.get("resolution")
     if model.family is Family.TEXT_TO_VIDEO:
         size = size or model.default_size
-    width, height = output_dimensions(model, size, resolution)
+    width, height = output_dimensions(model, size, resolution, parameters.get("ratio"))
     audio_flag = parameters.get("audio")
     audio = bool(input_.get("audio_url")) or (model.supports_audio and audio_flag is not False)
     task = state.create_task(
@@ -352,13 +358,57 @@ async def create_task(request: web.Request) -> web.Response:
         actual_prompt=extend_prompt(prompt) if extend and model.returns_actual_prompt else None,
         width=width,
         height=height,
-        duration=parameters.get("duration") or model.default_duration,
+        duration=_duration(parameters.get("duration"), model.default_duration),
         audio=audio,
         size=size,
         tier=resolution_tier(model, size, resolution),
         now=now,
     )
+    task.drawing = drawing_for(input_, stored.get)
     return _json({"request_id": _request_id(), "output": {"task_id": task.task_id, "task_status": "PENDING"}})
+
+
+def _duration(asked: Any, default: int) -> int:
+    # -1 (the model picks) and 0 (as long as the source) come out as the model's default length
+    return asked if isinstance(asked, int) and asked > 0 else default
+
+
+def _resolve_uploads(request: web.Request, input_: dict[str, Any], now: float) -> dict[str, Any]:
+    """oss:// URL -> stored file path for every upload a create refers to; 400 as DashScope when one cannot be read."""
+    from airflow_provider_wan.schema import media_references
+
+    urls = [ref.value for ref in media_references(input_) if ref.value.startswith("oss://")]
+    if not urls:
+        return {}
+    if request.headers.get("X-DashScope-OssResourceResolve", "").strip().lower() != "enable":
+        raise ApiError(
+            400, "InvalidParameter", "oss:// URLs resolve only with the header X-DashScope-OssResourceResolve: enable"
+        )
+    found = {}
+    for url in urls:
+        stored = _uploads.resolve_oss(request.app, url, now)
+        if isinstance(stored, str):
+            raise ApiError(400, "InvalidParameter", stored)
+        found[url] = stored.path
+    return found
+
+
+async def upload_policy(request: web.Request) -> web.Response:
+    """GET /uploads?action=getPolicy&model=M: a post policy for DashScope's temporary storage."""
+    _authenticate(request)
+    if request.query.get("action") != "getPolicy":
+        raise ApiError(400, "InvalidParameter", "action must be getPolicy.")
+    model = request.query.get("model")
+    if not model:
+        raise ApiError(400, "InvalidParameter", 'Required parameter "model" missing.')
+    config = request.app[STATE_KEY].config
+    policy = _uploads.make_policy(request, model, time.time(), config.upload_policy_ttl_seconds)
+    return _json({"request_id": _request_id(), "data": policy})
+
+
+async def upload_file(request: web.Request) -> web.Response:
+    """POST /_oss: the upload host (OSS post-object form)."""
+    return await _uploads.upload(request, request.app[STATE_KEY].config.upload_ttl_seconds)
 
 
 def _video_url(request: web.Request, task: TaskRecord) -> str:
@@ -388,6 +438,15 @@ def _usage(task: TaskRecord) -> dict[str, Any]:
             SR=int(task.tier.rstrip("P")),
         )
         return usage
+    if style is UsageStyle.MEDIA:
+        return {
+            "input_video_duration": 0,
+            "output_video_duration": task.duration,
+            "duration": task.duration,
+            "video_count": 1,
+            "SR": int(task.tier.rstrip("P")),
+            "ratio": task.parameters.get("ratio", "16:9"),
+        }
     ratio = task.size if style is UsageStyle.SIZE_RATIO else "standard"
     return {"video_count": 1, "video_duration": task.duration, "video_ratio": ratio}
 
@@ -572,9 +631,14 @@ async def download(request: web.Request) -> web.StreamResponse:
 
     else:
         try:
-            data = await request.app[_CACHE_KEY].get(
-                task.width, task.height, task.duration, task.audio, config.video_fps, config.cache_dir
-            )
+            if task.drawing is not None:
+                data = await request.app[_DRAWING_KEY].get(
+                    task.width, task.height, task.duration, config.video_fps, task.drawing, task.audio
+                )
+            else:
+                data = await request.app[_CACHE_KEY].get(
+                    task.width, task.height, task.duration, task.audio, config.video_fps, config.cache_dir
+                )
         except MediaUnavailableError as exc:
             print(f"wan-simulator: {exc}", file=sys.stderr, flush=True)
             return web.Response(status=500, text=str(exc))
@@ -747,6 +811,7 @@ async def admin_faults(request: web.Request) -> web.Response:
 
 async def admin_reset(request: web.Request) -> web.Response:
     request.app[STATE_KEY].reset()
+    request.app[_uploads.STORE_KEY].clear()
     # the encodes stay cached (they are only a cost), but the counter restarts with the other counters
     request.app[_CACHE_KEY].encodes = 0
     return _json({"ok": True})
@@ -771,7 +836,9 @@ def build_app(config: SimulatorConfig, faults: list[Fault] | None = None) -> web
     app = web.Application(middlewares=[_middleware], client_max_size=MAX_BODY_BYTES)
     app[STATE_KEY] = SimulatorState(config, faults or [])
     app[_CACHE_KEY] = VideoCache()
+    app[_DRAWING_KEY] = DrawingCache()
     app[_SECRET_KEY] = secrets.token_bytes(32)
+    _uploads.add_upload_routes(app, upload_policy, upload_file)
     app.router.add_post(VIDEO_PATH, create_task)
     app.router.add_post(KF2V_PATH, create_task)
     app.router.add_get(f"{API_PREFIX}/tasks", list_tasks, allow_head=False)

@@ -109,8 +109,10 @@ def _yes(flag: bool) -> str:
 
 
 def _durations(values: tuple[int, ...]) -> str:
-    if len(values) > 3 and list(values) == list(range(values[0], values[-1] + 1)):
-        return f"{values[0]}-{values[-1]}"
+    special = [str(v) for v in values if v < 2]
+    run = [v for v in values if v >= 2]
+    if len(run) > 3 and run == list(range(run[0], run[-1] + 1)):
+        return ", ".join([*special, f"{run[0]}-{run[-1]}"])
     return ", ".join(str(v) for v in values)
 
 
@@ -145,15 +147,23 @@ class WanModelsDirective(_GeneratedDirective):
                     if any(s in model.sizes for s in sizes)
                 )
                 shapes = f"``size`` (default ``{model.default_size}``)\n\n{shapes}"
-            else:
+            elif model.resolutions:
                 shapes = "``resolution``: " + ", ".join(f"``{r}``" for r in model.resolutions)
                 shapes += f" (default ``{model.default_resolution}``)"
+            else:
+                shapes = "follows the input"
+            if model.ratios:
+                shapes += "\n\n``ratio``: " + ", ".join(f"``{r}``" for r in model.ratios)
+            if model.media:
+                shapes += "\n\n``media``: " + ", ".join(f"``{k}`` x{n}" for k, n in model.media.items())
             rows.append(
                 [
                     name,
                     *([] if wanted else [model.family.value]),
                     shapes,
-                    f"{_durations(model.durations)} (default {model.default_duration})",
+                    f"{_durations(model.durations)} (default {model.default_duration})"
+                    if model.durations
+                    else "follows the input",
                     f"{model.prompt_max_chars:,} / {model.negative_prompt_max_chars:,}",
                     _yes(model.supports_audio),
                     _yes(model.supports_audio_url),
@@ -173,6 +183,55 @@ class WanModelsDirective(_GeneratedDirective):
             "``template``",
         ]
         return _rst_table(header, rows)
+
+
+class WanRequestSchemaDirective(_GeneratedDirective):
+    """The request schema's table: every field, where it goes, its type and limits, which models take it."""
+
+    def rst(self) -> list[str]:
+        from airflow_provider_wan.schema import FIELDS, models_accepting
+
+        rows = []
+        for row in FIELDS:
+            limits = []
+            if isinstance(row.allowed, tuple):
+                limits.append("one of " + ", ".join(f"``{v}``" for v in row.allowed))
+            elif row.allowed:
+                limits.append(f"per model (``{row.allowed}``)")
+            if row.limit:
+                limits.append(f"at most ``{row.limit}`` characters")
+            if row.bounds:
+                limits.append(f"[{row.bounds[0]}, {row.bounds[1]}]")
+            if row.media:
+                limits.append(row.media.describe())
+            if row.count:
+                limits.append(f"{row.count[0]}-{row.count[1]} items")
+            takers = models_accepting(row.name)
+            rows.append(
+                [
+                    f"``{row.name}``",
+                    f"``{row.where.value}``",
+                    row.kind.value,
+                    row.doc,
+                    "; ".join(limits) or " ",
+                    ", ".join(takers) if takers else "none in the catalogue",
+                    f"the model's ``{row.default}``" if row.default else "DashScope's",
+                ]
+            )
+        header = ["Field", "In", "Type", "What", "Limits", "Models", "Default"]
+        return _rst_table(header, rows, widths="12 8 8 18 22 24 8")
+
+
+class WanMediaTypesDirective(_GeneratedDirective):
+    """What each ``input.media`` item type may be."""
+
+    def rst(self) -> list[str]:
+        from airflow_provider_wan.schema import MEDIA_ITEM_REFERENCES, MEDIA_TYPE_SPECS
+
+        rows = [[f"``{name}``", spec.describe()] for name, spec in MEDIA_TYPE_SPECS.items()]
+        rows += [[f"``{name}`` (on an item)", spec.describe()] for name, spec in MEDIA_ITEM_REFERENCES.items()]
+        rows.append(["``link``", "an http(s) URL, passed as given (never uploaded)"])
+        return _rst_table(["Type", "What it may be"], rows)
 
 
 class WanPricesDirective(_GeneratedDirective):
@@ -212,10 +271,14 @@ class WanRegionsDirective(_GeneratedDirective):
         from airflow_provider_wan.hooks.wan import DEFAULT_REGION, REGIONS
 
         rows = [
-            [f"``{name}``" + (" (default)" if name == DEFAULT_REGION else ""), f"``{url}``"]
-            for name, url in REGIONS.items()
+            [
+                f"``{name}``" + (" (default)" if name == DEFAULT_REGION else ""),
+                f"``{url}``" if url else "none: set ``workspace_id``",
+                f"``https://{{workspace_id}}.{region_id}.maas.aliyuncs.com/api/v1``",
+            ]
+            for name, (region_id, url) in REGIONS.items()
         ]
-        return _rst_table(["Region", "Base URL"], rows)
+        return _rst_table(["Region", "Base URL", "With a workspace id"], rows)
 
 
 class WanRetryPolicyDirective(_GeneratedDirective):
@@ -368,7 +431,10 @@ class WanErrorExampleDirective(SphinxDirective):
 
         call = ApiCall.create_task("services/aigc/video-generation/video-synthesis", {"model": "wan2.2-t2v-plus"})
         credentials = Credentials(
-            api_key="sk-...", base_url=REGIONS["singapore"], region="singapore", source="connection 'wan_default'"
+            api_key="sk-...",
+            base_url=REGIONS["singapore"][1] or "",
+            region="singapore",
+            source="connection 'wan_default'",
         )
         kind = self.arguments[0]
         error: WanError
@@ -412,6 +478,8 @@ class WanSimulatorHelpDirective(SphinxDirective):
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("wan-models", WanModelsDirective)
     app.add_directive("wan-prices", WanPricesDirective)
+    app.add_directive("wan-request-schema", WanRequestSchemaDirective)
+    app.add_directive("wan-media-types", WanMediaTypesDirective)
     app.add_directive("wan-regions", WanRegionsDirective)
     app.add_directive("wan-errors", WanErrorsDirective)
     app.add_directive("wan-retry-policy", WanRetryPolicyDirective)

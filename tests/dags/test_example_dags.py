@@ -24,6 +24,9 @@ EXAMPLE_DAG_IDS = {
     "example_wan_batch",
     "example_wan_multishot",
     "example_wan_sensor",
+    "example_wan_reference_to_video",
+    "example_wan_video_edit",
+    "example_wan_v3",
 }
 
 
@@ -67,9 +70,9 @@ def _video(bucket: Any, transfer: dict[str, Any]) -> tuple[int, int, float, bool
         return video.codec_context.width, video.codec_context.height, duration, bool(container.streams.audio)
 
 
-def _inline_png(path: Path) -> str:
-    """What the simulator records for a PNG sent inline (it keeps the length of a data URI's body, not the body)."""
-    return f"data:image/png;base64,<{len(base64.b64encode(path.read_bytes()))} base64 characters>"
+def _is_upload_of(value: str, path: Path) -> bool:
+    """What the simulator records for a local file: the oss:// URL of its upload to the temporary storage."""
+    return value.startswith("oss://dashscope-instant/") and value.endswith("/" + path.name)
 
 
 def _sim_task(simulator: Any, task_id: str) -> dict[str, Any]:
@@ -134,7 +137,7 @@ def test_image_to_video(example_env: dict[str, Any]) -> None:
     assert _trigger_kwargs(generated["task_id"]) == []
     # the shipped PNG was read from disk and sent inline
     sent = _sim_task(example_env["simulator"], generated["task_id"])
-    assert sent["input"]["img_url"] == _inline_png(example_env["folder"] / "assets" / "first_frame.png")
+    assert _is_upload_of(sent["input"]["img_url"], example_env["folder"] / "assets" / "first_frame.png")
     assert sent["parameters"]["resolution"] == "480P"
 
 
@@ -152,8 +155,8 @@ def test_keyframe_to_video_reads_a_local_and_a_gcs_image(example_env: dict[str, 
     sent = _sim_task(example_env["simulator"], generated["task_id"])
     assets = Path(example_env["folder"]) / "assets"
     # the two frames differ in size, so their lengths tell them apart
-    assert sent["input"]["first_frame_url"] == _inline_png(assets / "first_frame.png")
-    assert sent["input"]["last_frame_url"] == _inline_png(assets / "last_frame.png")
+    assert _is_upload_of(sent["input"]["first_frame_url"], assets / "first_frame.png")
+    assert _is_upload_of(sent["input"]["last_frame_url"], assets / "last_frame.png")
     assert sent["endpoint"].strip("/").endswith("image2video/video-synthesis")
 
 
@@ -245,3 +248,81 @@ def test_batch_saves_the_other_videos_when_one_prompt_is_refused(
     # ...but the two videos already paid for are saved
     assert [states[key] for key in transfers] == ["success", "success"]
     assert len(list(example_env["bucket"].list_blobs(prefix="wan/"))) == 2
+
+
+def _first_frame_matches(data: bytes, image: Path) -> float:
+    """Mean absolute difference (0-255) between the video's frame 0 and ``image`` scaled to the video's size."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        frame = next(container.decode(video=0))
+    with av.open(str(image)) as picture:
+        expected = next(picture.decode(video=0)).reformat(width=frame.width, height=frame.height, format="gray")
+    got = bytes(frame.reformat(format="gray").planes[0])
+    want = bytes(expected.planes[0])
+    line_got, line_want = frame.reformat(format="gray").planes[0].line_size, expected.planes[0].line_size
+    total = 0
+    for row in range(frame.height):
+        a = got[row * line_got : row * line_got + frame.width]
+        b = want[row * line_want : row * line_want + frame.width]
+        total += sum(abs(x - y) for x, y in zip(a, b, strict=True))
+    return total / (frame.width * frame.height)
+
+
+def test_reference_to_video_uploads_the_image_and_the_voice(example_env: dict[str, Any]) -> None:
+    _, dag = load_example(example_env["folder"], "example_wan_reference_to_video")
+    result = run_dag(dag)
+    _succeeded(result)
+
+    generated = result.xcoms[("generate_video", "return_value")]
+    assert generated["model"] == "wan2.7-r2v"
+    sent = _sim_task(example_env["simulator"], generated["task_id"])
+    assets = Path(example_env["folder"]) / "assets"
+    [item] = sent["input"]["media"]
+    assert item["type"] == "reference_image"
+    assert _is_upload_of(item["url"], assets / "first_frame.png")
+    assert _is_upload_of(item["reference_voice"], assets / "voice.wav")
+    assert sent["parameters"] == {"resolution": "720P", "ratio": "16:9", "duration": 5}
+    width, height, duration, has_audio = _video(example_env["bucket"], result.xcoms[("video_to_gcs", "return_value")])
+    assert (width, height) == (1280, 720)
+    assert duration == pytest.approx(5, abs=1)
+    # the voice became the video's sound
+    assert has_audio
+
+
+def test_video_edit_and_continuation(example_env: dict[str, Any]) -> None:
+    _, dag = load_example(example_env["folder"], "example_wan_video_edit")
+    result = run_dag(dag)
+    _succeeded(result)
+
+    assets = Path(example_env["folder"]) / "assets"
+    edited = _sim_task(example_env["simulator"], result.xcoms[("edit_video", "return_value")]["task_id"])
+    assert edited["model"] == "wan2.7-videoedit"
+    [video] = edited["input"]["media"]
+    assert video["type"] == "video"
+    assert _is_upload_of(video["url"], assets / "clip.mp4")
+    assert edited["parameters"]["audio_setting"] == "origin"
+    continued = _sim_task(example_env["simulator"], result.xcoms[("continue_video", "return_value")]["task_id"])
+    assert continued["input"]["media"][0]["type"] == "first_clip"
+    for transfer in ("edited_to_gcs", "continued_to_gcs"):
+        _video(example_env["bucket"], result.xcoms[(transfer, "return_value")])
+
+
+def test_wan3_first_and_last_frame(example_env: dict[str, Any]) -> None:
+    _, dag = load_example(example_env["folder"], "example_wan_v3")
+    result = run_dag(dag)
+    _succeeded(result)
+
+    generated = result.xcoms[("generate_video", "return_value")]
+    assert generated["model"] == "wan3.0-video"
+    assert generated["estimated_cost_usd"] == pytest.approx(0.294)
+    sent = _sim_task(example_env["simulator"], generated["task_id"])
+    assert [m["type"] for m in sent["input"]["media"]] == ["first_frame", "last_frame"]
+    assert sent["parameters"] == {"resolution": "720P", "duration": 5, "audio": False}
+    transfer = result.xcoms[("video_to_gcs", "return_value")]
+    width, height, duration, has_audio = _video(example_env["bucket"], transfer)
+    assert (width, height, has_audio) == (1280, 720, False)
+    assert duration == pytest.approx(5, abs=1)
+    data = example_env["bucket"].get_blob(transfer["object"]).download_as_bytes()
+    # the given first frame is the video's frame 0
+    assert _first_frame_matches(data, Path(example_env["folder"]) / "assets" / "first_frame.png") < 12

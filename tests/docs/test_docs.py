@@ -25,6 +25,9 @@ HOWTO_PAGES = {
     "operators/wan_to_gcs.rst": {"example_wan_text_to_video.py"},
     "operators/sensor.rst": {"example_wan_sensor.py"},
     "operators/batch.rst": {"example_wan_batch.py"},
+    "operators/reference_to_video.rst": {"example_wan_reference_to_video.py"},
+    "operators/video_edit.rst": {"example_wan_video_edit.py"},
+    "operators/video.rst": {"example_wan_v3.py"},
 }
 _INCLUDE = re.compile(r"\.\. literalinclude:: (?:\.\./)+dags/(\S+)\n((?:\s+:[\w-]+:.*\n)*)")
 

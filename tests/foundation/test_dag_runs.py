@@ -88,7 +88,7 @@ def test_text_to_video_result(connection, capfd, wan_simulator_api_key):
     assert task["parameters"] == {"size": "832*480", "seed": 7}
 
 
-def test_keyframe_and_image_operators_send_local_images_inline(connection, capfd, wan_simulator_api_key, tmp_path):
+def test_keyframe_operator_uploads_local_images(connection, capfd, wan_simulator_api_key, tmp_path):
     from tests.foundation.images import write_png
 
     first = write_png(tmp_path / "first.png", 640, 480)
@@ -108,8 +108,12 @@ def test_keyframe_and_image_operators_send_local_images_inline(connection, capfd
     )
     assert result.tasks["generate"] == ("success", 1)
     [task] = connection.tasks()
-    assert task["input"]["first_frame_url"].startswith("data:image/png;base64,")
+    # local files go through DashScope's temporary storage, as the official SDK sends them
+    assert task["input"]["first_frame_url"].startswith("oss://dashscope-instant/")
+    assert task["input"]["first_frame_url"].endswith("/first.png")
+    assert task["input"]["last_frame_url"].endswith("/last.png")
     assert task["endpoint"].endswith("image2video/video-synthesis")
+    assert connection.stats()["requests"]["upload"] == 2
 
 
 @pytest.mark.parametrize(

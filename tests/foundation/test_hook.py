@@ -33,10 +33,33 @@ def hook(monkeypatch, wan_simulator, wan_simulator_api_key):
     hook.close()
 
 
-@pytest.mark.parametrize(("region", "url"), list(REGIONS.items()))
+@pytest.mark.parametrize(("region", "url"), [(name, url) for name, (_, url) in REGIONS.items() if url])
 def test_region_selects_the_documented_endpoint(region, url):
     assert resolve_base_url(region, None) == (url, region)
     assert resolve_base_url(region.upper(), None) == (url, region)
+
+
+@pytest.mark.parametrize(
+    ("region", "host"),
+    [
+        ("singapore", "ws-1.ap-southeast-1"),
+        ("beijing", "ws-1.cn-beijing"),
+        ("virginia", "ws-1.us-east-1"),
+        ("hongkong", "ws-1.cn-hongkong"),
+        ("frankfurt", "ws-1.eu-central-1"),
+    ],
+)
+def test_workspace_id_selects_the_workspace_domain(region, host):
+    assert resolve_base_url(region, None, "ws-1") == (f"https://{host}.maas.aliyuncs.com/api/v1", region)
+    # base_url still wins
+    assert resolve_base_url(region, "http://127.0.0.1:9/api/v1", "ws-1")[0] == "http://127.0.0.1:9/api/v1"
+
+
+def test_frankfurt_needs_a_workspace_and_bad_workspace_ids_fail():
+    with pytest.raises(WanInvalidInputError, match="workspace_id"):
+        resolve_base_url("frankfurt", None)
+    with pytest.raises(WanInvalidInputError, match="workspace_id"):
+        resolve_base_url("singapore", None, "evil.example.com/x")
 
 
 def test_base_url_wins_over_region():
@@ -44,8 +67,8 @@ def test_base_url_wins_over_region():
 
 
 def test_unknown_region_lists_valid_ones():
-    with pytest.raises(WanInvalidInputError, match="singapore, beijing, virginia"):
-        resolve_base_url("frankfurt", None)
+    with pytest.raises(WanInvalidInputError, match="singapore, beijing, virginia, hongkong, frankfurt"):
+        resolve_base_url("tokyo", None)
 
 
 def test_environment_fallback_without_connection(monkeypatch, wan_simulator, wan_simulator_api_key):
@@ -61,7 +84,7 @@ def test_environment_region_fallback(monkeypatch):
     monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-env")
     monkeypatch.setenv("DASHSCOPE_REGION", "beijing")
     monkeypatch.delenv("DASHSCOPE_BASE_URL", raising=False)
-    assert WanHook(wan_conn_id="wan_not_defined").credentials.base_url == REGIONS["beijing"]
+    assert WanHook(wan_conn_id="wan_not_defined").credentials.base_url == REGIONS["beijing"][1]
 
 
 def test_create_get_and_wait(hook, wan_simulator):

@@ -103,8 +103,12 @@ def test_connection_form_shows_region_api_key_and_base_url(fresh_venv, airflow_e
     form = json.loads(out.strip().splitlines()[-1])
     assert form["behaviour"]["relabeling"]["password"] == "API key"
     assert {"host", "login", "schema", "port"} <= set(form["behaviour"]["hidden_fields"])
-    assert set(form["widgets"]) == {"extra__wan__region", "extra__wan__base_url"}
+    assert set(form["widgets"]) == {"extra__wan__region", "extra__wan__workspace_id", "extra__wan__base_url"}
     region = form["widgets"]["extra__wan__region"]
     assert region["schema"]["title"] == "Region"
-    assert region["schema"]["enum"][:3] == ["singapore", "beijing", "virginia"]
+    from airflow_provider_wan.hooks.wan import REGIONS
+
+    # the form offers exactly the hook's regions
+    assert region["schema"]["enum"][:-1] == list(REGIONS)
+    assert form["widgets"]["extra__wan__workspace_id"]["schema"]["title"] == "Workspace ID"
     assert form["widgets"]["extra__wan__base_url"]["schema"]["title"] == "Base URL"

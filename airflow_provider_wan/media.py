@@ -1,0 +1,302 @@
+"""
+Media inputs: local files and ``gs://`` objects, checked and then uploaded to DashScope's temporary storage.
+
+DashScope fetches media from URLs. For anything else the official SDK uploads the file first, and so do we, the
+same way: ``GET {base}/uploads?action=getPolicy&model=...`` returns a short-lived OSS post policy; the file goes to
+its ``upload_host`` as a form upload under ``{upload_dir}/{file name}``; the request then refers to it as
+``oss://{upload_dir}/{file name}`` and carries ``X-DashScope-OssResourceResolve: enable`` (the hook adds it when a
+body holds an ``oss://`` URL). Files expire from that storage after 48 hours.
+
+Files are streamed: the form body is produced piece by piece while the socket sends it, so a 200 MB video costs a
+few hundred kilobytes of memory (``benchmarks/upload_memory.py``). Before anything is sent, every file is checked
+against the limits of its field (:data:`airflow_provider_wan.schema.MEDIA_SPECS`): existence, bytes, format (magic
+bytes), image sides, and WAV duration, which are cheap to read.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import posixpath
+import struct
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email.utils import formatdate
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow_provider_wan.exceptions import WanInvalidInputError, WanRetryableError
+from airflow_provider_wan.images import image_size, sniff_format
+from airflow_provider_wan.schema import MediaRef, MediaSpec, is_remote, media_references
+
+if TYPE_CHECKING:
+    from airflow_provider_wan.hooks.wan import WanHook
+
+__all__ = [
+    "LocalMedia",
+    "MultipartStream",
+    "check_local_media",
+    "sniff_media",
+    "upload_all",
+    "upload_media",
+    "wav_seconds",
+]
+
+#: bytes read from the start of a file to learn its format and, for images, its sides
+_HEAD_BYTES = 256 * 1024
+_CHUNK = 256 * 1024
+
+
+def sniff_media(head: bytes, name: str) -> str | None:
+    """The format of a media file from its first bytes (extension for plain-text documents), or None."""
+    image = sniff_format(head)
+    if image is not None:
+        return image
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "WAV"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "MP3"
+    if head[4:8] == b"ftyp":
+        return "MOV" if head[8:12] == b"qt  " else "MP4"
+    if head[:4] == b"%PDF":
+        return "PDF"
+    if head[:2] == b"PK" and name.lower().endswith(".docx"):
+        return "DOCX"
+    suffix = posixpath.splitext(name.lower())[1]
+    if suffix in (".txt", ".md"):
+        return suffix[1:].upper()
+    return None
+
+
+def wav_seconds(head: bytes) -> float | None:
+    """Duration of a PCM WAV from its header (fmt and data chunk sizes), None when the header is unusual."""
+    try:
+        offset = 12
+        byte_rate = None
+        while offset + 8 <= len(head):
+            chunk, size = head[offset : offset + 4], struct.unpack("<I", head[offset + 4 : offset + 8])[0]
+            if chunk == b"fmt ":
+                byte_rate = struct.unpack("<I", head[offset + 16 : offset + 20])[0]
+            elif chunk == b"data":
+                return size / byte_rate if byte_rate else None
+            offset += 8 + size + (size & 1)
+    except struct.error:
+        return None
+    return None
+
+
+@dataclass
+class LocalMedia:
+    """A media file we read ourselves: a local path or a GCS object, already checked."""
+
+    ref: MediaRef
+    name: str
+    size: int
+    format: str
+    opener: Callable[[], IO[bytes]]
+
+    @property
+    def content_type(self) -> str:
+        return mimetypes.guess_type(self.name)[0] or "application/octet-stream"
+
+
+def _fail(ref: MediaRef, model: str, problem: str) -> WanInvalidInputError:
+    return WanInvalidInputError(f"{ref.parameter}: {problem}; {model} takes: {ref.spec.describe()}")
+
+
+def _local(ref: MediaRef, model: str) -> tuple[str, int, Callable[[], IO[bytes]]]:
+    value = ref.value
+    path = Path(value[len("file://") :] if value.startswith("file://") else value).expanduser()
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise _fail(
+            ref,
+            model,
+            f"cannot read local file {str(path)!r} ({exc.strerror or type(exc).__name__}); give an http(s) URL, a "
+            "gs://bucket/object URI or a readable local path",
+        ) from None
+    if not path.is_file():
+        raise _fail(ref, model, f"{str(path)!r} is not a regular file")
+    return path.name, stat.st_size, lambda: path.open("rb")
+
+
+def _gcs(ref: MediaRef, model: str, gcp_conn_id: str | None) -> tuple[str, int, Callable[[], IO[bytes]]]:
+    bucket_name, _, object_name = ref.value[len("gs://") :].partition("/")
+    if not bucket_name or not object_name:
+        raise _fail(ref, model, f"{ref.value!r} is not a gs://bucket/object URI")
+    from airflow_provider_wan.gcs import storage_client
+
+    blob = storage_client(gcp_conn_id).bucket(bucket_name).get_blob(object_name)
+    if blob is None:
+        raise _fail(ref, model, f"GCS object {ref.value} does not exist")
+    return posixpath.basename(object_name), int(blob.size or 0), lambda: blob.open("rb")
+
+
+def check_local_media(input_: dict[str, Any], model: str, *, gcp_conn_id: str | None = None) -> list[LocalMedia]:
+    """
+    Find every media reference of ``input_`` that is not a URL, and check it against its field's limits.
+
+    Reads only each file's size and first bytes. Nothing is uploaded here.
+
+    :raises WanInvalidInputError: naming the field, the model and what it takes
+    """
+    found = []
+    for ref in media_references(input_):
+        if is_remote(ref.value):
+            continue
+        if ref.value.startswith("gs://"):
+            name, size, opener = _gcs(ref, model, gcp_conn_id)
+        elif "://" in ref.value and not ref.value.startswith("file://"):
+            raise _fail(ref, model, f"{ref.value.split('://', 1)[0]}:// is not a supported source")
+        else:
+            name, size, opener = _local(ref, model)
+        spec = ref.spec
+        if size > spec.max_bytes:
+            raise _fail(ref, model, f"{name} is {size / 1_048_576:.1f} MB, above the limit")
+        with opener() as handle:
+            head = handle.read(_HEAD_BYTES)
+        fmt = sniff_media(head, name)
+        if fmt not in spec.formats:
+            raise _fail(ref, model, f"{name} is {'of an unknown format' if fmt is None else fmt}")
+        _check_contents(ref, model, name, fmt, head, spec)
+        found.append(LocalMedia(ref, name, size, fmt, opener))
+    return found
+
+
+def _check_contents(ref: MediaRef, model: str, name: str, fmt: str, head: bytes, spec: MediaSpec) -> None:
+    if spec.min_side and spec.max_side and fmt in ("JPEG", "PNG", "BMP", "WEBP"):
+        sides = image_size(head, fmt)
+        if sides is not None:
+            width, height = sides
+            if not (spec.min_side <= width <= spec.max_side and spec.min_side <= height <= spec.max_side):
+                raise _fail(ref, model, f"{name} is {width}x{height} px")
+    if fmt == "WAV" and spec.seconds:
+        seconds = wav_seconds(head)
+        low, high = spec.seconds
+        if seconds is not None and not low <= seconds <= high:
+            raise _fail(ref, model, f"{name} lasts {seconds:.1f} s")
+
+
+class MultipartStream:
+    """
+    A ``multipart/form-data`` body read piece by piece: the form fields, then the file, streamed from its opener.
+
+    ``len()`` is the exact byte count, so the upload carries a Content-Length (OSS post uploads need one) without
+    the body ever being in memory. Deliberately neither iterable nor seekable: requests then sends it with that
+    length, reading it block by block, instead of switching to chunked encoding.
+    """
+
+    def __init__(
+        self,
+        fields: list[tuple[str, str]],
+        file_name: str,
+        content_type: str,
+        size: int,
+        opener: Callable[[], IO[bytes]],
+    ) -> None:
+        self.boundary = uuid.uuid4().hex
+        head = b"".join(
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            for name, value in fields
+        )
+        head += (
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; filename="{file_name}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode()
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self._length = len(head) + size + len(self._tail)
+        self._pieces = self._generate(head, opener)
+        self._pending = b""
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _generate(self, head: bytes, opener: Callable[[], IO[bytes]]) -> Iterator[bytes]:
+        yield head
+        with opener() as handle:
+            while chunk := handle.read(_CHUNK):
+                yield chunk
+        yield self._tail
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._length
+        while len(self._pending) < size:
+            piece = next(self._pieces, None)
+            if piece is None:
+                break
+            self._pending += piece
+        out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+
+def upload_media(hook: WanHook, model: str, media: LocalMedia) -> str:
+    """Upload one checked file to DashScope's temporary storage; return its ``oss://`` URL and write it back."""
+    policy = hook.get_upload_policy(model)
+    try:
+        key = f"{policy['upload_dir']}/{media.name}"
+        fields = [
+            ("OSSAccessKeyId", str(policy["oss_access_key_id"])),
+            ("Signature", str(policy["signature"])),
+            ("policy", str(policy["policy"])),
+            ("key", key),
+            ("x-oss-object-acl", str(policy["x_oss_object_acl"])),
+            ("x-oss-forbid-overwrite", str(policy["x_oss_forbid_overwrite"])),
+            ("success_action_status", "200"),
+            ("x-oss-content-type", media.content_type),
+        ]
+        host = str(policy["upload_host"])
+    except KeyError as exc:
+        raise WanRetryableError(f"DashScope's upload policy for {model} lacks {exc.args[0]!r}") from None
+    body = MultipartStream(fields, media.name, media.content_type, media.size, media.opener)
+    import requests
+
+    try:
+        response = hook.session.post(
+            host,
+            data=body,
+            headers={
+                "Content-Type": body.content_type,
+                "Content-Length": str(len(body)),
+                "Accept": "application/json",
+                "Date": formatdate(usegmt=True),
+            },
+            timeout=(10, 3600),
+        )
+    except requests.exceptions.RequestException as exc:
+        raise WanRetryableError(
+            f"{media.ref.parameter}: uploading {media.name} to DashScope's temporary storage failed "
+            f"({type(exc).__name__}); nothing was submitted"
+        ) from None
+    if response.status_code != 200:
+        code = _oss_code(response.text)
+        raise WanRetryableError(
+            f"{media.ref.parameter}: DashScope's temporary storage refused {media.name} (HTTP "
+            f"{response.status_code}{', ' + code if code else ''}); nothing was submitted",
+            http_status=response.status_code,
+        )
+    url = f"oss://{key}"
+    media.ref.replace(url)
+    return url
+
+
+def _oss_code(text: str) -> str | None:
+    start, end = text.find("<Code>"), text.find("</Code>")
+    if 0 <= start < end and end - start < 80:
+        return text[start + 6 : end]
+    return None
+
+
+def upload_all(hook: WanHook, model: str, found: list[LocalMedia], log: Any = None) -> None:
+    """Upload every checked file of a request (one policy per file, as the SDK does)."""
+    for media in found:
+        url = upload_media(hook, model, media)
+        if log is not None:
+            log.info("Uploaded %s (%s, %.1f MB) as %s", media.ref.parameter, media.name, media.size / 1_048_576, url)
