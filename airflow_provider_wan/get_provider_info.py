@@ -105,6 +105,15 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "5",
                         "default": "20",
                     },
+                    "prices": {
+                        "description": "Prices that replace the model catalogue's, as JSON: model -> {tier: USD per "
+                        "generated second}. Used by cost estimates and max_cost_usd. A wan connection's extra "
+                        "'prices' (same shape) wins over this.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": '{"wan3.0-video": {"720P": 0.06, "1080P": 0.12}}',
+                        "default": None,
+                    },
                 },
             },
         },
