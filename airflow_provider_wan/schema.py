@@ -704,8 +704,12 @@ def _required_inputs(problems: list[Problem], model: WanModel, input_: Mapping[s
         if input_.get(required) in (None, "", []):
             problems.append(Problem(required, f"is required by {model.name}"))
     if model.uses_media and "media" not in input_:
+        needed = f", at least one {' or '.join(model.media_required)}" if model.media_required else ""
         problems.append(
-            Problem("media", f"is required by {model.name}: a list of {{type, url}} items; types: {_list(model.media)}")
+            Problem(
+                "media",
+                f"is required by {model.name}: a list of {{type, url}} items{needed}; types: {_list(model.media)}",
+            )
         )
 
 

@@ -201,8 +201,8 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
         for name, value in self.parameters.items():
             if field_named(name) is None:
                 raise WanInvalidInputError(
-                    f"parameters: {name!r} is not a field of the provider's request schema; send it with "
-                    "input_extra or parameters_extra"
+                    f"parameters: {name!r} is not a field of the provider's request schema (model {self.model}); "
+                    "send it with input_extra or parameters_extra"
                 )
             if fields.get(name) is not None and value is not None:
                 raise WanInvalidInputError(f"parameters: {name} is already set through the operator's own argument")
@@ -652,7 +652,8 @@ class WanReferenceToVideoOperator(WanBaseVideoOperator):
                 items.append(item)
         if voices:
             raise WanInvalidInputError(
-                f"reference_voices: {', '.join(map(str, voices))} is not one of the reference images or videos"
+                f"reference_voices: {', '.join(map(str, voices))} is not one of the reference images or videos "
+                f"given to {self.model}; key each voice by its reference_images or reference_videos entry"
             )
         items.extend(media_items(("first_frame", self.first_frame_url)))
         fields["media"] = items or None
