@@ -74,8 +74,9 @@ async def exchange(
     timeout = aiohttp.ClientTimeout(
         total=seconds, sock_connect=min(connect_timeout, seconds), sock_read=min(read_timeout, seconds)
     )
+    response: aiohttp.ClientResponse | None = None
     try:
-        async with session.request(
+        response = await session.request(
             call.method,
             call.url(credentials.base_url),
             params=call.params,
@@ -83,13 +84,19 @@ async def exchange(
             headers=call.headers(credentials),
             timeout=timeout,
             allow_redirects=False,
-        ) as response:
-            body, truncated = await _read_capped(response)
-            status, headers = response.status, response.headers
+        )
+        body, truncated = await _read_capped(response)
+        status, headers = response.status, response.headers
     except Exception as exc:  # every failure of the client library; its text and repr are never used
+        if response is not None:
+            response.close()  # drop the connection: the server must see the client gave up
         fault = _fault_of(exc)
         if fault is TransportFault.TIMEOUT and loop.time() - started >= seconds * 0.99:
             # the total limit, not a quiet socket: a slow drip of bytes ends here
             return classify_transport(call, timed_out, credentials, seconds=seconds)
         return classify_transport(call, fault, credentials, seconds=min(read_timeout, seconds))
+    if truncated:
+        response.close()  # the rest is never read: do not hand the connection back to the pool
+    else:
+        response.release()
     return classify_answer(call, status, headers, body, credentials, truncated=truncated)

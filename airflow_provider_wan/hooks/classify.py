@@ -285,13 +285,13 @@ def classify_transport(
     if call.creates_task:
         cause = {
             TransportFault.TIMEOUT: f"no answer came within {limit}",
-            TransportFault.DEADLINE: f"no answer came before the deadline ({limit})",
+            TransportFault.DEADLINE: "no answer came before the deadline",
             TransportFault.BROKEN: "the connection broke before a whole answer came",
         }[fault]
         return _final(outcome_unknown(call, credentials, cause))
     if fault is TransportFault.DEADLINE:
         error = WanTimeoutError(
-            f"DashScope gave no whole answer before the deadline ({limit} left) while {call.context}",
+            f"DashScope gave no whole answer before the deadline while {call.context}",
             task_id=call.task_id,
         )
         return _final(error)

@@ -59,7 +59,8 @@ class WanTaskSensor(BaseSensorOperator):
         event latency can make the scheduler fail the sensor (apache/airflow#71172, open in 3.3)
     :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``)
     :param timeout: seconds to wait before the sensor fails (or skips, with ``soft_fail``); Airflow's sensor default
-        is ``[sensors] default_timeout`` (7 days). The DashScope task is never canceled by this sensor.
+        is ``[sensors] default_timeout`` (7 days). In poke mode a read under way is cut at the timeout too (a slow
+        server cannot hold the sensor past it). The DashScope task is never canceled by this sensor.
 
     Other parameters (``mode``, ``soft_fail``, ``exponential_backoff``, ...): :class:`BaseSensorOperator`.
     """
@@ -95,7 +96,14 @@ class WanTaskSensor(BaseSensorOperator):
         return task_id
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        task = self.hook.get_task(self._checked_task_id())
+        # one read never outlasts the sensor's timeout: Airflow checks the timeout only between pokes, and a server
+        # trickling its answer byte by byte would otherwise hold a poke (and the worker slot) for hours
+        deadline = getattr(self, "_wait_deadline", None)
+        left = float(self.timeout) if deadline is None else deadline - time.monotonic()
+        try:
+            task = self.hook.get_task(self._checked_task_id(), timeout=max(0.0, left))
+        except WanTimeoutError as error:
+            raise AirflowSensorTimeout(f"Sensor has timed out: {error.message}") from error
         if not task.status.is_terminal():
             self.log.info("DashScope task %s is %s", task.task_id, task.status.value)
             return False
@@ -105,6 +113,9 @@ class WanTaskSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
+            if not self.reschedule:
+                # poke mode: the whole wait ends at its timeout, the poke under way included
+                self._wait_deadline = time.monotonic() + float(self.timeout)
             return super().execute(context)
         # one read first: a task already finished never reaches the triggerer
         try:

@@ -47,6 +47,11 @@ FAULT_KINDS: dict[str, tuple[str, ...]] = {
 }
 #: download faults that shape an answer (see ``_download_faults``); they combine with a truncate or reset
 DOWNLOAD_SHAPES = ("no_length", "short_range", "changing_body", "drip")
+#: API misbehaviours no well-behaved DashScope shows, for hardening clients (issue 10): see
+#: :func:`_misbehaviour_fields` and ``server._misbehave``. ``drip`` is shared with the downloads (same fields).
+API_MISBEHAVIOURS = ("answer", "redirect", "huge", "drip")
+FAULT_KINDS.update({kind: _API_ROUTES for kind in API_MISBEHAVIOURS})
+FAULT_KINDS["drip"] = ROUTES
 # The route a kind gets when the fault does not name one.
 _DEFAULT_ROUTE = {
     "task_fail": "create",
@@ -117,6 +122,12 @@ class Fault:
     delay: float = 0.0
     #: ``truncate``: bytes of the body sent before the connection is cut
     after_bytes: int = 0
+    #: API misbehaviours (``answer``, ``redirect``, ``drip``, ``huge``): see :func:`_misbehaviour_fields`
+    body: Any = None
+    raw: str | None = None
+    location: str | None = None
+    size: int = 0
+    processed: bool = True
     id: int = field(default_factory=lambda: next(_fault_ids))
 
     @classmethod
@@ -150,7 +161,10 @@ class Fault:
         if count == 0 or count < -1:
             raise ValueError("count must be a positive number of responses, or -1 for 'until cleared'")
         status = _int(data, "status", 500)
-        if not 400 <= status <= 599:
+        misbehaviour = _misbehaviour_fields(kind, data)
+        if "status" in misbehaviour:
+            status = misbehaviour.pop("status")
+        elif not 400 <= status <= 599:
             raise ValueError(f"status must be an HTTP error status (400-599), got {status}")
         code = data.get("code")
         message = data.get("message")
@@ -180,6 +194,7 @@ class Fault:
             retry_after=retry_after,
             delay=delay,
             after_bytes=after_bytes,
+            **misbehaviour,
         )
 
     def matches(self, route: str, kinds: Iterable[str]) -> bool:
@@ -199,8 +214,69 @@ class Fault:
             "no_length": {"after_bytes"},
             "short_range": {"after_bytes"},
             "drip": {"delay", "after_bytes"},
+            **_MISBEHAVIOUR_KEYS,
         }.get(self.kind, set())
         return {k: v for k, v in data.items() if k in keep}
+
+
+_MISBEHAVIOUR_KEYS = {
+    "answer": {"status", "body", "raw", "processed"},
+    "redirect": {"status", "location"},
+    "huge": {"size", "processed"},
+}
+
+
+def _misbehaviour_fields(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    The fields of the API misbehaviours; ValueError when a field does not fit its kind.
+
+    * ``answer``: any ``status`` (200-599, default 502) with any JSON ``body`` (``{"code": 502, "message":
+      "Bad Gateway"}``, ``{"output": null}``...) or ``raw`` text sent byte for byte (each character one byte,
+      Latin-1, so ``"\\u00ff"`` is the invalid UTF-8 byte 0xFF); ``processed`` (default true): a create makes its
+      task first, as when a gateway loses DashScope's answer.
+    * ``redirect``: a ``status`` 300-399 (default 302) to ``location``, not processed; ``location`` ``"loop"``
+      (default) points at the request's own URL, anything else is sent as is (another host, a signed URL...).
+    * ``huge``: processed, then a 200 JSON object of ``size`` bytes (default 64 MiB) instead of the answer.
+
+    ``drip`` on an API route takes the download drip's fields: processed, then the real answer sent ``after_bytes``
+    bytes (default 1 there) every ``delay`` seconds.
+    """
+    allowed = _MISBEHAVIOUR_KEYS.get(kind, set())
+    stray = {"body", "raw", "location", "size", "processed"} & set(data) - allowed
+    if stray:
+        raise ValueError(f"a {kind!r} fault takes no {', '.join(sorted(stray))}")
+    if kind not in _MISBEHAVIOUR_KEYS:
+        return {}
+    fields: dict[str, Any] = {}
+    if kind in ("answer", "redirect"):
+        low, high, default = (200, 599, 502) if kind == "answer" else (300, 399, 302)
+        status = _int(data, "status", default)
+        if not low <= status <= high:
+            raise ValueError(f"an {kind!r} fault's status must be within {low}-{high}, got {status}")
+        fields["status"] = status
+    else:
+        fields["status"] = 200
+    if "processed" in data:
+        if not isinstance(data["processed"], bool):
+            raise ValueError("processed must be true or false")
+        fields["processed"] = data["processed"]
+    if kind == "answer":
+        raw = data.get("raw")
+        if raw is not None and (not isinstance(raw, str) or any(ord(c) > 255 for c in raw)):
+            raise ValueError("raw must be a string of characters U+0000-U+00FF (one byte each)")
+        if raw is not None and "body" in data:
+            raise ValueError("an 'answer' fault takes a body or raw, not both")
+        fields.update(body=data.get("body"), raw=raw)
+    elif kind == "redirect":
+        location = data.get("location", "loop")
+        if not isinstance(location, str) or not location:
+            raise ValueError("location must be a URL or 'loop'")
+        fields["location"] = location
+    else:
+        fields["size"] = _int(data, "size", 64 * 1024 * 1024)
+        if fields["size"] < 64:
+            raise ValueError("a 'huge' answer is at least 64 bytes")
+    return fields
 
 
 def _int(data: Mapping[str, Any], name: str, default: int) -> int:

@@ -29,6 +29,9 @@ kinds: error (canned error answer, request not processed), reset (processed, the
 slow (processed, answer delayed by "delay" seconds), malformed (processed, 200 with a non-JSON body),
 task_fail (next created tasks end FAILED with "code"/"message"), task_unknown (next created tasks turn UNKNOWN
 while RUNNING), truncate (download cut after "after_bytes"), expired (download answers 403 expired).
+API misbehaviours: answer (any "status" 200-599 with any JSON "body", or "raw" bytes; "processed" default true),
+redirect ("status" 3xx to "location": "loop" or a URL), drip on an API route (processed, then "after_bytes"
+bytes, default 1, every "delay" seconds), huge (processed, a 200 JSON object of "size" bytes).
 routes: create, get_task, cancel, list, download, any. "count": responses affected (default 1, -1 = until cleared)
 """
 

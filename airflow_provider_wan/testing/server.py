@@ -56,7 +56,7 @@ from airflow_provider_wan.models import (
 from airflow_provider_wan.schema import validate_request
 
 from . import _uploads
-from ._config import Fault, SimulatorConfig
+from ._config import API_MISBEHAVIOURS, Fault, SimulatorConfig
 from ._download_faults import changed_body, etag_of, http_date, take_shape
 from ._drawing import DrawingCache, drawing_for
 from ._media import MediaUnavailableError, VideoCache, payload_chunks
@@ -106,8 +106,13 @@ def _request_id() -> str:
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    try:
+        payload = json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # a stored prompt with a lone surrogate cannot be UTF-8: escaped (\ud800) it is still valid JSON
+        payload = json.dumps(body).encode()
     return web.Response(
-        body=json.dumps(body, ensure_ascii=False).encode(),
+        body=payload,
         status=status,
         content_type="application/json",
         charset="utf-8",
@@ -200,10 +205,12 @@ async def _apply_faults(request: web.Request, handler: Handler, route: str) -> w
     """Fire the first armed error/slow/reset/malformed fault for this route, if any, around the real handler."""
     state = request.app[STATE_KEY]
     # a download's reset happens inside download(), half-way through the body
-    kinds = ("error", "slow") if route == "download" else ("error", "slow", "reset", "malformed")
+    kinds = ("error", "slow") if route == "download" else ("error", "slow", "reset", "malformed", *API_MISBEHAVIOURS)
     fault = state.take_fault(route, kinds)
     if fault is None:
         return await handler(request)
+    if fault.kind in API_MISBEHAVIOURS:
+        return await _misbehave(request, handler, fault)
     if fault.kind == "error":
         # not processed at all: a throttled or failed create made no task
         code = fault.code or "InternalError"
@@ -227,6 +234,61 @@ async def _apply_faults(request: web.Request, handler: Handler, route: str) -> w
         )
     # reset: processed (a create made its task), then the connection dies mid-answer
     return await _reset_mid_response(request, response)
+
+
+# --- API misbehaviours (issue 10): answers a client must survive -----------------------------------------------------
+async def _misbehave(request: web.Request, handler: Handler, fault: Fault) -> web.StreamResponse:
+    """Answer as a broken gateway, proxy or server would (see ``_config._misbehaviour_fields``)."""
+    if fault.kind == "redirect":
+        # not processed: the request only bounces
+        location = str(request.rel_url) if fault.location == "loop" else str(fault.location)
+        return web.Response(status=fault.status, headers={"Location": location})
+    response = await _answer(request, handler) if fault.processed else None
+    if fault.kind == "answer":
+        payload = fault.raw.encode("latin-1") if fault.raw is not None else json.dumps(fault.body).encode()
+        return web.Response(body=payload, status=fault.status, content_type="application/json")
+    if fault.kind == "huge":
+        return await _huge_answer(request, fault.size)
+    body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b"{}"
+    status = response.status if response is not None else 200
+    return await _drip(request, status, body, fault.after_bytes or 1, fault.delay)
+
+
+async def _huge_answer(request: web.Request, size: int) -> web.StreamResponse:
+    """A 200 JSON object of exactly ``size`` bytes, streamed (the simulator never holds it)."""
+    head, tail = b'{"request_id": "huge", "padding": "', b'"}'
+    response = web.StreamResponse(status=200)
+    response.content_type = "application/json"
+    response.content_length = size
+    await response.prepare(request)
+    left = size - len(head) - len(tail)
+    try:
+        await response.write(head)
+        while left > 0:
+            step = min(left, _STREAM_CHUNK)
+            await response.write(b"a" * step)
+            left -= step
+        await response.write(tail)
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):
+        request[_STATUS_KEY] = "200-abandoned"  # the client stopped reading: what a size cap does
+    return response
+
+
+async def _drip(request: web.Request, status: int, body: bytes, step: int, delay: float) -> web.StreamResponse:
+    """The answer with its real Content-Length, sent ``step`` bytes every ``delay`` seconds."""
+    response = web.StreamResponse(status=status)
+    response.content_type = "application/json"
+    response.content_length = len(body)
+    await response.prepare(request)
+    try:
+        for offset in range(0, len(body), step):
+            await response.write(body[offset : offset + step])
+            await asyncio.sleep(delay)
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):
+        request[_STATUS_KEY] = f"{status}-abandoned"
+    return response
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -97,11 +97,13 @@ class _AdminClient:
         """
         Arm a fault (POST /_sim/faults) and return it as stored.
 
-        ``kind``: error, reset, slow, malformed, task_fail, task_unknown, truncate, expired, and the download
-        shapes no_length, short_range, changing_body, drip. ``route``: create, get_task, cancel, list, download or
-        any (default depends on the kind). ``count``: responses affected (-1: until cleared). ``params``: status,
-        code, message, retry_after (error), delay (slow, drip; seconds), code/message (task_fail), after_bytes
-        (truncate; no_length and short_range: where the body ends cleanly; drip: bytes per delay).
+        ``kind``: error, reset, slow, malformed, task_fail, task_unknown, truncate, expired; the download shapes
+        no_length, short_range, changing_body, drip; the API misbehaviours answer, redirect, huge, drip. ``route``:
+        create, get_task, cancel, list, download or any (default depends on the kind). ``count``: responses
+        affected (-1: until cleared). ``params``: status, code, message, retry_after (error), delay (slow, drip;
+        seconds), code/message (task_fail), after_bytes (truncate; no_length and short_range: where the body ends
+        cleanly; drip: bytes per delay); status, body or raw, processed (answer); status, location (redirect);
+        size (huge).
         """
         fault: dict[str, Any] = {"kind": kind, "count": count, **params}
         if route is not None:

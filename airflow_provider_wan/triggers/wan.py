@@ -50,9 +50,9 @@ DEFAULT_POLL_INTERVAL = 15.0
 DEFAULT_MAX_TRANSIENT_FAILURES = 10
 #: Cap of one backoff wait in seconds (DashScope's Retry-After is honoured up to this too).
 MAX_BACKOFF_SECONDS = 30.0
-#: Seconds past ``end_time`` the read at the deadline may take. Every read is bounded by the deadline in wall-clock
-#: time (a server trickling its answer byte by byte cannot hold a trigger), and the last one gets this much more so
-#: that a task finishing just in time is still seen.
+#: Most seconds past ``end_time`` the read at the deadline may take (and at most one poll interval). Every read is
+#: bounded by the deadline in wall-clock time (a server trickling its answer byte by byte cannot hold a trigger), and
+#: the last one gets this little more so that a task finishing just in time is still seen.
 LAST_READ_GRACE_SECONDS = 10.0
 
 #: Every status a WanTaskTrigger event can carry.
@@ -207,7 +207,7 @@ class WanTaskTrigger(BaseTrigger):
             yield TriggerEvent(_error_event(task_id, polls, unexpected))
 
     def _read_timeout(self) -> float:
-        return max(0.0, self.end_time - time.time()) + LAST_READ_GRACE_SECONDS
+        return max(0.0, self.end_time - time.time()) + min(self.poll_interval, LAST_READ_GRACE_SECONDS)
 
     def _unread_timeout_event(self, last: WanTask | None, polls: int) -> dict[str, Any]:
         task_id = self.wan_task_id

@@ -198,8 +198,16 @@ def test_budget_guard_refuses_before_submitting(connection, capfd, wan_simulator
     assert sum(connection.stats()["requests"].values()) == 0
 
 
-def test_no_secret_in_task_log_files(wan_simulator_api_key):
-    # runs after the DAG runs above (same session home): nothing they wrote to disk holds a secret
+def test_no_secret_in_task_logs(connection, capfd, wan_simulator_api_key):
+    # Self-contained (it used to scan whatever earlier tests left on disk, and dag.test() leaves nothing there, so it
+    # scanned nothing): run a DAG whose result holds a signed URL, then scan the task's log, which dag.test() writes
+    # to the console, and any log file on disk, after proving the log is there to scan.
+    result = run_dag(_dag("log_scan", model="wan2.5-t2v-preview", prompt="a quiet harbour"))
+    out, err = capfd.readouterr()
+    assert result.tasks["generate"] == ("success", 1)
+    [task] = connection.tasks()
+    log = out + err
+    assert task["task_id"] in log, "the task's log was not captured: the scan would scan nothing"
     logs = Path(os.environ["AIRFLOW_HOME"]) / "logs"
-    texts = [p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file()] if logs.exists() else []
-    _scan_for_secrets(wan_simulator_api_key, *texts)
+    files = [p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file()] if logs.exists() else []
+    _scan_for_secrets(wan_simulator_api_key, log, *files)

