@@ -265,7 +265,7 @@ def _checked_base_url(base_url: str) -> str:
     if problem:
         raise WanInvalidInputError(
             f"base_url {redact_url(url)!r} is not usable: {problem}. Expected e.g. "
-            f"{REGIONS[DEFAULT_REGION]!r}, or leave it empty and set the region."
+            f"{REGIONS[DEFAULT_REGION][1]!r}, or leave it empty and set the region."
         )
     return url
 

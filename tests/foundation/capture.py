@@ -10,19 +10,22 @@ from typing import Any
 
 
 class CaptureServer:
-    """Records method, path, headers and JSON body of each request; answers ``{request_id, output: {task_id}}``."""
+    """Records method, path, headers and JSON body of each GET or POST; answers ``{request_id, output: {task_id}}``."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         captured = self.requests
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.do_POST()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 captured.append(
                     {
-                        "method": "POST",
+                        "method": self.command,
                         "path": self.path,
                         "headers": {k.lower(): v for k, v in self.headers.items()},
                         "body": json.loads(raw) if raw else None,

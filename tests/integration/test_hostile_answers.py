@@ -273,6 +273,7 @@ def test_an_unusable_base_url_is_refused_before_any_request(
     with pytest.raises(WanInvalidInputError, match="base_url") as raised:
         hook.create_task(ENDPOINT, BODY)
     assert "billed" not in str(raised.value)
+    assert "e.g. 'https://dashscope-intl.aliyuncs.com/api/v1'" in str(raised.value)
     assert wan_simulator.stats()["requests"].get("create", 0) == 0
 
 
