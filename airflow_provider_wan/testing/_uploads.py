@@ -55,6 +55,7 @@ class UploadStore:
         self.files: dict[str, StoredFile] = {}
         self.uploads = 0
         self.policies = 0
+        self.bytes_stored = 0
 
     def sign(self, policy: str) -> str:
         return base64.b64encode(hmac.new(self.secret, policy.encode(), hashlib.sha1).digest()).decode()
@@ -63,7 +64,7 @@ class UploadStore:
         for stored in self.files.values():
             stored.path.unlink(missing_ok=True)
         self.files.clear()
-        self.uploads = self.policies = 0
+        self.uploads = self.policies = self.bytes_stored = 0
 
     def close(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -146,6 +147,7 @@ async def upload(request: web.Request, file_ttl: float) -> web.Response:
             target, size, fields.get("x-oss-content-type", "application/octet-stream"), time.time() + file_ttl
         )
         store.uploads += 1
+        store.bytes_stored += size
         status = int(fields.get("success_action_status") or 204)
         return web.Response(status=status if status in (200, 201, 204) else 204)
 

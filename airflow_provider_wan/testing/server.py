@@ -15,7 +15,8 @@ shared network):
 * ``GET /_sim/health`` -> ``{"ok": true}``
 * ``GET /_sim/stats`` -> ``{requests: {route: n}, paths: {"METHOD /path": n}, status_counts: {"429": n, "RST": n},
   responses: {route: {status: n}}, throttled, tasks_created, tasks_live, tasks_by_status, faults_fired: {kind: n},
-  faults_pending, bytes_sent, encodes}``; routes are create, get_task, cancel, list, download, other
+  faults_pending, bytes_sent, encodes, uploads: {policies, files, bytes}}``; routes are create, get_task, cancel,
+  list, download, upload_policy, upload, other
 * ``GET /_sim/tasks`` -> ``{tasks: [{task_id, model, status, endpoint, input, parameters, created (Unix s),
   submit_time, width, height, duration, audio}]}`` (never an API key; long data URIs shortened)
 * ``POST /_sim/faults`` (one fault object or a list, see :meth:`Fault.from_dict`) -> ``{faults: [...]}``;
@@ -826,6 +827,11 @@ async def admin_stats(request: web.Request) -> web.Response:
         "faults_pending": len(state.faults),
         "bytes_sent": stats.bytes_sent,
         "encodes": request.app[_CACHE_KEY].encodes,
+        "uploads": {
+            "policies": request.app[_uploads.STORE_KEY].policies,
+            "files": request.app[_uploads.STORE_KEY].uploads,
+            "bytes": request.app[_uploads.STORE_KEY].bytes_stored,
+        },
     }
     return _json(body)
 
