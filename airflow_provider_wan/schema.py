@@ -319,6 +319,13 @@ FIELDS: tuple[Field, ...] = (
     Field("watermark", PA, Kind.BOOL, 'add the "AI Generated" watermark'),
     Field("seed", PA, Kind.INT, "random seed", bounds=("seed_min", SEED_MAX)),
     Field("audio", PA, Kind.BOOL, "add generated audio", _flag("supports_audio")),
+    Field(
+        "enable_thinking",
+        PA,
+        Kind.BOOL,
+        "plan the shots before generating (agentic prompt enhancement)",
+        _families(Family.ALL_IN_ONE),
+    ),
     Field("shot_type", PA, Kind.CHOICE, "single or multi-shot", _flag("supports_shot_type"), allowed=SHOT_TYPES),
     Field(
         "audio_setting",
