@@ -710,8 +710,9 @@ def _required_inputs(problems: list[Problem], model: WanModel, input_: Mapping[s
     for required in (*family_default, *model.required_inputs):
         if input_.get(required) in (None, "", []):
             problems.append(Problem(required, f"is required by {model.name}"))
-    if model.uses_media and "media" not in input_:
-        needed = f", at least one {' or '.join(model.media_required)}" if model.media_required else ""
+    # a model that needs no media type (Wan 3.0 also makes videos from text alone) takes no media list too
+    if model.media_required and "media" not in input_:
+        needed = f", at least one {' or '.join(model.media_required)}"
         problems.append(
             Problem(
                 "media",

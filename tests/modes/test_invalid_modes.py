@@ -230,6 +230,18 @@ CASES: list[tuple[str, type, dict[str, Any], tuple[str, ...]]] = [
         dict(model="wan3.0-video", prompt="p", media=[{"type": "reference_image", "url": "gs://b"}]),
         ("reference_image", "gs://bucket/object"),
     ),
+    (
+        "w3-enable-thinking-not-bool",
+        ANY,
+        dict(model="wan3.0-video", prompt="p", parameters={"enable_thinking": "yes"}),
+        ("enable_thinking", "true or false"),
+    ),
+    (
+        "t27-enable-thinking",
+        T2V,
+        dict(model="wan2.7-t2v", prompt="p", parameters={"enable_thinking": True}),
+        ("enable_thinking", "wan3.0-video, wan3.0-video-prime"),
+    ),
     # --- VACE
     (
         "vace-function",

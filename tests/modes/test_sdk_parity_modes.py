@@ -174,6 +174,15 @@ CASES: list[Case] = [
         ),
     ),
     (
+        # added with nothing but its schema row: placed, checked and sent like the SDK sends it
+        "wan3.0-video-enable-thinking",
+        WanVideoOperator,
+        lambda m: dict(
+            model="wan3.0-video", prompt="a heist in three shots", parameters={"enable_thinking": True, "duration": 20}
+        ),
+        lambda m: dict(model="wan3.0-video", prompt="a heist in three shots", enable_thinking=True, duration=20),
+    ),
+    (
         "wan3.0-video-prime-frames-auto-length",
         WanVideoOperator,
         lambda m: dict(
