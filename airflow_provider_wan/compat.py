@@ -31,6 +31,7 @@ __all__ = [
     "HAS_DECLARATIVE_CONN_FIELDS",
     "HAS_TASK_STATE_STORE",
     "HAS_TRIGGER_ON_KILL",
+    "asset_for_uri",
     "connection_form_widgets",
     "ui_field_behaviour",
 ]
@@ -79,3 +80,10 @@ def ui_field_behaviour() -> dict[str, Any]:
     """The provider info's ``ui-field-behaviour`` in the spelling Airflow < 3.2 expects from a hook."""
     behaviour = _wan_connection_type()["ui-field-behaviour"]
     return {key.replace("-", "_"): value for key, value in behaviour.items()}
+
+
+def asset_for_uri(uri: str) -> Any:
+    """An ``Asset`` named by its URI; on Airflow 2.11 the ``Dataset`` it was called then, which has no name."""
+    from airflow.providers.common.compat.sdk import Asset
+
+    return Asset(name=uri, uri=uri) if AIRFLOW_V_3_0_PLUS else Asset(uri=uri)

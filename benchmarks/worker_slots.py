@@ -46,7 +46,7 @@ DAG_TEMPLATE = """\
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_wan.operators.wan import WanTextToVideoOperator
 

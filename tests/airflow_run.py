@@ -33,6 +33,24 @@ def write_dag(source: str, dag_id: str) -> Any:
     return module.dag
 
 
+def xcom_model() -> Any:
+    """The ORM class of the xcom table: ``XComModel`` on Airflow 3, ``XCom`` on 2.11."""
+    try:
+        from airflow.models.xcom import XComModel
+    except ImportError:  # Airflow 2
+        from airflow.models.xcom import XCom as XComModel
+    return XComModel
+
+
+def dag_bag(folder: Path | str) -> Any:
+    """A ``DagBag`` of ``folder`` (it moved to ``airflow.dag_processing.dagbag`` in Airflow 3.2)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:
+        from airflow.models.dagbag import DagBag
+    return DagBag(dag_folder=str(folder), include_examples=False)
+
+
 @dataclass
 class RunResult:
     run_id: str
@@ -43,16 +61,42 @@ class RunResult:
     xcoms: dict[tuple[str, str], Any]
     #: task_id -> rendered template fields
     rendered: dict[str, dict[str, Any]]
+    #: (classpath, kwargs) of every trigger the run deferred to (Airflow 3: every trigger row in the DB)
+    triggers: list[tuple[str, dict[str, Any]]]
 
 
 def run_dag(dag: Any, **kwargs: Any) -> RunResult:
     """``dag.test()`` then the run's task instances, XComs and rendered fields, straight from the DB."""
     from airflow.models import TaskInstance
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    dag_run = dag.test(**kwargs)
+    XComModel = xcom_model()
+    # Airflow 2's XCom rows deserialize themselves when loaded (the ORM class's reconstructor)
+    airflow3 = XComModel.__name__ == "XComModel"
+
+    inline: list[tuple[str, dict[str, Any]]] = []
+    if airflow3:
+        dag_run = dag.test(**kwargs)
+    else:
+        # Airflow 2.11's dag.test() does not write the DAG's dataset aliases to the DB (the scheduler's parsing does),
+        # and an event for an alias that is not there fails the task: sync the DAG as parsing would
+        dag.sync_to_db()
+        # ...and runs triggers inline without storing them: record what it was handed
+        from airflow.models import dag as dag_module
+
+        run_inline = dag_module._run_inline_trigger
+
+        def recording(trigger: Any) -> Any:
+            classpath, trigger_kwargs = trigger.serialize()
+            inline.append((classpath, dict(trigger_kwargs)))
+            return run_inline(trigger)
+
+        dag_module._run_inline_trigger = recording
+        try:
+            dag_run = dag.test(**kwargs)
+        finally:
+            dag_module._run_inline_trigger = run_inline
     with create_session() as session:
         tis = session.query(TaskInstance).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id).all()
         tasks = {
@@ -60,12 +104,16 @@ def run_dag(dag: Any, **kwargs: Any) -> RunResult:
             for ti in tis
         }
         xcoms = {
-            (x.task_id, x.key): XComModel.deserialize_value(x)
+            (x.task_id, x.key): XComModel.deserialize_value(x) if airflow3 else x.value
             for x in session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id).all()
         }
         rendered = {
             r.task_id: dict(r.rendered_fields or {})
             for r in session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id)
         }
+        if airflow3:
+            from airflow.models.trigger import Trigger
+
+            inline = [(t.classpath, dict(t.kwargs)) for t in session.query(Trigger).all()]
         state = str(dag_run.state)
-    return RunResult(dag_run.run_id, state, tasks, xcoms, rendered)
+    return RunResult(dag_run.run_id, state, tasks, xcoms, rendered, inline)

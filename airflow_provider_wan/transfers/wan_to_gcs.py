@@ -746,6 +746,8 @@ class WanVideoToGCSOperator(BaseOperator):
     def _emit_asset_event(self, context: Context, result: dict[str, Any]) -> None:
         from airflow.providers.common.compat.sdk import Asset, AssetAlias
 
+        from airflow_provider_wan.compat import asset_for_uri
+
         events = context.get("outlet_events")
         if events is None:
             return
@@ -766,6 +768,6 @@ class WanVideoToGCSOperator(BaseOperator):
         }
         for outlet in self.outlets or []:
             if isinstance(outlet, AssetAlias):
-                events[outlet].add(Asset(name=uri, uri=uri), extra=extra)
+                events[outlet].add(asset_for_uri(uri), extra=extra)
             elif isinstance(outlet, Asset) and outlet.uri == uri:
                 events[outlet].extra.update(extra)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow_run import RunResult, run_dag
+from tests.airflow_run import RunResult, dag_bag, run_dag
 from tests.dags.conftest import POLL_INTERVAL, REPO_DAGS, load_example
 
 EXAMPLE_DAG_IDS = {
@@ -31,9 +31,7 @@ EXAMPLE_DAG_IDS = {
 
 
 def test_example_dags_import_cleanly() -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO_DAGS))
+    bag = dag_bag(REPO_DAGS)
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == EXAMPLE_DAG_IDS
     for dag_id in EXAMPLE_DAG_IDS:
@@ -81,15 +79,13 @@ def _sim_task(simulator: Any, task_id: str) -> dict[str, Any]:
     return tasks[task_id]
 
 
-def _trigger_kwargs(wan_task_id: str) -> list[dict[str, Any]]:
-    """Kwargs of the WanTaskTriggers stored for one DashScope task."""
-    from airflow.models.trigger import Trigger
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        triggers = session.query(Trigger).filter(Trigger.classpath.like("%WanTaskTrigger")).all()
-        found = [dict(trigger.kwargs) for trigger in triggers]
-    return [kwargs for kwargs in found if kwargs.get("task_id") == wan_task_id]
+def _trigger_kwargs(result: RunResult, wan_task_id: str) -> list[dict[str, Any]]:
+    """Kwargs of the WanTaskTriggers deferred to for one DashScope task."""
+    return [
+        kwargs
+        for classpath, kwargs in result.triggers
+        if classpath.endswith("WanTaskTrigger") and kwargs.get("task_id") == wan_task_id
+    ]
 
 
 def test_text_to_video(example_env: dict[str, Any]) -> None:
@@ -117,7 +113,7 @@ def test_text_to_video(example_env: dict[str, Any]) -> None:
     assert sent["parameters"]["size"] == "832*480"
     assert sent["parameters"]["seed"] == 42
     # the wait was deferred: `dag.test()` ran the trigger inline and left its row, with ids only, no key or URL
-    (kwargs,) = _trigger_kwargs(generated["task_id"])
+    (kwargs,) = _trigger_kwargs(result, generated["task_id"])
     assert kwargs["wan_conn_id"] == "wan_default"
     assert kwargs["poll_interval"] == float(POLL_INTERVAL)
     assert example_env["simulator"].api_key not in json.dumps(kwargs, default=str)
@@ -134,7 +130,7 @@ def test_image_to_video(example_env: dict[str, Any]) -> None:
     _, height, _, _ = _video(example_env["bucket"], transfer)
     assert height == 480
     # this example waits in the worker: no trigger
-    assert _trigger_kwargs(generated["task_id"]) == []
+    assert _trigger_kwargs(result, generated["task_id"]) == []
     # the shipped PNG was read from disk and sent inline
     sent = _sim_task(example_env["simulator"], generated["task_id"])
     assert _is_upload_of(sent["input"]["img_url"], example_env["folder"] / "assets" / "first_frame.png")

@@ -105,7 +105,7 @@ def dag_source(dag_id: str, body: str, *, imports: str = "") -> str:
         "from __future__ import annotations\n\n"
         "from datetime import timedelta\n\n"
         "import pendulum\n"
-        "from airflow.sdk import DAG\n"
+        "from airflow.providers.common.compat.sdk import DAG\n"
         f"{imports}\n\n"
         f"with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False) as dag:\n"
         f"{lines}\n"

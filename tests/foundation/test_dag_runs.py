@@ -23,7 +23,7 @@ SIGNATURE = re.compile(r"Signature=|Expires=\d")
 
 DAG_SOURCE = """
 import datetime
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from airflow_provider_wan.operators.wan import (
     WanImageToVideoOperator, WanKeyframeToVideoOperator, WanTextToVideoOperator,
 )

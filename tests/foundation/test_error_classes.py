@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_wan.exceptions import (
     WanAuthError,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import requests
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_wan.exceptions import (
     WanFinalError,
@@ -82,7 +82,7 @@ def test_generate_then_transfer_through_airflow(wan_connection: Any, gcs_emulato
         f"""
         from datetime import datetime
 
-        from airflow.sdk import DAG
+        from airflow.providers.common.compat.sdk import DAG
 
         from airflow_provider_wan.operators.wan import WanTextToVideoOperator
         from airflow_provider_wan.transfers.wan_to_gcs import WanVideoToGCSOperator
@@ -255,7 +255,7 @@ def test_gcs_storing_other_bytes_is_caught_and_deleted(
 _SINGLE_TRANSFER_DAG = """
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_wan.transfers.wan_to_gcs import WanVideoToGCSOperator
 
@@ -412,7 +412,7 @@ def test_chunk_size_must_be_a_multiple_of_256_kib(chunk_size: int) -> None:
 
 
 def test_names_and_outlets() -> None:
-    from airflow.sdk import Asset, AssetAlias
+    from airflow.providers.common.compat.sdk import Asset, AssetAlias
 
     op = WanVideoToGCSOperator(task_id="t", wan_task_id="x", bucket_name="b", outlets=[Asset("gs://b/fixed.mp4")])
     assert op.outlets == [Asset("gs://b/fixed.mp4"), AssetAlias(DEFAULT_ASSET_ALIAS)]
@@ -449,7 +449,7 @@ def test_mapped_transfers_announce_each_object(wan_connection: Any, gcs_emulator
         f"""
         from datetime import datetime
 
-        from airflow.sdk import DAG
+        from airflow.providers.common.compat.sdk import DAG
 
         from airflow_provider_wan.transfers.wan_to_gcs import WanVideoToGCSOperator
 
