@@ -1,6 +1,7 @@
 """
-A real Airflow 3 stack for end-to-end tests and benchmarks: api-server, scheduler (LocalExecutor), dag-processor
-and triggerer as separate processes, on loopback, with a fresh AIRFLOW_HOME and sqlite metadata DB.
+A real Airflow stack for end-to-end tests and benchmarks: api-server, scheduler (LocalExecutor), dag-processor
+and triggerer as separate processes (Airflow 2.11: scheduler, which parses DAGs itself, and triggerer), on loopback,
+with a fresh AIRFLOW_HOME and sqlite metadata DB.
 
 Typical use::
 
@@ -28,6 +29,10 @@ What it gives:
   per-task files written by workers and by the triggerer).
 * **faults**: :meth:`kill` / :meth:`restart` a component, :meth:`kill_task_processes` (the LocalExecutor worker
   and task runner of one task instance, as when a worker machine dies).
+
+On Airflow 2.11 the same methods work without a webserver: health is read from the ``job`` table, DAGs are unpaused
+and triggered with Airflow's CLI, and the Airflow 3 option names of the few settings renamed since
+(:data:`AIRFLOW2_OPTION_NAMES`) are translated. The webserver only serves the UI, which no test needs.
 
 Configuration goes in through environment variables only (``AIRFLOW__SECTION__KEY``), passed to every component:
 ``env=`` for extra variables (connections), ``config=`` for Airflow options as ``{"section.key": value}``.
@@ -58,10 +63,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COMPONENTS", "AirflowStack", "StackError", "free_port"]
+__all__ = ["AIRFLOW_2", "COMPONENTS", "AirflowStack", "StackError", "free_port"]
 
-#: Every component an Airflow 3 deployment needs (LocalExecutor runs inside the scheduler).
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+def _airflow_version() -> str:
+    from importlib.metadata import version
+
+    return version("apache-airflow")
+
+
+AIRFLOW_2 = int(_airflow_version().split(".")[0]) < 3
+#: Every component a deployment needs (LocalExecutor runs inside the scheduler; on Airflow 2 the scheduler also
+#: parses the DAG files, and no test needs the webserver's UI).
+COMPONENTS = ("scheduler", "triggerer") if AIRFLOW_2 else ("api-server", "scheduler", "dag-processor", "triggerer")
+#: Airflow 3 option -> its Airflow 2.11 name, for the settings renamed since
+AIRFLOW2_OPTION_NAMES = {
+    "scheduler.task_instance_heartbeat_timeout": "scheduler.scheduler_zombie_task_threshold",
+    "scheduler.task_instance_heartbeat_timeout_detection_interval": "scheduler.zombie_detection_interval",
+    "workers.min_heartbeat_interval": "scheduler.local_task_job_heartbeat_sec",
+    "dag_processor.refresh_interval": "scheduler.dag_dir_list_interval",
+    "dag_processor.min_file_process_interval": "scheduler.min_file_process_interval",
+}
 #: States after which a task instance or a DAG run will not change by itself.
 FINISHED_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
@@ -81,12 +103,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _airflow_version() -> str:
-    from importlib.metadata import version
-
-    return version("apache-airflow-core")
 
 
 def _clean_environ() -> dict[str, str]:
@@ -219,12 +235,18 @@ class AirflowStack:
             "scheduler.orphaned_tasks_check_interval": 10,
         }
         settings.update(config or {})
+        if AIRFLOW_2:
+            settings = {AIRFLOW2_OPTION_NAMES.get(key, key): value for key, value in settings.items()}
         self.environ = _clean_environ()
         self.environ["AIRFLOW_HOME"] = str(self.home)
         self.environ["PYTHONUNBUFFERED"] = "1"
         for key, value in settings.items():
             section, _, option = key.partition(".")
             self.environ[f"AIRFLOW__{section.upper()}__{option.upper()}"] = _config_value(value)
+        if AIRFLOW_2:
+            # Airflow 2 refuses LocalExecutor on sqlite unless told this is a test (its own escape hatch); Airflow 3
+            # allows it, and the stack is the same shape on both
+            self.environ["_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK"] = "1"
         self.environ.update(env or {})
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
@@ -243,9 +265,10 @@ class AirflowStack:
             for name in self.components_to_start:
                 self._launch(name)
             self.wait_healthy(timeout=max(1.0, timeout - (time.monotonic() - started)))
-            # the api-server builds the task execution API on its first request (~4 s of CPU): pay that here, so
-            # the first task of the first test is not slower than the others
-            self.wait_until(self._execution_api_ready, timeout=60, interval=0.5, what="the execution API")
+            if not AIRFLOW_2:
+                # the api-server builds the task execution API on its first request (~4 s of CPU): pay that here,
+                # so the first task of the first test is not slower than the others
+                self.wait_until(self._execution_api_ready, timeout=60, interval=0.5, what="the execution API")
         except BaseException:
             self.stop()
             raise
@@ -338,8 +361,17 @@ class AirflowStack:
         return self._launch(name)
 
     def health(self) -> dict[str, Any]:
-        """``GET /api/v2/monitor/health``."""
-        return dict(self.api("GET", "monitor/health"))
+        """``GET /api/v2/monitor/health``; on Airflow 2 the same shape, from the ``job`` table's heartbeats."""
+        if not AIRFLOW_2:
+            return dict(self.api("GET", "monitor/health"))
+        rows = self.query(
+            "SELECT job_type, MAX(latest_heartbeat) AS beat FROM job WHERE state = 'running' GROUP BY job_type"
+        )
+        beats = {row["job_type"]: row["beat"] for row in rows}
+        return {
+            name: {"status": "healthy" if beats.get(job) else "unhealthy"}
+            for name, job in (("scheduler", "SchedulerJob"), ("triggerer", "TriggererJob"))
+        }
 
     def wait_healthy(self, timeout: float = 120.0) -> None:
         """Wait until every started component reports healthy (the api-server answers for the others)."""
@@ -399,6 +431,8 @@ class AirflowStack:
         return path
 
     def import_errors(self) -> list[dict[str, Any]]:
+        if AIRFLOW_2:
+            return self.query("SELECT filename, stacktrace FROM import_error")
         return list(self.api("GET", "importErrors").get("import_errors", []))
 
     def wait_for_dag(self, dag_id: str, timeout: float = 60.0) -> None:
@@ -416,10 +450,32 @@ class AirflowStack:
         self.wait_until(parsed, timeout=timeout, interval=0.5, what=f"DAG {dag_id} parsed")
 
     def unpause(self, dag_id: str) -> None:
+        if AIRFLOW_2:
+            self.cli("dags", "unpause", dag_id)
+            return
         self.api("PATCH", f"dags/{dag_id}", {"is_paused": False})
+
+    def cli(self, *args: str, timeout: float = 120.0) -> str:
+        """Run ``airflow <args>`` against this stack's home; returns stdout, StackError on a non-zero exit."""
+        done = subprocess.run(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.environ,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise StackError(f"airflow {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        return done.stdout
 
     def trigger(self, dag_id: str, *, conf: Mapping[str, Any] | None = None, run_id: str | None = None) -> str:
         """Create a manual DAG run (``logical_date`` null); returns its run id."""
+        if AIRFLOW_2:
+            run_id = run_id or f"manual__{uuid.uuid4().hex}"
+            self.cli("dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(dict(conf or {})))
+            return run_id
         body: dict[str, Any] = {"logical_date": None, "conf": dict(conf or {})}
         if run_id:
             body["dag_run_id"] = run_id
@@ -532,6 +588,21 @@ class AirflowStack:
             row["kwargs"] = json.loads(text)
         return rows
 
+    def variable(self, key: str) -> Any:
+        """An Airflow Variable's value, decrypted and JSON-decoded when it is JSON; KeyError when there is none."""
+        from cryptography.fernet import Fernet
+
+        rows = self.query("SELECT val, is_encrypted FROM variable WHERE key = ?", (key,))
+        if not rows:
+            raise KeyError(f"no Variable {key!r}")
+        value = rows[0]["val"]
+        if rows[0]["is_encrypted"]:
+            value = Fernet(self.fernet_key.encode()).decrypt(value.encode()).decode()
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+
     def task_state_store(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
         """The task's ``task_state_store`` entries (what ResumableJobMixin persisted), values JSON-decoded."""
         rows = self.query(
@@ -598,11 +669,39 @@ class AirflowStack:
                     found.append(proc)
         return found
 
-    def kill_task_processes(self, ti_id: str) -> list[int]:
-        """SIGKILL the worker and task runner of ``ti_id`` at once, as when a worker machine dies; returns pids."""
+    def task_instance_processes(self, dag_id: str, run_id: str, task_id: str) -> list[Any]:
+        """
+        The processes running one task instance: on Airflow 3 by its id (:meth:`task_processes`); on Airflow 2 the
+        task supervisor (``airflow tasks run ... --local``) and the raw task runner it forked, whose titles both
+        name the DAG, the task and the run.
+        """
+        if not AIRFLOW_2:
+            (ti,) = [row for row in self.task_instances(dag_id, run_id) if row["task_id"] == task_id]
+            return self.task_processes(ti["id"])
         import psutil
 
-        processes = self.task_processes(ti_id)
+        scheduler = self.components.get("scheduler")
+        if scheduler is None or not scheduler.alive():
+            return []
+        found = []
+        for proc in psutil.Process(scheduler.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                words = " ".join(proc.cmdline()).replace("'", " ").replace(",", " ").split()
+                if {dag_id, task_id, run_id} <= set(words):
+                    found.append(proc)
+        return found
+
+    def kill_task_instance(self, dag_id: str, run_id: str, task_id: str) -> list[int]:
+        """SIGKILL the worker and task runner of one task instance at once, as when a worker machine dies."""
+        return self._kill(self.task_instance_processes(dag_id, run_id, task_id))
+
+    def kill_task_processes(self, ti_id: str) -> list[int]:
+        """SIGKILL the worker and task runner of ``ti_id`` at once, as when a worker machine dies; returns pids."""
+        return self._kill(self.task_processes(ti_id))
+
+    def _kill(self, processes: list[Any]) -> list[int]:
+        import psutil
+
         for proc in processes:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGKILL)
