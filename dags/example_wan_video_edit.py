@@ -23,7 +23,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_wan.operators.wan import WanImageToVideoOperator, WanVideoEditOperator
 from airflow_provider_wan.transfers.wan_to_gcs import WanVideoToGCSOperator

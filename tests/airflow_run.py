@@ -117,3 +117,35 @@ def run_dag(dag: Any, **kwargs: Any) -> RunResult:
             inline = [(t.classpath, dict(t.kwargs)) for t in session.query(Trigger).all()]
         state = str(dag_run.state)
     return RunResult(dag_run.run_id, state, tasks, xcoms, rendered, inline)
+
+
+def asset_events(uri: str, run_id: str) -> tuple[list[dict[str, Any]], set[str]]:
+    """
+    The extras of the asset events ``run_id`` emitted for ``uri``, and the names of the asset aliases that announced
+    that asset (Airflow 2.11 calls them datasets: ``DatasetModel``, ``DatasetEvent``, ``DatasetAliasModel``).
+    """
+    from airflow.utils.session import create_session
+
+    try:
+        from airflow.models.asset import AssetAliasModel, AssetEvent, AssetModel
+    except ImportError:  # Airflow 2
+        from airflow.models.dataset import (
+            DatasetAliasModel as AssetAliasModel,
+        )
+        from airflow.models.dataset import (
+            DatasetEvent as AssetEvent,
+        )
+        from airflow.models.dataset import (
+            DatasetModel as AssetModel,
+        )
+    event_key = "asset_id" if hasattr(AssetEvent, "asset_id") else "dataset_id"
+    with create_session() as session:
+        asset = session.query(AssetModel).filter_by(uri=uri).one()
+        events = session.query(AssetEvent).filter_by(**{event_key: asset.id, "source_run_id": run_id}).all()
+        extras = [dict(event.extra or {}) for event in events]
+        aliases = {
+            alias.name
+            for alias in session.query(AssetAliasModel).all()
+            if asset.id in {a.id for a in getattr(alias, "assets", None) or getattr(alias, "datasets", [])}
+        }
+    return extras, aliases

@@ -202,7 +202,7 @@ def test_an_object_whose_bytes_differ_from_the_recorded_md5_is_replaced(
 _MISSING_BUCKET_DAG = """
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_wan.transfers.wan_to_gcs import WanVideoToGCSOperator
 
