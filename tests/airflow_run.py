@@ -48,7 +48,10 @@ def dag_bag(folder: Path | str) -> Any:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:
         from airflow.models.dagbag import DagBag
-    return DagBag(dag_folder=str(folder), include_examples=False)
+
+        # before 3.2 the bag also loads Airflow's own examples unless told not to
+        return DagBag(dag_folder=str(folder), include_examples=False)
+    return DagBag(dag_folder=str(folder))
 
 
 @dataclass

@@ -24,8 +24,9 @@ POLL_INTERVAL = "0.5"
 
 @pytest.fixture(scope="session")
 def wan_simulator_options() -> dict[str, Any]:
-    # quick generations; the examples' videos stay real H.264 MP4s
-    return {"pending_seconds": 0.2, "generation_seconds": 1.0, "log_requests": False}
+    # quick generations; the examples' videos stay real H.264 MP4s. PENDING lasts long enough that the sensor
+    # example's submit (wait_for_completion=False) still sees it on a loaded 2-core machine (0.2 s was flaky)
+    return {"pending_seconds": 1.5, "generation_seconds": 1.0, "log_requests": False}
 
 
 @pytest.fixture(scope="session")
