@@ -55,7 +55,7 @@ def _create_task(**hook_kwargs: Any) -> str:
 # --- creates through real Airflow: one task across every try ----------------------------------------------------------
 DAG_SOURCE = """
 import datetime
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from airflow_provider_wan.operators.wan import WanTextToVideoOperator
 
 with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2026, 1, 1), catchup=False) as dag:
