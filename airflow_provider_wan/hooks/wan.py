@@ -280,11 +280,11 @@ def credentials_from_connection(conn: Connection | None) -> Credentials:
         source = f"environment ({API_KEY_ENV})"
     else:
         extra = conn.extra_dejson if conn.extra else {}
-        api_key = conn.password or extra.get("api_key") or ""
-        region = extra.get("region")
-        base_url = extra.get("base_url") or conn.host or None
-        workspace_id = extra.get("workspace_id") or None
         source = f"connection {conn.conn_id!r}"
+        api_key = conn.password or _extra_text(extra, "api_key", source) or ""
+        region = _extra_text(extra, "region", source)
+        base_url = _extra_text(extra, "base_url", source) or conn.host or None
+        workspace_id = _extra_text(extra, "workspace_id", source)
     if not api_key:
         raise WanInvalidInputError(
             f"No DashScope API key: set the password of the {source} "
@@ -293,6 +293,18 @@ def credentials_from_connection(conn: Connection | None) -> Credentials:
     url, region_name = resolve_base_url(region, base_url, workspace_id)
     _mask(api_key)
     return Credentials(api_key=api_key, base_url=url, region=region_name, source=source)
+
+
+def _extra_text(extra: Any, name: str, source: str) -> str | None:
+    """A string field of a connection's extra, or None; any other JSON type is a clear error, not a crash later."""
+    value = extra.get(name) if isinstance(extra, dict) else None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise WanInvalidInputError(
+            f"The extra field {name!r} of the {source} must be a string, not {type(value).__name__}"
+        )
+    return value
 
 
 def _mask(secret: str) -> None:

@@ -295,3 +295,13 @@ def test_simulator_lists_and_reads_tasks_with_odd_prompts(wan_conn, wan_simulato
         answer = requests.get(url, headers=headers, timeout=10)
         assert answer.status_code == 200, url
         assert answer.json()
+
+
+@pytest.mark.parametrize("extra", [{"region": 5}, {"base_url": ["http://x"]}, {"workspace_id": 7}, {"api_key": {}}])
+def test_an_odd_connection_extra_is_a_clear_error(monkeypatch, wan_simulator, extra):
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_ODD", json.dumps({"conn_type": "wan", "extra": extra}))
+    hook = WanHook(wan_conn_id="wan_odd", retry_policy=FAST)
+    (name,) = extra
+    with pytest.raises(WanInvalidInputError, match=f"'{name}'.*must be a string"):
+        hook.create_task(ENDPOINT, BODY)
+    assert wan_simulator.stats()["requests"].get("create", 0) == 0
