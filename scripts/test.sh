@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 
 # The representative set for the older Airflow versions (issue 11), in one place: every example DAG end to end,
 # hook, trigger, sensor and operator tests against the simulator, the transfer, one real scheduler + triggerer
-# deferral run and a worker killed after the create, the compatibility table and the provider config.
+# deferral run and a worker killed after the create, the compatibility table and the provider config, and the
+# hostile-answer and transport-parity tests (about 50 s).
 COMPAT_TESTS=(
   tests/dags/test_example_dags.py
   tests/foundation/test_hook.py
@@ -25,6 +26,7 @@ COMPAT_TESTS=(
   tests/deferral/test_worker_crash.py
   tests/compat
   tests/unit
+  tests/integration
 )
 AIRFLOW_VERSIONS=${WAN_AIRFLOW_VERSIONS-2.11 3.1}
 
