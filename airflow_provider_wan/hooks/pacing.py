@@ -4,24 +4,25 @@ Pacing of task reads (``GET /tasks``): one rule for the worker (sync) and the tr
 DashScope allows 20 task queries per second per *account*, shared by every process that reads tasks: several
 triggerers, every Celery worker running a non-deferrable operator or a poking sensor. No process knows how many
 others there are, and there is nothing to ask. So each process adapts its own pace to what DashScope answers, the
-way TCP shares a link without a coordinator (additive increase, multiplicative decrease):
+way TCP shares a link without a coordinator:
 
-* a read that succeeded while reads were queued behind this pacer raises the rate by :data:`INCREASE_PER_SECOND`
-  GET/s per second of such reading (a process that is not held back has nothing to learn and does not grow);
-* a 429 takes :data:`CUT` of the ceiling off the rate (at most half of it), at most once per :data:`HOLD_SECONDS`
-  (one overload sends several 429s before the cut is felt; they are one signal). The first 429 of a process sets
-  the rate to :data:`DECREASE` times what got through during the last second: the share it really has;
+* a read answered while reads were queued behind this pacer raises the rate by :data:`INCREASE_PER_SECOND` of the
+  ceiling's worth per second, in proportion to the process's current share (``rate / ceiling``): all processes
+  together then grow by about the same amount however many they are, which keeps the account's overloads (and
+  429s) as rare with four processes as with one. A process that is not held back has nothing to learn and does not
+  grow;
+* a 429 takes :data:`CUT` off the rate, at most once per :data:`HOLD_SECONDS` (one overload sends several 429s
+  before the cut is felt; they are one signal). The first 429 of a process sets the rate to :data:`DECREASE` times
+  what got through during the last second: the share it really has;
 * after :data:`QUIET_SECONDS` without a 429 the increase speeds up, doubling every :data:`DOUBLING_SECONDS`: other
   processes have gone, and the room they left is found in seconds, not minutes;
 * a ``Retry-After`` holds every read of the process until it has passed;
-* ``[wan] task_query_qps`` stays the ceiling, and a process starts at :data:`START_FRACTION` of it and doubles
-  each second it is held back (slow start) until the first 429.
+* ``[wan] task_query_qps`` stays the ceiling; a process starts at :data:`START_FRACTION` of it and doubles each
+  second it is held back (slow start) until the first 429.
 
-Processes that see 429s cut; those that do not, grow; the larger a process's share, the likelier its reads meet the
-429s, so shares drift towards equal, and the sum stays just under the account's limit. The step sizes are small on
-purpose: with N processes each overload is felt by one of them, so the account sees about N times as many overloads
-as one process would; growing 0.03 GET/s per second keeps 429s under 1% of reads for 1-4 processes
-(benchmarks/fair_share.py measures it against the simulator).
+A process with a larger share sends more of the reads that meet a full window, so it takes more of the cuts: shares
+drift towards equal, and the sum stays just under the account's limit (benchmarks/fair_share.py measures 1-4
+processes against the simulator; tests/unit/test_pacing.py runs the rule against a simulated account window).
 
 :class:`Pacer` is the rule, with an injectable clock and no sleeping; :class:`SyncPacer` (threads, ``time.sleep``)
 and :class:`AsyncPacer` (one event loop) only differ in how they wait for the next slot.
@@ -39,18 +40,16 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-#: GET/s added per second of reads held back by the pacer (additive increase)
-INCREASE_PER_SECOND = 0.03
+#: growth per second while held back, in GET/s at a full share of the ceiling (less for a smaller share)
+INCREASE_PER_SECOND = 0.04
 #: on the first 429 the rate becomes this fraction of what got through in the last second
-DECREASE = 0.85
-#: after slow start, a 429 takes this fraction of the ceiling off the rate (additive decrease) ...
-CUT = 0.05
-#: ... but never more than half of it
-HALVE = 0.5
+DECREASE = 0.95
+#: after slow start, a 429 takes this fraction off the rate (multiplicative decrease)
+CUT = 0.1
 #: after this many seconds without a 429 the increase speeds up (others have left: find the room sooner) ...
-QUIET_SECONDS = 30.0
+QUIET_SECONDS = 15.0
 #: ... doubling every this many seconds
-DOUBLING_SECONDS = 10.0
+DOUBLING_SECONDS = 5.0
 #: seconds after a cut during which further 429s are the same overload (DashScope counts in 1 s windows)
 HOLD_SECONDS = 1.0
 #: a new process starts at this fraction of the ceiling, then doubles per second while held back (slow start)
@@ -97,9 +96,13 @@ class Pacer:
     def start(self, *, held_back: bool) -> None:
         """Record that a read starts now; ``held_back`` when it (or another) had to wait for the pacer."""
         now = self.clock()
-        self._last_start = now
         if held_back:
             self._held_back_at = now
+            # a release that came late (a busy loop, a late timer) does not push every later one back: the next
+            # slot counts from when this one was due, at most half a slot back, so the pace is kept, not lost
+            self._last_start = max(now - 0.5 / self.rate, min(now, self._last_start + 1.0 / self.rate))
+        else:
+            self._last_start = now
 
     def on_answer(self, *, throttled: bool, retry_after: float | None = None) -> None:
         """Learn from one answer to a read: 429 (``throttled``, with its ``Retry-After``) or anything else."""
@@ -127,7 +130,7 @@ class Pacer:
             got_through = sum(1 for t in self._passed if t > now - 1.0)
             self.rate = DECREASE * min(self.rate, float(got_through) or self.rate)
         else:
-            self.rate = max(self.rate * HALVE, self.rate - CUT * self.ceiling)
+            self.rate *= 1.0 - CUT
         self.rate = max(FLOOR, self.rate)
         self.slow_start = False
         self._last_grow = now
@@ -144,7 +147,8 @@ class Pacer:
         else:
             quiet = now - self._last_cut
             speed = 2.0 ** min(6.0, max(0.0, quiet - QUIET_SECONDS) / DOUBLING_SECONDS)
-            self.rate += INCREASE_PER_SECOND * speed * min(elapsed, 1.0)
+            share = self.rate / self.ceiling
+            self.rate += INCREASE_PER_SECOND * share * speed * min(elapsed, 1.0)
         self.rate = min(self.rate, self.ceiling)
 
 

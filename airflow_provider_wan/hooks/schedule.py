@@ -11,8 +11,9 @@ did, and its ``scheduled_time`` says when it started running. So:
 * PENDING: the task cannot end sooner than the shortest likely run after it starts, and it has not started, so the
   next read waits that long (queue position is not published; this bound is);
 * RUNNING: expected end = ``scheduled_time`` + the mean run of its kind. Before the window of likely ends (mean +- 2
-  standard deviations) opens, the next read is when it opens; inside it, reads every half standard deviation (at most
-  the configured interval); past it (a slow one), gaps grow back to the configured interval.
+  standard deviations) opens, the next read is when it opens; inside it, each gap is half the distance to the
+  expected end, but at least a quarter of a standard deviation: densest where ends are likeliest, growing after it
+  (a slow one) back to the configured interval.
 
 Gaps are at least :data:`MIN_GAP` and at most :data:`MAX_GAP_FACTOR` times the configured interval; the estimate only
 ever comes from tasks this process saw end (``end_time - scheduled_time``), the last :data:`HISTORY_SIZE` of each kind.
@@ -124,15 +125,12 @@ class PollSchedule:
             return self.interval
         to_end = started + mean - now
         window = 2 * spread
-        dense = min(self.interval, max(MIN_GAP, spread / 2))
-        if to_end - window > dense:
+        if to_end > window:
             # it cannot be done before the window of likely ends opens: next read when it does
             return self._clamp(to_end - window)
-        overdue = -to_end - window
-        if overdue <= 0:
-            return dense
-        # slower than any recent one: back off towards the configured interval
-        return min(self.interval, dense + overdue / 2)
+        # in the window: gaps shrink towards the expected end and grow after it, so reads are densest where ends
+        # are likeliest; a slow one backs off to the configured interval
+        return min(self.interval, max(MIN_GAP, spread / 4, abs(to_end) / 2))
 
     def learn(self, task: WanTask) -> None:
         """Remember how long a SUCCEEDED task ran, for the next tasks of its kind."""

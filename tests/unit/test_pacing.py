@@ -85,7 +85,7 @@ def test_processes_sharing_an_account_stay_under_its_limit_and_use_it(processes)
     ok, throttled = sum(result["ok"]), sum(result["throttled"])  # type: ignore[arg-type]
     assert throttled / (ok + throttled) < 0.012, (ok, throttled)
     # 20/s for 180 s, less the slow start and the sawtooth
-    assert ok / 180 >= 0.88 * 20, ok / 180
+    assert ok / 180 >= 0.9 * 20, ok / 180
     # nobody starves: every process gets at least a third of an equal share
     assert min(result["ok"]) / 180 >= 20 / processes / 3, result["ok"]  # type: ignore[type-var, operator]
 
@@ -116,7 +116,7 @@ def test_a_429_cuts_once_per_overload_and_retry_after_holds_every_read():
     pacer.start(held_back=True)
     pacer.on_answer(throttled=True)
     after_one = pacer.rate
-    assert after_one == pytest.approx(10.0 - pacing.CUT * 20)
+    assert after_one == pytest.approx(10.0 * (1 - pacing.CUT))
     # more 429s of the same overload (within HOLD_SECONDS) are one signal
     clock.advance(0.3)
     pacer.on_answer(throttled=True)
@@ -125,8 +125,8 @@ def test_a_429_cuts_once_per_overload_and_retry_after_holds_every_read():
     pacer.on_answer(throttled=True, retry_after=7)
     assert pacer.rate < after_one
     assert pacer.next_start() == pytest.approx(clock.now + 7)
-    # never below the floor, never more than halved at once
-    pacer.rate = 0.3
+    # never below the floor
+    pacer.rate = 0.21
     clock.advance(pacing.HOLD_SECONDS)
     pacer.on_answer(throttled=True)
     assert pacer.rate == pacing.FLOOR
@@ -178,7 +178,9 @@ async def test_async_pacer_releases_queued_reads_one_slot_apart():
 
     await asyncio.gather(*(read() for _ in range(5)))
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.1 - 0.005, gaps
+    # a late release lets the next one come up to half a slot early (the pace is kept), never sooner
+    assert min(gaps) >= 0.05 - 0.005, gaps
+    assert times[-1] - times[0] >= 4 * 0.1 - 0.05 - 0.005, gaps
     assert pacer.pacer._held_back_at > 0  # the queue counts as held back: the rate may grow
 
 

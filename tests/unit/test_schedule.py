@@ -68,10 +68,11 @@ def test_running_far_from_the_end_sleeps_until_the_window_opens():
     # 20 s into a 120 s run: next read when the window (mean - 2 spreads) opens, capped at 4 x 15 s
     assert schedule.next_gap(_running(T0), T0 + 20) == 15 * MAX_GAP_FACTOR
     assert schedule.next_gap(_running(T0), T0 + 90) == pytest.approx(mean - 2 * spread - 90)
-    # inside the window: every half spread
-    assert schedule.next_gap(_running(T0), T0 + mean) == pytest.approx(spread / 2)
+    # inside the window: densest at the expected end, half the distance to it elsewhere
+    assert schedule.next_gap(_running(T0), T0 + mean) == pytest.approx(max(1.0, spread / 4))
+    assert schedule.next_gap(_running(T0), T0 + mean - 1.5 * spread) == pytest.approx(0.75 * spread)
+    assert schedule.next_gap(_running(T0), T0 + mean + 2 * spread) == pytest.approx(spread)
     # far past it: back towards the interval, never beyond
-    assert schedule.next_gap(_running(T0), T0 + mean + 10 * spread) > spread / 2
     assert schedule.next_gap(_running(T0), T0 + mean + 1000) == 15
 
 
