@@ -45,6 +45,17 @@ run_pytest() {
 started=$SECONDS
 source scripts/venv.sh
 
+# the distributed test (tests/deferral/test_scale_out.py) starts Redis and PostgreSQL from Debian's packages
+if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing redis-server and postgresql (Debian packages)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server postgresql >/dev/null
+  else
+    echo "== redis-server or postgresql missing (not root): the distributed test is skipped"
+  fi
+fi
+
 echo "== ruff"
 ruff check airflow_provider_wan tests dags scripts benchmarks docs
 ruff format --check airflow_provider_wan tests dags scripts benchmarks docs

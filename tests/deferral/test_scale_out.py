@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_wan.testing import start_simulator_process
-from tests.distributed import DistributedStack, batch_dag_source, missing_system_packages
+pytest.importorskip("airflow.providers.celery", reason="the scale extra (Celery provider) is not installed")
+
+from airflow_provider_wan.testing import start_simulator_process  # noqa: E402
+from tests.distributed import DistributedStack, batch_dag_source, missing_system_packages  # noqa: E402
 
 pytestmark = [
     pytest.mark.stack,
