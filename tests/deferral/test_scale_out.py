@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("airflow.providers.celery", reason="the scale extra (Celery provider) is not installed")
 
-from airflow_provider_wan.testing import start_simulator_process  # noqa: E402
-from tests.distributed import DistributedStack, batch_dag_source, missing_system_packages  # noqa: E402
+from airflow_provider_wan.testing import start_simulator_process
+from tests.distributed import DistributedStack, batch_dag_source, missing_system_packages
 
 pytestmark = [
     pytest.mark.stack,
