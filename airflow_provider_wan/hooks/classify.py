@@ -215,9 +215,8 @@ def classify_answer(
             task_id=call.task_id,
         )
         return Failure(garbled, retryable=True, nothing_created=False)
-    error = error_for_response(
-        status, value if problem is None else problem, context=call.context, task_id=call.task_id
-    )
+    described = value if isinstance(value, dict) else (problem or f"a JSON {_json_type(value)}")
+    error = error_for_response(status, described, context=call.context, task_id=call.task_id)
     if isinstance(error, WanAuthError) and status == 401:
         error = WanAuthError(
             f"{error.message.rstrip('.')}. DashScope API keys are bound to the region they were created in "

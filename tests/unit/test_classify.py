@@ -246,3 +246,19 @@ def test_odd_task_fields_read_as_absent():
     assert (task.request_id, task.video_url, task.code, task.message, task.usage) == (None, None, None, None, {})
     assert task.orig_prompt is not None
     assert task.orig_prompt.encode("utf-8")  # no lone surrogate left to break a log or XCom
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ([1, 2], "a JSON array"),
+        (b"<html>Bad Gateway</html>", "not JSON"),
+        (b"", "an empty body"),
+        (b"\xff", "not UTF-8"),
+    ],
+)
+def test_an_error_body_that_is_not_an_object_is_described_not_quoted(body, said):
+    result = _classify(READ, 502, body)
+    assert isinstance(result, Failure)
+    assert said in result.error.message
+    assert "html" not in result.error.message.lower()
