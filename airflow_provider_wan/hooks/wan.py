@@ -481,7 +481,9 @@ class WanHook(BaseHook):
     ``DASHSCOPE_REGION`` and ``DASHSCOPE_BASE_URL`` environment variables are used instead.
 
     :param wan_conn_id: the Airflow connection id (default ``wan_default``)
-    :param timeout: ``(connect, read)`` timeouts of one HTTP request in seconds (default ``(10, 60)``)
+    :param timeout: ``(connect, read)`` timeouts of one HTTP request in seconds (default ``(10, 60)``): at most
+        ``connect`` to connect, at most ``read`` without a byte, and at most their sum in all, from connecting to the
+        answer's last byte (a server trickling its answer cannot hold a request longer)
     :param retry_policy: backoff of transient failures (default :class:`RetryPolicy`)
     """
 
@@ -807,6 +809,11 @@ class WanAsyncClient:
     Shares request building, answer parsing, error mapping and the retry policy with the hook; owns only the
     transport: one aiohttp session and one pacer (hooks/pacing.py) per event loop (so per triggerer process), not
     per poll.
+
+    :param credentials: where and how to call DashScope (:func:`credentials_from_connection`)
+    :param timeout: ``(connect, read)`` seconds, as for :class:`WanHook` (default ``(10, 30)``; their sum bounds a
+        request in all)
+    :param retry_policy: backoff of transient failures (default :class:`RetryPolicy`)
     """
 
     def __init__(
