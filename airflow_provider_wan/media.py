@@ -15,8 +15,15 @@ bytes), image sides, and WAV duration, which are cheap to read.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import errno
+import hashlib
 import mimetypes
+import os
 import posixpath
+import re
+import stat
 import struct
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,7 +42,10 @@ if TYPE_CHECKING:
 __all__ = [
     "LocalMedia",
     "MultipartStream",
+    "check_data_uri",
     "check_local_media",
+    "measure_file",
+    "open_regular_file",
     "sniff_media",
     "upload_all",
     "upload_media",
@@ -93,9 +103,12 @@ class LocalMedia:
 
     ref: MediaRef
     name: str
+    #: bytes counted while reading the file (never its st_size or object metadata)
     size: int
     format: str
     opener: Callable[[], IO[bytes]]
+    #: sha256 of the bytes read: what the request fingerprint holds in place of the (upload-dependent) URL
+    digest: str = ""
 
     @property
     def content_type(self) -> str:
@@ -106,11 +119,39 @@ def _fail(ref: MediaRef, model: str, problem: str) -> WanInvalidInputError:
     return WanInvalidInputError(f"{ref.parameter}: {problem}; {model} takes: {ref.spec.describe()}")
 
 
-def _local(ref: MediaRef, model: str) -> tuple[str, int, Callable[[], IO[bytes]]]:
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def open_regular_file(path: Path) -> IO[bytes]:
+    """
+    Open ``path`` for reading only if it is a regular file (a symlink counts as what it points to).
+
+    The check is made on the open descriptor, so nothing can be swapped in between; ``O_NONBLOCK`` makes opening a
+    FIFO return at once instead of waiting for a writer. Raises OSError (``strerror`` says why) otherwise.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+            raise OSError(errno.EINVAL, f"{kind}; only regular files are read")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _local(ref: MediaRef, model: str) -> tuple[str, Callable[[], IO[bytes]]]:
     value = ref.value
     path = Path(value[len("file://") :] if value.startswith("file://") else value).expanduser()
     try:
-        stat = path.stat()
+        open_regular_file(path).close()
     except OSError as exc:
         raise _fail(
             ref,
@@ -118,12 +159,10 @@ def _local(ref: MediaRef, model: str) -> tuple[str, int, Callable[[], IO[bytes]]
             f"cannot read local file {str(path)!r} ({exc.strerror or type(exc).__name__}); give an http(s) URL, a "
             "gs://bucket/object URI or a readable local path",
         ) from None
-    if not path.is_file():
-        raise _fail(ref, model, f"{str(path)!r} is not a regular file")
-    return path.name, stat.st_size, lambda: path.open("rb")
+    return path.name, lambda: open_regular_file(path)
 
 
-def _gcs(ref: MediaRef, model: str, gcp_conn_id: str | None) -> tuple[str, int, Callable[[], IO[bytes]]]:
+def _gcs(ref: MediaRef, model: str, gcp_conn_id: str | None) -> tuple[str, Callable[[], IO[bytes]]]:
     bucket_name, _, object_name = ref.value[len("gs://") :].partition("/")
     if not bucket_name or not object_name:
         raise _fail(ref, model, f"{ref.value!r} is not a gs://bucket/object URI")
@@ -132,37 +171,96 @@ def _gcs(ref: MediaRef, model: str, gcp_conn_id: str | None) -> tuple[str, int, 
     blob = storage_client(gcp_conn_id).bucket(bucket_name).get_blob(object_name)
     if blob is None:
         raise _fail(ref, model, f"GCS object {ref.value} does not exist")
-    return posixpath.basename(object_name), int(blob.size or 0), lambda: blob.open("rb")
+    if blob.size is not None and int(blob.size) > ref.spec.max_bytes:
+        raise _fail(ref, model, f"{posixpath.basename(object_name)} is {int(blob.size) / 1_048_576:.1f} MB")
+    return posixpath.basename(object_name), lambda: blob.open("rb")
+
+
+def measure_file(opener: Callable[[], IO[bytes]], limit: int) -> tuple[int, str, bytes]:
+    """
+    Read a file once, never past ``limit`` + 1 bytes: its byte count, sha256 and first bytes. Whatever its size
+    claims (a device, a /proc file, a file still growing), the read stops there, in chunks: memory stays small.
+    """
+    digest = hashlib.sha256()
+    head = b""
+    size = 0
+    with opener() as handle:
+        while size <= limit:
+            chunk = handle.read(min(_CHUNK, limit + 1 - size))
+            if not chunk:
+                break
+            if len(head) < _HEAD_BYTES:
+                head += chunk[: _HEAD_BYTES - len(head)]
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest(), head
+
+
+#: ``data:[<mime>][;param...];base64,<payload>``
+_DATA_URI = re.compile(r"data:(?P<mime>[^;,]*)(?P<params>(?:;[^;,]*)*),", re.ASCII)
+_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEBP": "image/webp"}
+
+
+def check_data_uri(ref: MediaRef, model: str) -> None:
+    """
+    Check a ``data:`` URI with its field's rules, as a file would be (bytes, format, image sides), and that its
+    declared MIME type is the image's own. Its size is judged from the text's length before anything is decoded.
+    """
+    spec = ref.spec
+    shape = "data:image/<type>;base64,<data>"
+    match = _DATA_URI.match(ref.value)
+    if match is None or "base64" not in [p.strip().lower() for p in match["params"].split(";")]:
+        raise _fail(ref, model, f"a data: URI must be {shape}")
+    payload = ref.value[match.end() :]
+    if len(payload) > (spec.max_bytes + 2) // 3 * 4 + 4096:
+        raise _fail(ref, model, f"the data: URI holds about {len(payload) * 3 // 4 / 1_048_576:.1f} MB")
+    try:
+        data = base64.b64decode("".join(payload.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise _fail(ref, model, f"the data: URI's payload is not valid base64 ({shape})") from None
+    if len(data) > spec.max_bytes:
+        raise _fail(ref, model, f"the data: URI holds {len(data) / 1_048_576:.1f} MB")
+    fmt = sniff_media(data[:_HEAD_BYTES], "")
+    if fmt not in spec.formats or fmt not in _MIME:
+        raise _fail(ref, model, f"the data: URI holds {'no image' if fmt is None else fmt}")
+    declared = match["mime"].strip().lower()
+    if declared != _MIME[fmt] and not (declared == "image/jpg" and fmt == "JPEG"):
+        raise _fail(ref, model, f"the data: URI says {declared or 'no type'!r} but holds {_MIME[fmt]}")
+    _check_contents(ref, model, "the data: URI's image", fmt, data[:_HEAD_BYTES], spec)
 
 
 def check_local_media(input_: dict[str, Any], model: str, *, gcp_conn_id: str | None = None) -> list[LocalMedia]:
     """
-    Find every media reference of ``input_`` that is not a URL, and check it against its field's limits.
+    Find every media reference of ``input_`` that is not a URL, and check it against its field's limits;
+    ``data:`` URIs are checked too, and stay in the body as they are.
 
-    Reads only each file's size and first bytes. Nothing is uploaded here.
+    Each file is read once, at most to its limit + 1 byte (counting, hashing and keeping its first bytes). Nothing
+    is uploaded here.
 
     :raises WanInvalidInputError: naming the field, the model and what it takes
     """
     found = []
     for ref in media_references(input_):
+        if ref.value.startswith("data:"):
+            check_data_uri(ref, model)
+            continue
         if is_remote(ref.value):
             continue
         if ref.value.startswith("gs://"):
-            name, size, opener = _gcs(ref, model, gcp_conn_id)
+            name, opener = _gcs(ref, model, gcp_conn_id)
         elif "://" in ref.value and not ref.value.startswith("file://"):
             raise _fail(ref, model, f"{ref.value.split('://', 1)[0]}:// is not a supported source")
         else:
-            name, size, opener = _local(ref, model)
+            name, opener = _local(ref, model)
         spec = ref.spec
+        size, digest, head = measure_file(opener, spec.max_bytes)
         if size > spec.max_bytes:
-            raise _fail(ref, model, f"{name} is {size / 1_048_576:.1f} MB, above the limit")
-        with opener() as handle:
-            head = handle.read(_HEAD_BYTES)
+            raise _fail(ref, model, f"{name} is larger than {spec.max_bytes // 1_048_576} MB")
         fmt = sniff_media(head, name)
         if fmt not in spec.formats:
             raise _fail(ref, model, f"{name} is {'of an unknown format' if fmt is None else fmt}")
         _check_contents(ref, model, name, fmt, head, spec)
-        found.append(LocalMedia(ref, name, size, fmt, opener))
+        found.append(LocalMedia(ref, name, size, fmt, opener, digest))
     return found
 
 
@@ -208,7 +306,7 @@ class MultipartStream:
         ).encode()
         self._tail = f"\r\n--{self.boundary}--\r\n".encode()
         self._length = len(head) + size + len(self._tail)
-        self._pieces = self._generate(head, opener)
+        self._pieces = self._generate(head, opener, size)
         self._pending = b""
 
     @property
@@ -218,11 +316,16 @@ class MultipartStream:
     def __len__(self) -> int:
         return self._length
 
-    def _generate(self, head: bytes, opener: Callable[[], IO[bytes]]) -> Iterator[bytes]:
+    def _generate(self, head: bytes, opener: Callable[[], IO[bytes]], size: int) -> Iterator[bytes]:
         yield head
+        remaining = size
         with opener() as handle:
-            while chunk := handle.read(_CHUNK):
+            # the checked size, not a byte more: a file that grew since would break Content-Length
+            while remaining > 0 and (chunk := handle.read(min(_CHUNK, remaining))):
+                remaining -= len(chunk)
                 yield chunk
+        if remaining:
+            raise WanRetryableError("a file shrank while it was uploaded; nothing was submitted")
         yield self._tail
 
     def read(self, size: int | None = -1) -> bytes:

@@ -21,6 +21,8 @@ Sources (see ``shared/reference/dashscope-wan-api-facts.md`` in the project, and
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -40,8 +42,10 @@ __all__ = [
     "cost_from_usage",
     "estimate_cost_usd",
     "get_model",
+    "model_name_problem",
     "output_dimensions",
     "price_overrides",
+    "request_cost_usd",
     "resolution_tier",
 ]
 
@@ -631,6 +635,35 @@ def get_model(name: str) -> WanModel | None:
     return MODELS.get(name)
 
 
+def model_name_problem(name: str) -> str | None:
+    """
+    Why a model name the catalogue lacks looks like a slip of a known one (None for a known or a truly new name).
+
+    DashScope refuses an unknown model for free, but a near miss of a known name is almost always a typo, and the
+    answer would come only after the media were checked and uploaded. Three rules, in order:
+
+    * the same as a catalogue name but for case or spaces (``Wan2.5-T2V-Preview``, ``wan2.5-t2v -preview``);
+    * a name that differs from a catalogue name only in its digits (``wan2.8-t2v``) is taken as a new version: sent;
+    * otherwise close to a catalogue name (difflib ratio >= 0.85, e.g. ``wan2.5-t2v-previw``): a slip.
+    """
+    if name in MODELS:
+        return None
+    squeezed = "".join(name.split()).lower()
+    for known in MODELS:
+        if squeezed == known:
+            return f"{name!r} differs from the catalogue's {known!r} only by case or spaces; did you mean {known!r}?"
+
+    def shape(text: str) -> str:
+        return re.sub(r"[0-9]+", "#", text)
+
+    if any(shape(squeezed) == shape(known) for known in MODELS):
+        return None
+    close = difflib.get_close_matches(squeezed, list(MODELS), n=1, cutoff=0.85)
+    if close:
+        return f"{name!r} is not a known Wan model; did you mean {close[0]!r}?"
+    return None
+
+
 def models_of(family: Family) -> list[str]:
     """Canonical names of the catalogue's models of one family, for error messages and docs."""
     return [m.name for m in _CATALOGUE if m.family is family]
@@ -699,6 +732,32 @@ def estimate_cost_usd(
         seconds = max((d for d in model.durations if d > 0), default=model.default_duration)
     billed = (seconds or model.default_duration) + (input_video_seconds if model.bills_input_video else 0.0)
     return round(price * billed, 4)
+
+
+def request_cost_usd(
+    model: WanModel,
+    input_: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    prices: Mapping[str, float] | None = None,
+) -> float | None:
+    """
+    Estimated price in USD of a create request's final ``input`` and ``parameters`` (extras included), the body
+    exactly as it goes out. None when there is no price, or the body's values are not the model's.
+    """
+    duration = parameters.get("duration")
+    audio = parameters.get("audio")
+    try:
+        return estimate_cost_usd(
+            model,
+            size=parameters.get("size") if model.sizes else None,
+            resolution=parameters.get("resolution"),
+            duration=duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
+            audio=audio if isinstance(audio, bool) else None,
+            audio_url=input_.get("audio_url"),
+            prices=prices,
+        )
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
 
 
 def price_overrides(*sources: Any) -> dict[str, dict[str, float]]:

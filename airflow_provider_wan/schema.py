@@ -17,6 +17,8 @@ Pure data and functions, no Airflow import.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -44,8 +46,11 @@ __all__ = [
     "field_named",
     "is_remote",
     "media_references",
+    "parse_int",
     "place",
+    "text_problem",
     "validate_request",
+    "validate_unknown_model_request",
 ]
 
 
@@ -439,6 +444,70 @@ def media_references(input_: dict[str, Any]) -> Iterator[MediaRef]:
 
 
 # --- validation ----------------------------------------------------------------------------------------------------
+_ASCII_INT = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
+#: control characters a text may hold: line breaks and tabs
+_ALLOWED_CONTROLS = frozenset("\n\t")
+
+
+def parse_int(value: Any) -> Any:
+    """
+    A templated number ("42") as an int; anything else unchanged, for the validator to refuse by name.
+
+    ASCII digits only: ``"５"`` (fullwidth) or ``"٣"`` (Arabic-Indic) pass ``str.isdigit()`` and ``int()``, but
+    nobody types them meaning a duration or a seed, so they stay strings and are refused.
+    """
+    if isinstance(value, str) and _ASCII_INT.fullmatch(value):
+        return int(value)
+    return value
+
+
+def text_problem(value: str) -> str | None:
+    """
+    What makes a text unsendable, or None: an unpaired surrogate (not text: it cannot be encoded as UTF-8, and
+    breaks whatever reads the task afterwards), NUL or another control character. Newline and tab are allowed, and
+    a carriage return before a newline (Windows line ends).
+    """
+    for position, char in enumerate(value):
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            return f"holds an unpaired surrogate (U+{code:04X}) at character {position}: not valid Unicode text"
+        if unicodedata.category(char) == "Cc" and char not in _ALLOWED_CONTROLS:
+            if char == "\r" and value[position + 1 : position + 2] == "\n":
+                continue
+            return (
+                f"holds the control character U+{code:04X} at character {position}; allowed are printable text, "
+                "newlines and tabs"
+            )
+    return None
+
+
+def validate_unknown_model_request(
+    name: str, input_: Mapping[str, Any], parameters: Mapping[str, Any]
+) -> list[Problem]:
+    """
+    The checks that hold whatever the model, for a model the catalogue does not know: the table's texts are plain
+    text, its whole numbers are whole numbers. :func:`validate_request` makes them (and the model's own) for a
+    catalogue model.
+    """
+    problems = []
+    for where, values in ((Where.INPUT, input_), (Where.PARAMETERS, parameters)):
+        for key, value in values.items():
+            row = _BY_NAME.get(key)
+            if row is None or row.where is not where or value is None:
+                continue
+            if row.kind is Kind.TEXT and isinstance(value, str) and (problem := text_problem(value)) is not None:
+                problems.append(Problem(key, f"{problem}; {name} takes plain text"))
+            elif row.kind is Kind.INT and not _is_int(value):
+                problems.append(
+                    Problem(key, f"{value!r} is not a whole number for {name}; write it with the ASCII digits 0-9")
+                )
+    return problems
+
+
+def _digits(value: Any) -> str:
+    return " (written with the ASCII digits 0-9)" if isinstance(value, str) else ""
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -497,6 +566,8 @@ def _check_value(problems: list[Problem], row: Field, value: Any, model: WanMode
     if kind is Kind.TEXT:
         if not isinstance(value, str):
             problems.append(Problem(label, f"must be a string, got {type(value).__name__}"))
+        elif (problem := text_problem(value)) is not None:
+            problems.append(Problem(label, f"{problem}; {name} takes plain text"))
         elif row.limit and len(value) > getattr(model, row.limit):
             problems.append(
                 Problem(
@@ -515,13 +586,16 @@ def _check_value(problems: list[Problem], row: Field, value: Any, model: WanMode
         allowed = row.allowed_values(model)
         if allowed:
             if not _is_int(value) or value not in allowed:
-                shown = _durations(allowed) if label == "duration" else _list(allowed)
+                shown = (_durations(allowed) if label == "duration" else _list(allowed)) + _digits(value)
                 problems.append(Problem(label, f"{value!r} is not allowed for {name}; allowed seconds: {shown}"))
         elif row.bounds is not None:
             low, high = int(row.low(model)), int(row.bounds[1])
             if not _is_int(value) or not low <= value <= high:
                 problems.append(
-                    Problem(label, f"{value!r} is out of range for {name}; allowed: an integer in [{low}, {high}]")
+                    Problem(
+                        label,
+                        f"{value!r} is out of range for {name}; allowed: an integer in [{low}, {high}]{_digits(value)}",
+                    )
                 )
     elif kind is Kind.NUMBER:
         assert row.bounds is not None

@@ -604,7 +604,7 @@ class AirflowStack:
             return value
 
     def task_state_store(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
-        """The task's ``task_state_store`` entries (what ResumableJobMixin persisted), values JSON-decoded."""
+        """The task's ``task_state_store`` entries (the operators' retry-safety record), values JSON-decoded."""
         rows = self.query(
             "SELECT key, value FROM task_state_store WHERE dag_id = ? AND run_id = ? AND task_id = ?",
             (dag_id, run_id, task_id),

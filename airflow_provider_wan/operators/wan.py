@@ -1,13 +1,15 @@
 """
-Submit operators for Wan video generation: text-to-video, image-to-video and first-and-last-frame (keyframe).
+Submit operators for Wan video generation: text-to-video, image-to-video, first-and-last-frame and the other modes.
 
-Each operator checks its input against the model catalogue before any request (bad input costs nothing and fails
-at once), logs and returns the cost estimate, creates one DashScope task, pushes its id to XCom straight away, and
-then waits for it in the worker or, with ``deferrable=True``, in the triggerer.
+Each operator checks its input against the model catalogue and the request schema before any request (bad input
+costs nothing and fails at once), checks the cost estimate of the final request against ``max_cost_usd``, creates
+one DashScope task and waits for it in the worker or, with ``deferrable=True``, in the triggerer.
 
-Retries never pay twice: the task id is persisted in Airflow's task state store (``ResumableJobMixin``) before the
-wait starts, so a retry after a worker crash or a timeout re-attaches to the existing DashScope task instead of
-creating (and paying for) another one. Only a task that ended FAILED, CANCELED or expired is submitted again.
+Retries and re-runs never pay twice for one request: the retry-safety record
+(:mod:`airflow_provider_wan.create_record`) holds the request's fingerprint and a "create in flight" mark before the
+create is sent, and the task id as soon as it is known, before XCom or the wait. A later try of the same request
+re-attaches to that task; a create whose answer was never stored is a final "outcome unknown" error, never a second
+create; a changed request (or a raised ``take``) makes a new task.
 """
 
 from __future__ import annotations
@@ -19,47 +21,56 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin, conf
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow_provider_wan.exceptions import WanError, WanInvalidInputError
+from airflow_provider_wan.create_record import (
+    CreateRecord,
+    RecordStore,
+    outcome_unknown_error,
+    record_store,
+    request_fingerprint,
+)
+from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError, WanError, WanInvalidInputError
 from airflow_provider_wan.hooks.schedule import task_kind
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
-from airflow_provider_wan.media import check_local_media, upload_all
+from airflow_provider_wan.media import LocalMedia, check_local_media, upload_all
 from airflow_provider_wan.models import (
     IMAGE2VIDEO_ENDPOINT,
     VIDEO_GENERATION_ENDPOINT,
     Family,
     WanModel,
-    estimate_cost_usd,
     get_model,
+    model_name_problem,
     models_of,
+    request_cost_usd,
 )
-from airflow_provider_wan.schema import field_named, place, validate_request
+from airflow_provider_wan.schema import (
+    field_named,
+    media_references,
+    parse_int,
+    place,
+    validate_request,
+    validate_unknown_model_request,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-#: XCom key (and task-state key) holding the DashScope task id
+#: XCom key holding the DashScope task id
 XCOM_TASK_ID_KEY = "wan_task_id"
 #: the trigger gets this much longer than the operator's own timeout, so its timeout event arrives first
 DEFER_TIMEOUT_MARGIN = timedelta(minutes=5)
 
 
-def _as_int(value: Any) -> Any:
-    """Templated numbers arrive as strings ("42"); the API wants integers."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return value
-
-
-class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
+class WanBaseVideoOperator(BaseOperator):
     """
     Shared base of the Wan submit operators. Parameters keep DashScope's names.
 
     :param model: Wan model name, e.g. ``wan2.5-t2v-preview``. A model the catalogue does not know is sent with a
-        warning and without model-specific checks (new models appear often).
+        warning and without model-specific checks (new models appear often); a near miss of a known name
+        (``Wan2.5-T2V-Preview``, ``wan2.5-t2v-previw``) is refused with "did you mean ...?"
     :param prompt: text prompt. Longer than the model's limit (800 or 1,500 characters) is refused, because
-        DashScope would silently cut it.
+        DashScope would silently cut it; so are control characters other than newline and tab
     :param negative_prompt: what the video should not show, at most 500 characters
     :param duration: video length in seconds (allowed values depend on the model; default: the model's default)
     :param prompt_extend: let DashScope rewrite the prompt with an LLM (DashScope's default: true)
@@ -80,14 +91,17 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
     :param timeout: seconds to wait for the video before failing with a retryable error (default 3600). A task
         still RUNNING is left alone and a retry re-attaches to it; with ``deferrable=True`` a task still PENDING at
         the deadline is canceled first (nothing was paid for it), and the retry submits afresh
-    :param max_cost_usd: refuse to submit when the estimated price in USD is higher (default: no limit)
+    :param max_cost_usd: refuse to submit when the estimated price in USD of the final request (``*_extra``
+        included) is higher, or unknown (default: no limit)
+    :param take: which take of this request to generate (default 1). Retries and re-runs of the same request
+        re-attach to the task already made for it; raise ``take`` to pay for a new video of the very same request
+        (same prompt, seed, size...). Templated
     :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``)
     :param cancel_on_kill: cancel the DashScope task (if still PENDING) when the Airflow task is killed (default True)
     """
 
     #: the model families this operator takes (empty: any video model, known or not)
     families: ClassVar[tuple[Family, ...]] = ()
-    external_id_key = XCOM_TASK_ID_KEY
     template_fields: Sequence[str] = (
         "model",
         "prompt",
@@ -99,6 +113,7 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
         "input_extra",
         "parameters_extra",
         "wan_conn_id",
+        "take",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "parameters": "json",
@@ -128,6 +143,7 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
         poll_interval: float = 15.0,
         timeout: float = 3600.0,
         max_cost_usd: float | None = None,
+        take: int = 1,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         cancel_on_kill: bool = True,
         **kwargs: Any,
@@ -151,12 +167,13 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.max_cost_usd = max_cost_usd
+        self.take = take
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
         self._wan_task_id: str | None = None
         self._last_task: WanTask | None = None
-        self._request: tuple[str, dict[str, Any]] = ("", {})
-        self._local_media: list[Any] = []
+        self._body: dict[str, Any] | None = None
+        self._local_media: list[LocalMedia] = []
 
     @cached_property
     def hook(self) -> WanHook:
@@ -172,10 +189,10 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
         return {
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
-            "duration": _as_int(self.duration),
+            "duration": parse_int(self.duration),
             "prompt_extend": self.prompt_extend,
             "watermark": self.watermark,
-            "seed": _as_int(self.seed),
+            "seed": parse_int(self.seed),
             "audio": self.audio,
             "audio_url": self.audio_url,
             "shot_type": self.shot_type,
@@ -184,6 +201,8 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
 
     def _model(self) -> WanModel | None:
         model = get_model(self.model) if isinstance(self.model, str) else None
+        if model is None and isinstance(self.model, str) and (slip := model_name_problem(self.model)) is not None:
+            raise WanInvalidInputError(f"model: {slip}")
         if model is not None and self.families and model.family not in self.families:
             names = [name for family in self.families for name in models_of(family)]
             raise WanInvalidInputError(
@@ -241,10 +260,11 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
             self.log.warning(
                 "Model %r is not in the provider's catalogue: sending it without model-specific checks", self.model
             )
+            problems = validate_unknown_model_request(self.model, input_, parameters)
         else:
             problems = validate_request(model, input_, parameters, local_ok=True)
-            if problems:
-                raise WanInvalidInputError(f"Invalid input for {model.name}: " + "; ".join(str(p) for p in problems))
+        if problems:
+            raise WanInvalidInputError(f"Invalid input for {self.model}: " + "; ".join(str(p) for p in problems))
         # local and gs:// files: checked now (free), uploaded at submission
         self._local_media = check_local_media(input_, self.model)
         return self.endpoint_for(model), {"model": self.model, "input": input_, "parameters": parameters}
@@ -255,32 +275,32 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
             return model.endpoint
         return self.families[0].endpoint if self.families else VIDEO_GENERATION_ENDPOINT
 
-    def estimated_cost_usd(self) -> float | None:
-        """List price of the requested video in USD (None for a model without a catalogue price)."""
+    def estimated_cost_usd(self, body: dict[str, Any] | None = None) -> float | None:
+        """
+        List price in USD of the request: the final ``body`` when given, else the operator's fields (extras
+        included); None for a model or tier without a catalogue price.
+        """
         model = get_model(self.model) if isinstance(self.model, str) else None
         if model is None:
             return None
-        try:
-            fields = self._fields(model)
-            return estimate_cost_usd(
-                model,
-                size=fields.get("size"),
-                resolution=fields.get("resolution"),
-                duration=_as_int(fields.get("duration")),
-                audio=fields.get("audio"),
-                audio_url=fields.get("audio_url"),
-                prices=self.hook.price_overrides().get(model.name),
-            )
-        except (KeyError, ValueError, WanInvalidInputError):
-            return None
+        if body is None:
+            try:
+                input_, parameters = place(self._fields(model))
+            except WanInvalidInputError:
+                return None
+            input_ = {**input_, **(self.input_extra if isinstance(self.input_extra, dict) else {})}
+            parameters = {**parameters, **(self.parameters_extra if isinstance(self.parameters_extra, dict) else {})}
+        else:
+            input_, parameters = body["input"], body["parameters"]
+        return request_cost_usd(model, input_, parameters, prices=self.hook.price_overrides().get(model.name))
 
     # -- execution --------------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         endpoint, body = self.build_request()
         # credentials are resolved before anything is sent: no key or an unknown region fails here, for free
         credentials = self.hook.credentials
-        cost = self.estimated_cost_usd()
-        self._request = (endpoint, body)
+        self._body = body
+        cost = self.estimated_cost_usd(body)
         if cost is None:
             self.log.info("Estimated cost: unknown (no catalogue price for model %s)", self.model)
         else:
@@ -291,46 +311,99 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
                 f"{'unknown' if cost is None else f'${cost:.4f}'}, above the budget of ${self.max_cost_usd:.4f}; "
                 "nothing was submitted"
             )
+        take = parse_int(self.take)
+        if not (isinstance(take, int) and not isinstance(take, bool) and take >= 1):
+            raise WanInvalidInputError(f"take: must be a whole number >= 1 (ASCII digits), got {self.take!r}")
         self.log.info("DashScope endpoint: %s", credentials.describe())
-        return self.execute_resumable(context)
+        records = record_store(context)
+        fingerprint = request_fingerprint(self.model, endpoint, self._fingerprinted(body), take)
+        task_id = self._reattach(records, fingerprint)
+        if task_id is None:
+            task_id = self._create(records, CreateRecord(fingerprint, self.model, time.time()), endpoint, body)
+        # XCom only once the record holds the id: a failing push now costs a retry, not a second video
+        self._wan_task_id = task_id
+        context["ti"].xcom_push(key=XCOM_TASK_ID_KEY, value=task_id)
+        return self._wait(task_id)
 
-    def submit_job(self, context: Context) -> str:
-        endpoint, body = self._request
+    def _fingerprinted(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body as the fingerprint sees it: local and gs:// files by their content's sha256, not their path."""
+        if not self._local_media:
+            return body
+        digests = {media.ref.parameter: media.digest for media in self._local_media}
+        copied = copy.deepcopy(body)
+        for ref in media_references(copied["input"]):
+            if ref.parameter in digests:
+                ref.replace(f"sha256:{digests[ref.parameter]}")
+        return copied
+
+    def _reattach(self, records: RecordStore, fingerprint: str) -> str | None:
+        """The task an earlier try made for this very request, if it can still give its video; else None."""
+        previous = records.get()
+        if previous is None:
+            return None
+        if previous.fingerprint != fingerprint:
+            self.log.info(
+                "The request differs from the one an earlier try sent (DashScope task %s, fingerprint %s...): the "
+                "prompt, a parameter, a file or the take changed, so a new task is created (fingerprint %s...)",
+                previous.task_id or "unknown",
+                previous.fingerprint[:12],
+                fingerprint[:12],
+            )
+            return None
+        if previous.in_flight:
+            raise outcome_unknown_error(previous, store=records.description)
+        task = self.hook.get_task(previous.task_id or "")
+        if task.status is TaskStatus.SUCCEEDED or not task.status.is_terminal():
+            self.log.info(
+                "Re-attaching to DashScope task %s (%s), made by an earlier try for this same request "
+                "(fingerprint %s...); nothing new is created",
+                task.task_id,
+                task.status.value,
+                fingerprint[:12],
+            )
+            self._last_task = task
+            return task.task_id
+        self.log.warning(
+            "DashScope task %s, made by an earlier try for this same request, ended %s: creating a new task",
+            task.task_id,
+            task.status.value,
+        )
+        return None
+
+    def _create(self, records: RecordStore, record: CreateRecord, endpoint: str, body: dict[str, Any]) -> str:
         if self._local_media:
-            # only now, when a task is really created: a retry that re-attaches uploads nothing
+            # uploaded only now, when a task is really created: a try that re-attaches uploads nothing
             body = copy.deepcopy(body)
-            self._local_media = check_local_media(body["input"], self.model)
-            upload_all(self.hook, self.model, self._local_media, self.log)
-        task = self.hook.create_task(endpoint, body)
-        self._wan_task_id = task.task_id
-        # pushed at once: whatever happens next, the id of the task being paid for is visible downstream
-        context["ti"].xcom_push(key=XCOM_TASK_ID_KEY, value=task.task_id)
+            upload_all(self.hook, self.model, check_local_media(body["input"], self.model), self.log)
+        previous = records.get()
+        # the in-flight mark goes in before the POST: if this try dies before the answer is stored, the next one
+        # knows a task may exist
+        records.put(record)
+        try:
+            task = self.hook.create_task(endpoint, body)
+        except WanCreateOutcomeUnknownError:
+            raise
+        except WanError:
+            # DashScope refused the create (a classified answer): no task exists, so the mark comes off again
+            if previous is None:
+                records.delete()
+            else:
+                records.put(previous)
+            raise
+        records.put(record.with_task(task.task_id))
         self.log.info("Created DashScope task %s (%s, request_id=%s)", task.task_id, self.model, task.request_id)
         return task.task_id
 
-    def get_job_status(self, external_id: Any, context: Context) -> str:
-        task = self.hook.get_task(str(external_id))
-        self._last_task = task
-        return task.status.value
-
-    def is_job_active(self, status: str) -> bool:
-        return not TaskStatus(status).is_terminal()
-
-    def is_job_succeeded(self, status: str) -> bool:
-        return status == TaskStatus.SUCCEEDED.value
-
-    # The mixin returns this method's value when it re-attaches to a running task, so it returns the result.
-    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any]:  # type: ignore[override]
-        task_id = str(external_id)
-        if self._wan_task_id != task_id:
-            # re-attaching after a retry: this try's XCom does not have the id yet (submit_job pushed it otherwise)
-            self._wan_task_id = task_id
-            context["ti"].xcom_push(key=XCOM_TASK_ID_KEY, value=task_id)
+    def _wait(self, task_id: str) -> dict[str, Any]:
+        """Wait for the task (in the worker or the triggerer) and return its result; the same on every path."""
+        known = self._last_task if self._last_task is not None and self._last_task.task_id == task_id else None
         if not self.wait_for_completion:
-            return self.result(WanTask(task_id=task_id, status=TaskStatus.PENDING))
+            return self.result(known or WanTask(task_id=task_id, status=TaskStatus.PENDING))
+        if known is not None and known.status.is_terminal():
+            return self.result(known)
         if self.deferrable:
             # a task already finished (or failed) never reaches the triggerer
-            task = self.hook.get_task(task_id)
+            task = known or self.hook.get_task(task_id)
             if task.status.is_terminal():
                 task.raise_for_status()
                 self._last_task = task
@@ -346,14 +419,6 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
         )
         self._last_task = task
         self.log.info("DashScope task %s SUCCEEDED in %.0f s", task_id, time.monotonic() - started)
-        return self.result(task)
-
-    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
-        task = self._last_task
-        if task is None or task.task_id != str(external_id):
-            task = self.hook.get_task(str(external_id))
-        if task.status is not TaskStatus.SUCCEEDED and self.wait_for_completion:
-            task.raise_for_status()
         return self.result(task)
 
     def _defer(self, task_id: str) -> None:
@@ -394,7 +459,9 @@ class WanBaseVideoOperator(ResumableJobMixin, BaseOperator):
         """The dict returned to XCom: the task's result plus model, region and the cost estimate."""
         result = task.to_result()
         region = self.hook.credentials.region
-        result.update(model=self.model, region=region or "custom", estimated_cost_usd=self.estimated_cost_usd())
+        result.update(
+            model=self.model, region=region or "custom", estimated_cost_usd=self.estimated_cost_usd(self._body)
+        )
         return result
 
     def on_kill(self) -> None:

@@ -79,8 +79,12 @@ def test_deferred_run_succeeds_with_result_in_xcom(airflow_stack, deferred_run):
     assert result["task_id"] == wan_task_id
     assert result["task_status"] == "SUCCEEDED"
     assert result["video_url"].endswith(f"/_files/{wan_task_id}.mp4")
-    # ResumableJobMixin persisted the id before the deferral: a retry would re-attach to it
-    assert airflow_stack.task_state_store(dag_id, run_id, "generate") == {"wan_task_id": wan_task_id}
+    # the retry-safety record holds the id (beside the request's fingerprint) before the deferral: a retry would
+    # re-attach to it
+    record = airflow_stack.task_state_store(dag_id, run_id, "generate")["wan_create"]
+    assert record["task_id"] == wan_task_id
+    assert record["model"] == "wan2.5-t2v-preview"
+    assert len(record["fingerprint"]) == 64
     ti = airflow_stack.task_instances(dag_id, run_id)[0]
     assert ti["try_number"] == 1
     assert deferred_run["stats"]["tasks_created"] == 1

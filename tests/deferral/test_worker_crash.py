@@ -4,7 +4,7 @@ Issue 3, acceptance 5: a worker dies between the create and the result, and Airf
 A non-deferrable operator polls in its worker. Its LocalExecutor worker process (the supervisor) and the task runner
 are SIGKILLed together, as when the machine goes away: nobody reports the task's end. The scheduler notices the
 missing heartbeats (``[scheduler] task_instance_heartbeat_timeout``, shortened in conftest.py), the task goes to
-``up_for_retry``, and the retry finds the DashScope task id that ResumableJobMixin stored in the task state store
+``up_for_retry``, and the retry finds the DashScope task id that the retry-safety record keeps in the task state store
 before the wait began: it re-attaches instead of creating (and paying for) a second video.
 """
 
@@ -48,7 +48,7 @@ def test_worker_killed_while_polling_then_retry_reattaches(airflow_stack, sim):
 
     airflow_stack.wait_until(polling, timeout=60, what="the worker to poll a RUNNING task")
     stored = airflow_stack.task_state_store(dag_id, run_id, "generate")
-    created = stored["wan_task_id"]
+    created = stored["wan_create"]["task_id"]
     assert sim.stats()["tasks_created"] == 1
 
     ti_id = airflow_stack.task_instances(dag_id, run_id)[0]["id"]
@@ -69,7 +69,7 @@ def test_worker_killed_while_polling_then_retry_reattaches(airflow_stack, sim):
     )
     assert [row["state"] for row in first_try] == ["failed"]
     retry_log = airflow_stack.task_log(dag_id, run_id, "generate", 2)
-    assert "Reconnecting to existing job" in retry_log
+    assert "Re-attaching to DashScope task" in retry_log
     assert "Created DashScope task" not in retry_log
     # exactly one video was paid for, and the retry returned its result
     assert sim.stats()["tasks_created"] == 1

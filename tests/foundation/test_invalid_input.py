@@ -5,7 +5,9 @@ with a message that names the parameter and what is allowed.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,27 @@ def _image(kind: str, tmp: Path) -> str:
         return str(write_png(tmp / "tiny.png", 100, 100))
     if kind == "giant":
         return str(write_png(tmp / "giant.png", 2400, 400))
+    # issue 10: special files are never read (a read of /dev/zero never ends, a FIFO blocks)
+    if kind in ("dev-zero", "dev-urandom"):
+        return "/dev/" + kind[4:]
+    if kind == "symlink-to-zero":
+        (tmp / "frame.png").symlink_to("/dev/zero")
+        return str(tmp / "frame.png")
+    if kind == "fifo":
+        os.mkfifo(tmp / "frame.png")
+        return str(tmp / "frame.png")
+    if kind == "directory":
+        (tmp / "frame.png").mkdir()
+        return str(tmp / "frame.png")
+    # data: URIs get the checks a file gets
+    if kind == "data-oversized":
+        return "data:image/png;base64," + base64.b64encode(png_bytes(400, 400) + b"\0" * (11 * 1024 * 1024)).decode()
+    if kind == "data-malformed":
+        return "data:image/png;base64,iVBORw0KGgo*AAAA"
+    if kind == "data-wrong-mime":
+        return "data:image/webp;base64," + base64.b64encode(png_bytes(400, 400)).decode()
+    if kind == "data-garbage":
+        return "data:image/png;base64," + base64.b64encode(b"garbage" * 100).decode()
     raise AssertionError(kind)
 
 
@@ -182,6 +205,88 @@ CASES: list[tuple[str, type, dict[str, Any], tuple[str, ...]]] = [
         dict(model="wan2.2-kf2v-flash", first_frame_url=URL, last_frame_url="@missing"),
         ("last_frame_url", "cannot read"),
     ),
+    # --- issue 10 ----------------------------------------------------------------------------------------------
+    ("i2v-dev-zero", I2V, dict(model="wan2.5-i2v-preview", img_url="@dev-zero"), ("img_url", "character device")),
+    ("i2v-dev-urandom", I2V, dict(model="wan2.6-i2v", img_url="@dev-urandom"), ("img_url", "character device")),
+    (
+        "i2v-symlink-to-zero",
+        I2V,
+        dict(model="wan2.5-i2v-preview", img_url="@symlink-to-zero"),
+        ("img_url", "character device", "JPEG, PNG, BMP, WEBP"),
+    ),
+    ("i2v-fifo", I2V, dict(model="wan2.5-i2v-preview", img_url="@fifo"), ("img_url", "FIFO", "regular")),
+    (
+        "kf2v-directory",
+        KF2V,
+        dict(model="wan2.2-kf2v-flash", first_frame_url=URL, last_frame_url="@directory"),
+        ("last_frame_url", "directory", "regular"),
+    ),
+    ("i2v-data-oversized", I2V, dict(model="wan2.5-i2v-preview", img_url="@data-oversized"), ("img_url", "10 MB")),
+    ("i2v-data-malformed", I2V, dict(model="wan2.5-i2v-preview", img_url="@data-malformed"), ("img_url", "base64")),
+    (
+        "i2v-data-wrong-mime",
+        I2V,
+        dict(model="wan2.5-i2v-preview", img_url="@data-wrong-mime"),
+        ("img_url", "image/webp", "image/png"),
+    ),
+    (
+        "kf2v-data-garbage",
+        KF2V,
+        dict(model="wan2.2-kf2v-flash", first_frame_url="@data-garbage", last_frame_url=URL),
+        ("first_frame_url", "not an image", "JPEG, PNG, BMP, WEBP"),
+    ),
+    (
+        "prompt-lone-surrogate",
+        T2V,
+        dict(model="wan2.5-t2v-preview", prompt="a fox \ud83e in snow"),
+        ("prompt", "surrogate", "wan2.5-t2v-preview"),
+    ),
+    ("prompt-nul", T2V, dict(model="wan2.6-t2v", prompt="a fox\x00"), ("prompt", "U+0000", "wan2.6-t2v", "newlines")),
+    (
+        "prompt-escape-sequence",
+        I2V,
+        dict(model="wan2.6-i2v", img_url=URL, prompt="\x1b[2Jfox"),
+        ("prompt", "U+001B", "wan2.6-i2v"),
+    ),
+    (
+        "negative-prompt-control",
+        T2V,
+        dict(model="wan2.5-t2v-preview", prompt="p", negative_prompt="blur\x07"),
+        ("negative_prompt", "U+0007"),
+    ),
+    (
+        "prompt-control-unknown-model",
+        T2V,
+        dict(model="wan9.0-t2v-future", prompt="fox\x00"),
+        ("prompt", "U+0000", "wan9.0-t2v-future"),
+    ),
+    (
+        "duration-fullwidth-digit",
+        T2V,
+        dict(model="wan2.5-t2v-preview", prompt="p", duration="５"),
+        ("duration", "ASCII digits", "5, 10"),
+    ),
+    (
+        "seed-arabic-indic-digit",
+        T2V,
+        dict(model="wan2.5-t2v-preview", prompt="p", seed="٣"),
+        ("seed", "ASCII digits", "2147483647"),
+    ),
+    (
+        "duration-non-ascii-unknown-model",
+        T2V,
+        dict(model="wan9.0-t2v-future", prompt="p", duration="١٠"),
+        ("duration", "ASCII digits", "wan9.0-t2v-future"),
+    ),
+    ("model-case", T2V, dict(model="Wan2.5-T2V-Preview", prompt="p"), ("model", "did you mean 'wan2.5-t2v-preview'?")),
+    ("model-space", T2V, dict(model="wan2.6-t2v ", prompt="p"), ("model", "did you mean 'wan2.6-t2v'?")),
+    ("model-typo", T2V, dict(model="wan2.5-t2v-previw", prompt="p"), ("model", "did you mean 'wan2.5-t2v-preview'?")),
+    (
+        "budget-parameters-extra",
+        T2V,
+        dict(model="wan2.5-t2v-preview", prompt="p", parameters_extra={"duration": 10}, max_cost_usd=1.0),
+        ("max_cost_usd", "$1.5000", "wan2.5-t2v-preview"),
+    ),
     (
         "i2v-gs-uri-malformed",
         I2V,
@@ -209,6 +314,7 @@ def _assert_nothing_sent(simulator) -> None:
 
 
 @pytest.mark.parametrize(("case", "operator_class", "params", "fragments"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.timeout(60)
 def test_invalid_input_fails_before_any_request(
     case, operator_class, params, fragments, tmp_path, wan_simulator, simulator_connection
 ):
@@ -251,3 +357,12 @@ def test_no_connection_and_no_environment_key(wan_simulator, monkeypatch):
     with pytest.raises(WanInvalidInputError, match=r"wan_absent.*DASHSCOPE_API_KEY"):
         operator.execute(context={})
     _assert_nothing_sent(wan_simulator)
+
+
+def test_a_truly_new_model_name_is_accepted_with_a_warning(wan_simulator, simulator_connection, capfd):
+    operator = T2V(task_id="new-model", wan_conn_id=simulator_connection(), model="wan2.9-t2v", prompt="p")
+    endpoint, body = operator.build_request()
+    assert endpoint == "services/aigc/video-generation/video-synthesis"
+    assert body["model"] == "wan2.9-t2v"
+    out, err = capfd.readouterr()
+    assert "Model 'wan2.9-t2v' is not in the provider's catalogue" in out + err

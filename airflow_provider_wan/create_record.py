@@ -1,0 +1,225 @@
+"""
+The retry-safety record of a submit operator: which request it sent, when, and which DashScope task that made.
+
+A create is paid for, so the record is written *before* anything else can fail:
+
+1. before the ``POST``: the request's fingerprint and a "create in flight" mark with the time it was sent;
+2. after the answer: the DashScope task id beside the fingerprint;
+3. only then XCom and the wait.
+
+A later try of the same task instance (an Airflow retry, or a clear and re-run) reads it back:
+
+* same fingerprint and a known task id: re-attach to that task (no second create);
+* same fingerprint, in flight, no task id: the earlier try died between sending the create and storing its answer,
+  so a task may exist and be billed: :func:`outcome_unknown_error`, final, never a blind second create;
+* another fingerprint (the prompt, seed, size... changed, or the ``take`` was raised): a new task.
+
+Two stores keep it, chosen by feature detection (:func:`record_store`): Airflow 3.3's task state store
+(``context["task_state_store"]``) when the context has one, else an Airflow Variable per task instance (Airflow 2.11
+to 3.2, where XCom cannot serve: Airflow clears a task's XComs before each try). Both live in the metadata database,
+so they survive a retry, a worker crash and a clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Protocol
+
+from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError
+
+__all__ = [
+    "RECORD_KEY",
+    "VARIABLE_PREFIX",
+    "CreateRecord",
+    "RecordStore",
+    "TaskStateStoreRecords",
+    "VariableRecords",
+    "outcome_unknown_error",
+    "record_store",
+    "request_fingerprint",
+]
+
+#: the task state store key (Airflow >= 3.3)
+RECORD_KEY = "wan_create"
+#: Variable keys of the fallback store start with this (Airflow < 3.3)
+VARIABLE_PREFIX = "wan_create_record"
+#: Airflow's limit on Variable key length
+_VARIABLE_KEY_MAX = 250
+#: how long after the create was sent a task may have appeared (the hook's connect + read timeouts, its resends,
+#: and DashScope's own clock skew, rounded up generously)
+_WINDOW_AFTER_SECONDS = 600
+_WINDOW_BEFORE_SECONDS = 60
+#: DashScope's list_tasks takes times as YYYYMMDDhhmmss in UTC+8
+_DASHSCOPE_UTC_OFFSET_SECONDS = 8 * 3600
+
+
+def request_fingerprint(model: str, endpoint: str, body: Mapping[str, Any], take: int = 1) -> str:
+    """
+    sha256 (hex) of the request as it goes out: model, endpoint and the final body (after templating and image
+    resolution), as canonical JSON (sorted keys, no spaces, ASCII escapes), plus the operator's ``take``.
+    """
+    canonical = json.dumps(
+        {"model": model, "endpoint": endpoint.strip("/"), "body": body, "take": take},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreateRecord:
+    """
+    What one try knew about its create. Holds no request text (the body may hold a prompt nobody should read in
+    the Airflow UI, and megabytes of inline images): the fingerprint stands for it.
+
+    :param fingerprint: :func:`request_fingerprint` of the request
+    :param model: the model name sent
+    :param sent_at: epoch seconds when the create was about to be sent (the "in flight" mark)
+    :param task_id: the DashScope task id, None while the create is in flight
+    """
+
+    fingerprint: str
+    model: str
+    sent_at: float
+    task_id: str | None = None
+
+    @property
+    def in_flight(self) -> bool:
+        return self.task_id is None
+
+    def with_task(self, task_id: str) -> CreateRecord:
+        return replace(self, task_id=task_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: Any) -> CreateRecord | None:
+        """The record a store held, or None for nothing or anything unreadable (never raises)."""
+        if not isinstance(value, Mapping):
+            return None
+        fingerprint, model, sent_at, task_id = (value.get(k) for k in ("fingerprint", "model", "sent_at", "task_id"))
+        if not (isinstance(fingerprint, str) and isinstance(model, str)):
+            return None
+        if not isinstance(sent_at, (int, float)) or isinstance(sent_at, bool):
+            return None
+        if task_id is not None and not (isinstance(task_id, str) and task_id):
+            return None
+        return cls(fingerprint=fingerprint, model=model, sent_at=float(sent_at), task_id=task_id)
+
+
+class RecordStore(Protocol):
+    """Where a task instance's :class:`CreateRecord` lives between tries."""
+
+    #: for the logs: which store this is
+    description: str
+
+    def get(self) -> CreateRecord | None: ...
+
+    def put(self, record: CreateRecord) -> None: ...
+
+    def delete(self) -> None: ...
+
+
+class TaskStateStoreRecords:
+    """The record in Airflow 3.3's task state store (kept ``[state_store] default_retention_days``, default 30)."""
+
+    description = "the task state store"
+
+    def __init__(self, accessor: Any) -> None:
+        self._accessor = accessor
+
+    def get(self) -> CreateRecord | None:
+        return CreateRecord.from_json(self._accessor.get(RECORD_KEY))
+
+    def put(self, record: CreateRecord) -> None:
+        self._accessor.set(RECORD_KEY, record.to_json())
+
+    def delete(self) -> None:
+        self._accessor.delete(RECORD_KEY)
+
+
+class VariableRecords:
+    """
+    The record in an Airflow Variable named ``wan_create_record/<dag_id>/<task_id>/<run_id>/<map_index>`` (or
+    ``wan_create_record/<sha256>`` when that would pass Airflow's 250-character limit). Airflow never deletes
+    Variables by itself: see the operator docs for their cleanup.
+    """
+
+    description = "an Airflow Variable"
+
+    def __init__(self, dag_id: str, task_id: str, run_id: str, map_index: int) -> None:
+        self.key = variable_key(dag_id, task_id, run_id, map_index)
+
+    def get(self) -> CreateRecord | None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        # the default as the second positional argument: Airflow 2 calls it default_var, the Task SDK default
+        return CreateRecord.from_json(Variable.get(self.key, None, deserialize_json=True))
+
+    def put(self, record: CreateRecord) -> None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        Variable.set(
+            self.key,
+            record.to_json(),
+            description="airflow-provider-wan retry-safety record (DashScope task of this task instance)",
+            serialize_json=True,
+        )
+
+    def delete(self) -> None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        Variable.delete(self.key)
+
+
+def variable_key(dag_id: str, task_id: str, run_id: str, map_index: int) -> str:
+    """The Variable that holds one task instance's record."""
+    key = f"{VARIABLE_PREFIX}/{dag_id}/{task_id}/{run_id}/{map_index}"
+    if len(key) <= _VARIABLE_KEY_MAX:
+        return key
+    return f"{VARIABLE_PREFIX}/{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def record_store(context: Mapping[str, Any]) -> RecordStore:
+    """
+    The task state store when the context has one (Airflow >= 3.3), else an Airflow Variable keyed by the task
+    instance. Feature detection, not a version check: a 3.3 context without the store gets the Variable too.
+    """
+    accessor = context.get("task_state_store")
+    if accessor is not None:
+        return TaskStateStoreRecords(accessor)
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    return VariableRecords(ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else int(map_index))
+
+
+def _dashscope_time(epoch: float) -> str:
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(epoch + _DASHSCOPE_UTC_OFFSET_SECONDS))
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+def outcome_unknown_error(record: CreateRecord, *, store: str) -> WanCreateOutcomeUnknownError:
+    """
+    The final error for a record still "in flight": an earlier try sent this very request and died before it could
+    store DashScope's answer. Says where to look for the task, and how to create a new one anyway.
+    """
+    start, end = record.sent_at - _WINDOW_BEFORE_SECONDS, record.sent_at + _WINDOW_AFTER_SECONDS
+    return WanCreateOutcomeUnknownError(
+        f"An earlier try of this task sent the same create request for model {record.model!r} at "
+        f"{_utc(record.sent_at)} and stopped before DashScope's answer was stored in {store} (execution_timeout, "
+        "a killed worker, a lost connection...). A task may have been created and billed, so the request was NOT "
+        f"sent again. Look for a {record.model} task created between {_utc(start)} and {_utc(end)} in the DashScope "
+        f"console, or with WanHook.list_tasks(model_name={record.model!r}, start_time={_dashscope_time(start)!r}, "
+        f"end_time={_dashscope_time(end)!r}) (times in UTC+8), and wait for it with WanTaskSensor(wan_task_id=...). "
+        "To create a new task for this request anyway, raise the operator's take (e.g. take=2)."
+    )
