@@ -233,7 +233,7 @@ CASES: list[tuple[str, type, dict[str, Any], tuple[str, ...]]] = [
         "kf2v-data-garbage",
         KF2V,
         dict(model="wan2.2-kf2v-flash", first_frame_url="@data-garbage", last_frame_url=URL),
-        ("first_frame_url", "not an image", "JPEG, PNG, BMP, WEBP"),
+        ("first_frame_url", "holds no image", "JPEG, PNG, BMP, WEBP"),
     ),
     (
         "prompt-lone-surrogate",
