@@ -50,6 +50,7 @@ __all__ = [
     "place",
     "text_problem",
     "validate_request",
+    "validate_texts",
     "validate_unknown_model_request",
 ]
 
@@ -481,26 +482,38 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def validate_texts(name: str, input_: Mapping[str, Any]) -> list[Problem]:
+    """
+    The table's texts (prompt, negative prompt, ...) must be plain text: see :func:`text_problem`.
+
+    The operators' rule, not DashScope's (it takes and bills such a prompt, then the text breaks what reads the task
+    afterwards): the simulator, which answers as DashScope does, does not apply it.
+    """
+    problems = []
+    for key, value in input_.items():
+        row = _BY_NAME.get(key)
+        if row is not None and row.kind is Kind.TEXT and isinstance(value, str):
+            problem = text_problem(value)
+            if problem is not None:
+                problems.append(Problem(key, f"{problem}; {name} takes plain text"))
+    return problems
+
+
 def validate_unknown_model_request(
     name: str, input_: Mapping[str, Any], parameters: Mapping[str, Any]
 ) -> list[Problem]:
     """
     The checks that hold whatever the model, for a model the catalogue does not know: the table's texts are plain
-    text, its whole numbers are whole numbers. :func:`validate_request` makes them (and the model's own) for a
-    catalogue model.
+    text (:func:`validate_texts`), its whole numbers are whole numbers. :func:`validate_request` checks the
+    numbers (and the model's own rules) for a catalogue model.
     """
-    problems = []
-    for where, values in ((Where.INPUT, input_), (Where.PARAMETERS, parameters)):
-        for key, value in values.items():
-            row = _BY_NAME.get(key)
-            if row is None or row.where is not where or value is None:
-                continue
-            if row.kind is Kind.TEXT and isinstance(value, str) and (problem := text_problem(value)) is not None:
-                problems.append(Problem(key, f"{problem}; {name} takes plain text"))
-            elif row.kind is Kind.INT and not _is_int(value):
-                problems.append(
-                    Problem(key, f"{value!r} is not a whole number for {name}; write it with the ASCII digits 0-9")
-                )
+    problems = validate_texts(name, input_)
+    for key, value in parameters.items():
+        row = _BY_NAME.get(key)
+        if row is not None and row.where is Where.PARAMETERS and row.kind is Kind.INT and not _is_int(value):
+            problems.append(
+                Problem(key, f"{value!r} is not a whole number for {name}; write it with the ASCII digits 0-9")
+            )
     return problems
 
 
@@ -566,8 +579,6 @@ def _check_value(problems: list[Problem], row: Field, value: Any, model: WanMode
     if kind is Kind.TEXT:
         if not isinstance(value, str):
             problems.append(Problem(label, f"must be a string, got {type(value).__name__}"))
-        elif (problem := text_problem(value)) is not None:
-            problems.append(Problem(label, f"{problem}; {name} takes plain text"))
         elif row.limit and len(value) > getattr(model, row.limit):
             problems.append(
                 Problem(

@@ -50,6 +50,7 @@ from airflow_provider_wan.schema import (
     parse_int,
     place,
     validate_request,
+    validate_texts,
     validate_unknown_model_request,
 )
 
@@ -262,7 +263,7 @@ class WanBaseVideoOperator(BaseOperator):
             )
             problems = validate_unknown_model_request(self.model, input_, parameters)
         else:
-            problems = validate_request(model, input_, parameters, local_ok=True)
+            problems = validate_request(model, input_, parameters, local_ok=True) + validate_texts(model.name, input_)
         if problems:
             raise WanInvalidInputError(f"Invalid input for {self.model}: " + "; ".join(str(p) for p in problems))
         # local and gs:// files: checked now (free), uploaded at submission
