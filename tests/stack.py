@@ -20,7 +20,8 @@ What it gives:
   :meth:`AirflowStack.stop` sends SIGTERM to each component's process group, then SIGKILL to what is left; it also
   runs at interpreter exit, so a crashed test leaves no process behind. Only processes this object started are
   signalled.
-* **DAGs and runs**: :meth:`write_dag`, :meth:`wait_for_dag`, :meth:`unpause`, :meth:`trigger`, :meth:`run_dag`
+* **DAGs and runs**: :meth:`write_dag`, :meth:`wait_for_dag`, :meth:`unpause`, :meth:`trigger`, :meth:`run_dag`,
+  :meth:`clear`
   (REST API v2; the simple auth manager runs with ``all_admins``, so no token is needed).
 * **state**: :meth:`run_state`, :meth:`wait_for_run`, :meth:`task_instances`, :meth:`task_states`,
   :meth:`wait_for_task_state`, :meth:`wait_until`, :meth:`xcom`, :meth:`trigger_rows` (decrypted kwargs),
@@ -486,6 +487,22 @@ class AirflowStack:
         self.wait_for_dag(dag_id, timeout=timeout)
         self.unpause(dag_id)
         return self.trigger(dag_id, conf=conf)
+
+    def clear(self, dag_id: str, run_id: str, task_ids: Iterable[str], *, downstream: bool = True) -> None:
+        """Clear task instances of a run (and their downstream) as the UI's *Clear* does; the scheduler re-runs them."""
+        self.api(
+            "POST",
+            f"dags/{dag_id}/clearTaskInstances",
+            {
+                "dry_run": False,
+                "dag_run_id": run_id,
+                "task_ids": list(task_ids),
+                "include_downstream": downstream,
+                "only_failed": False,
+                "reset_dag_runs": True,
+                "run_on_latest_version": True,
+            },
+        )
 
     # --- metadata DB (read-only) -------------------------------------------------------------------------------
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from airflow_provider_wan.testing.pytest_plugin import (  # noqa: F401
     wan_simulator_api_key,
     wan_simulator_options,
 )
-from tests.stack import AirflowStack
+from tests.stack import AirflowStack, free_port
 
 VIDEO_ENDPOINT = "services/aigc/video-generation/video-synthesis"
 T2V_BODY = {"model": "wan2.5-t2v-preview", "input": {"prompt": "a lighthouse at dawn"}, "parameters": {}}
@@ -69,10 +69,27 @@ def sim_process() -> Iterator[SimulatorProcess]:
 
 
 @pytest.fixture(scope="package")
-def airflow_stack(sim_process: SimulatorProcess) -> Iterator[AirflowStack]:
-    """The session's Airflow stack, connected to ``sim_process`` through ``AIRFLOW_CONN_WAN_DEFAULT``."""
+def stack_gcs_emulator() -> Iterator[str]:
+    """An in-memory GCS emulator on 127.0.0.1 for the stack's transfers; yields its URL (``STORAGE_EMULATOR_HOST``)."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="package")
+def airflow_stack(sim_process: SimulatorProcess, stack_gcs_emulator: str) -> Iterator[AirflowStack]:
+    """
+    The session's Airflow stack, connected to ``sim_process`` through ``AIRFLOW_CONN_WAN_DEFAULT`` and to a GCS
+    emulator through ``STORAGE_EMULATOR_HOST``.
+    """
     stack = AirflowStack(
-        env={"AIRFLOW_CONN_WAN_DEFAULT": sim_process.connection_json()},
+        env={"AIRFLOW_CONN_WAN_DEFAULT": sim_process.connection_json(), "STORAGE_EMULATOR_HOST": stack_gcs_emulator},
         parallelism=STACK_SLOTS,
         config={
             # a killed worker is noticed within seconds (issue 3's crash test), not 5 minutes
