@@ -109,6 +109,8 @@ def dashscope_simulator(api_key: str) -> Iterator[str]:
         pending_seconds=SIMULATOR_PENDING_SECONDS,
         generation_seconds=SIMULATOR_GENERATION_SECONDS,
         log_requests=False,
+        # the video (and so the poster) shows the request: model, size, length and prompt
+        draw_text=True,
     )
     say(f"   DashScope simulator at {simulator.base_url} (pid {simulator.pid})")
     try:

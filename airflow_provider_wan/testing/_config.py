@@ -332,6 +332,9 @@ class SimulatorConfig:
     cache_dir: str | None = None
     #: print one line per request on stdout (method, path without query string, status, milliseconds)
     log_requests: bool = True
+    #: draw the model and prompt on every video, text-only requests included (each distinct prompt is then one more
+    #: encode; requests with media always get them drawn)
+    draw_text: bool = False
     #: seconds an uploaded file stays resolvable as oss:// (default 172800, DashScope's 48 hours)
     upload_ttl_seconds: float = 172800.0
     #: seconds an upload policy stays valid (default 3600)

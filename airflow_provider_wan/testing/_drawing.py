@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._font import text_band
+
 __all__ = ["Drawing", "DrawingCache", "drawing_for", "encode_drawing"]
 
 _AUDIO_RATE = 16_000
@@ -34,9 +36,11 @@ class Drawing:
     clip: Source | None = None
     audio: Source | None = None
     references: tuple[Source, ...] = field(default_factory=tuple)
+    #: drawn in a band at the top of every generated frame: the model, then the prompt
+    text: tuple[str, ...] = ()
 
     def key(self) -> str:
-        digest = hashlib.sha1()
+        digest = hashlib.sha1("\n".join(self.text).encode())
         for source in (self.first, self.last, self.clip, self.audio, *self.references):
             if source is None:
                 digest.update(b"-")
@@ -52,8 +56,13 @@ def _read(source: Source) -> bytes:
     return Path(value).read_bytes() if kind == "file" else bytes(value)
 
 
-def drawing_for(input_: Mapping[str, Any], resolve: Callable[[str], Path | None]) -> Drawing | None:
-    """The drawing a create request's ``input`` asks for; None when it carries no media the simulator can read."""
+def drawing_for(
+    input_: Mapping[str, Any], resolve: Callable[[str], Path | None], text: tuple[str, ...] = (), always: bool = False
+) -> Drawing | None:
+    """
+    The drawing a create request asks for; None when it carries no media the simulator can read (unless ``always``:
+    then the text alone makes a drawing).
+    """
 
     def source(url: Any) -> Source | None:
         if not isinstance(url, str):
@@ -92,10 +101,9 @@ def drawing_for(input_: Mapping[str, Any], resolve: Callable[[str], Path | None]
     refs = [source(u) for u in [*(input_.get("ref_images_url") or []), *(input_.get("reference_urls") or [])]]
     refs += [source(i.get("url")) for i in media if i.get("type") == "reference_image"]
     references = tuple(r for r in refs if r is not None)
-    drawing = Drawing(first, last, clip, audio, references)
-    if not any((first, last, clip, audio, references)):
+    if not always and not any((first, last, clip, audio, references)):
         return None
-    return drawing
+    return Drawing(first, last, clip, audio, references, text)
 
 
 def _decode_image(data: bytes, width: int, height: int) -> Any:
@@ -173,6 +181,8 @@ def encode_drawing(width: int, height: int, duration: float, fps: int, drawing: 
     thumb_w, thumb_h = (width // 5) & ~1, (height // 5) & ~1
     thumbs = [_decode_image(_read(r), thumb_w, thumb_h) for r in drawing.references[:4]]
     audio = _decode_audio(_read(drawing.audio), duration) if drawing.audio else (_tone(duration) if sound else [])
+    band, band_height = text_band(list(drawing.text), width) if drawing.text else (b"", 0)
+    band_height = min(band_height, height // 2)
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=fps)
@@ -203,6 +213,9 @@ def encode_drawing(width: int, height: int, duration: float, fps: int, drawing: 
                 planes = [luma, *(bytearray(b"\x80" * (p.line_size * p.height)) for p in frame.planes[1:])]
                 for slot, thumb in enumerate(thumbs):
                     _paste(planes, sizes, thumb, (slot * (thumb_w + 8)) & ~1, (height - thumb_h - 8) & ~1)
+                # the request in words: model and prompt (not on a given frame, which must stay as given)
+                for row in range(band_height):
+                    planes[0][row * sizes[0] : row * sizes[0] + width] = band[row * width : (row + 1) * width]
             out = av.VideoFrame(width, height, "yuv420p")
             for plane, data, size in zip(out.planes, planes, sizes, strict=True):
                 rows = plane.height

@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="directory where encoded MP4s are also cached, shared between runs and processes (default: memory only)",
     )
+    add(
+        "--draw-text",
+        action="store_true",
+        help="draw the model and prompt on every video, text-only requests included (requests with media always "
+        "get them); each distinct prompt costs one more encode",
+    )
     add("--fault", action="append", default=[], metavar="JSON", help=_FAULT_HELP)
     add("--quiet", action="store_true", help="do not print one line per request on stdout")
     return parser
@@ -173,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             video_fps=args.video_fps,
             cache_dir=args.cache_dir,
             log_requests=not args.quiet,
+            draw_text=args.draw_text,
         )
     except ValueError as exc:  # json.JSONDecodeError is a ValueError too
         parser.error(str(exc))

@@ -427,7 +427,8 @@ async def create_task(request: web.Request) -> web.Response:
         tier=resolution_tier(model, size, resolution),
         now=now,
     )
-    task.drawing = drawing_for(input_, stored.get)
+    text = (f"{model_name} {width}x{height} {task.duration}s", *([prompt] if isinstance(prompt, str) else []))
+    task.drawing = drawing_for(input_, stored.get, text, always=state.config.draw_text)
     return _json({"request_id": _request_id(), "output": {"task_id": task.task_id, "task_status": "PENDING"}})
 
 

@@ -286,6 +286,8 @@ def options_to_argv(options: Mapping[str, Any]) -> list[str]:
                 argv.append("--quiet")
         elif value is None:
             continue
+        elif isinstance(value, bool):  # on/off switches (--draw-text)
+            argv += [flag] if value else []
         else:
             argv += [flag, str(value)]
     return argv
