@@ -13,7 +13,7 @@ if [ -n "${WAN_AIRFLOW:-}" ]; then
 else
   WAN_VENV=.venv
   WAN_CONSTRAINTS=constraints.txt
-  WAN_EXTRAS=test,docs,scale
+  WAN_EXTRAS=test,test-stores,docs,scale
 fi
 if [ ! -f "$WAN_CONSTRAINTS" ]; then
   echo "no constraints file $WAN_CONSTRAINTS for WAN_AIRFLOW=$WAN_AIRFLOW" >&2

@@ -93,3 +93,46 @@ def wan_connection(wan_simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         wan_simulator.connection_json(),
     )
     return wan_simulator
+
+
+@dataclass
+class MotoS3:
+    """A moto server (the S3 API over real HTTP on 127.0.0.1) and a boto3 client of it."""
+
+    url: str
+    client: Any
+
+
+@pytest.fixture(scope="session")
+def _moto_session() -> Iterator[str]:
+    pytest.importorskip("boto3", reason="the S3 tests need the test extra (boto3, moto[server])")
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto_s3(_moto_session: str, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
+    """The session's moto server with an empty bucket ``wan-videos``; boto3 pointed at it through the environment."""
+    import boto3
+
+    for name, value in {
+        "AWS_ENDPOINT_URL": _moto_session,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3")
+    for bucket in client.list_buckets().get("Buckets", []):
+        for item in client.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
+            client.delete_object(Bucket=bucket["Name"], Key=item["Key"])
+        client.delete_bucket(Bucket=bucket["Name"])
+    client.create_bucket(Bucket=BUCKET)
+    return MotoS3(url=_moto_session, client=client)

@@ -1,0 +1,578 @@
+"""
+The operator layer every transfer shares: names, idempotency, metadata, the copy loop, sidecar, result and asset
+events. A destination adds only a sink (:mod:`airflow_provider_wan.transfers.sinks`).
+
+The way through::
+
+    parameters checked (task id, object name, metadata size), destination checked (a missing bucket is final)
+    store: object already there for this DashScope task, with a verified size and MD5? --yes--> return it
+    DashScope: GET /tasks/{id} for a fresh signed video_url (the copy in XCom may be stale)
+    download engine --bytes, proven whole--> sink upload (out of sight) --commit: visible, verified, recorded
+    any failure --> the upload is aborted: nothing is kept
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.common.compat.sdk import BaseOperator
+
+from airflow_provider_wan.exceptions import (
+    WanError,
+    WanFinalError,
+    WanInvalidInputError,
+    WanRetryableError,
+    WanTransferIntegrityError,
+)
+from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
+from airflow_provider_wan.models import cost_from_usage
+from airflow_provider_wan.transfers.download import (
+    READ_SIZE,
+    Progress,
+    ResumableDownload,
+    SourceChangedError,
+    mask_signed_url,
+)
+from airflow_provider_wan.transfers.sinks import Sink, Stored, Upload, encode_header_value
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+__all__ = [
+    "DEFAULT_ASSET_ALIAS",
+    "DEFAULT_OBJECT_NAME",
+    "METADATA_LIMIT_BYTES",
+    "TASK_ID_PLACEHOLDER",
+    "WanVideoTransferOperator",
+    "fit_metadata",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+#: ``{wan_task_id}`` is replaced after Jinja rendering: the DashScope task id is unique, so is the object name
+TASK_ID_PLACEHOLDER = "{wan_task_id}"
+DEFAULT_OBJECT_NAME = f"wan/{TASK_ID_PLACEHOLDER}.mp4"
+SIDECAR_CONTENT_TYPE = "application/json"
+#: GCS's limit on an object's custom metadata, keys and values together (the default budget)
+METADATA_LIMIT_BYTES = 8 * KiB
+#: every transfer announces its object through this asset alias unless told otherwise
+DEFAULT_ASSET_ALIAS = "wan_video_to_gcs"
+
+# custom metadata keys
+META_TASK_ID = "wan_task_id"
+META_TRANSFER_ID = "wan_transfer_id"
+META_SOURCE_BYTES = "wan_source_bytes"
+#: MD5 (base64) of the downloaded bytes, recorded once the object verified: a rerun trusts only an object carrying it
+META_SOURCE_MD5 = "wan_source_md5"
+META_ORIG_PROMPT = "wan_orig_prompt"
+META_ACTUAL_PROMPT = "wan_actual_prompt"
+META_PROMPTS_CUT = "wan_prompts_truncated"
+META_VIDEO_GENERATION = "wan_video_generation"
+#: what a sink adds at commit: the size (20 digits) and the MD5 (base64), reserved in the metadata budget
+_RESERVED = len(META_SOURCE_BYTES) + 20 + len(META_SOURCE_MD5) + 24
+
+
+# --- metadata ------------------------------------------------------------------------------------------------------
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _cut(text: str, budget: int, measure: Callable[[str], int]) -> str:
+    """The longest prefix of ``text`` whose measure is at most ``budget``, never inside a character."""
+    if measure(text) <= budget:
+        return text
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if measure(text[:middle]) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
+
+
+def fit_metadata(
+    fields: Mapping[str, str | None],
+    prompts: Mapping[str, str | None],
+    limit: int = METADATA_LIMIT_BYTES,
+    measure: Callable[[str], int] = _utf8_len,
+) -> dict[str, str]:
+    """
+    Custom metadata: every field of ``fields``, then the ``prompts`` cut to fit ``limit`` bytes in total.
+
+    Stores cap an object's custom metadata (GCS and Azure 8 KiB, S3 2 KiB); a wan2.6 prompt may be 1,500 characters
+    (4,500 bytes in Chinese) and the extended prompt longer. The prompts share what the other fields leave, each
+    getting at least an equal part; when one is cut, ``wan_prompts_truncated`` says so (the JSON sidecar keeps them
+    whole).
+
+    :param fields: metadata that must fit whole; None values are left out
+    :param prompts: long texts, cut on character boundaries in the order given
+    :param limit: budget in bytes (default 8 KiB, GCS's limit)
+    :param measure: size of a text as the store counts it (default: UTF-8 bytes; percent-encoded for S3)
+    :raises WanInvalidInputError: when ``fields`` alone do not fit (only possible with a huge ``extra_metadata``)
+    """
+    metadata = {key: str(value) for key, value in fields.items() if value is not None}
+    marker_cost = len(META_PROMPTS_CUT) + len("true")
+    used = sum(len(k) + measure(v) for k, v in metadata.items())
+    texts = {key: value for key, value in prompts.items() if value}
+    needed = used + sum(len(k) + measure(v) for k, v in texts.items())
+    if needed <= limit:
+        metadata.update(texts)
+        return metadata
+    # the truncation marker must fit too
+    budget = limit - used - marker_cost - sum(len(k) for k in texts)
+    if budget < 0:
+        raise WanInvalidInputError(
+            f"extra_metadata: the object metadata takes {used} bytes, over the store's limit of {limit} bytes for "
+            "keys and values together; shorten extra_metadata"
+        )
+    remaining = list(texts.items())
+    for index, (key, value) in enumerate(remaining):
+        share = budget // (len(remaining) - index)
+        # a short text takes only what it needs; the rest goes to the next one
+        cut = _cut(value, share, measure)
+        metadata[key] = cut
+        budget -= measure(cut)
+    metadata[META_PROMPTS_CUT] = "true"
+    return metadata
+
+
+# --- the operator layer --------------------------------------------------------------------------------------------
+class WanVideoTransferOperator(BaseOperator):
+    """
+    Base of the transfers: copy a finished Wan video from DashScope into one object, streamed, verified, at most once.
+
+    Subclasses say where, with :meth:`destination` (a sink and an object name, rendered at run time); everything else
+    is here. See :class:`~airflow_provider_wan.transfers.wan_to_storage.WanVideoToStorageOperator` for the
+    parameters.
+    """
+
+    template_fields: Sequence[str] = ("wan_task_id", "model", "prompt", "seed", "extra_metadata")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"extra_metadata": "json"}
+    ui_color = "#ff6a00"
+
+    def __init__(
+        self,
+        *,
+        wan_task_id: str,
+        wan_conn_id: str = WanHook.default_conn_name,
+        overwrite: bool = False,
+        write_sidecar: bool = False,
+        model: str | None = None,
+        prompt: str | None = None,
+        seed: int | str | None = None,
+        extra_metadata: dict[str, str] | None = None,
+        asset_alias: str | None = DEFAULT_ASSET_ALIAS,
+        max_download_attempts: int = 5,
+        download_retry_delay: float = 1.0,
+        download_timeout: float | None = 3600.0,
+        progress_interval: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        if max_download_attempts < 1:
+            raise WanInvalidInputError(f"max_download_attempts: must be at least 1, got {max_download_attempts}")
+        if download_timeout is not None and not download_timeout > 0:
+            raise WanInvalidInputError(f"download_timeout: must be a positive number of seconds: {download_timeout}")
+        if asset_alias:
+            from airflow.providers.common.compat.sdk import AssetAlias
+
+            outlets = kwargs.get("outlets") or []
+            outlets = list(outlets) if isinstance(outlets, list | tuple) else [outlets]
+            alias = AssetAlias(name=asset_alias)
+            kwargs["outlets"] = outlets if alias in outlets else [*outlets, alias]
+        super().__init__(**kwargs)
+        self.wan_task_id = wan_task_id
+        self.wan_conn_id = wan_conn_id
+        self.overwrite = overwrite
+        self.write_sidecar = write_sidecar
+        self.model = model
+        self.prompt = prompt
+        self.seed = seed
+        self.extra_metadata = extra_metadata or {}
+        self.asset_alias = asset_alias
+        self.max_download_attempts = max_download_attempts
+        self.download_retry_delay = download_retry_delay
+        self.download_timeout = download_timeout
+        self.progress_interval = progress_interval
+        self._killed = False
+
+    @cached_property
+    def hook(self) -> WanHook:
+        return WanHook(wan_conn_id=self.wan_conn_id)
+
+    def destination(self, task_id: str) -> tuple[Sink, str]:
+        """The sink and the object name (``{wan_task_id}`` already replaced) of this run."""
+        raise NotImplementedError
+
+    def part_size(self) -> int:
+        """Bytes a sink buffers before sending them (bounds the memory used)."""
+        return 8 * MiB
+
+    # -- names ----------------------------------------------------------------------------------------------------
+    def _task_id(self) -> str:
+        value = str(self.wan_task_id if self.wan_task_id is not None else "").strip()
+        if not value or value in ("None", "null") or "/" in value or "?" in value:
+            raise WanInvalidInputError(
+                f"wan_task_id: {self.wan_task_id!r} is not a DashScope task id (did the upstream task push its "
+                "'wan_task_id' XCom?)"
+            )
+        return value
+
+    @staticmethod
+    def object_key(template: str, task_id: str) -> str:
+        return str(template or "").replace(TASK_ID_PLACEHOLDER, task_id).lstrip("/")
+
+    @staticmethod
+    def sidecar_name(object_name: str) -> str:
+        """``wan/abc.mp4`` -> ``wan/abc.json``: the sidecar lies next to the video."""
+        head, _, tail = object_name.rpartition("/")
+        stem = tail.rsplit(".", 1)[0] if "." in tail.lstrip(".") else tail
+        return f"{head}/{stem}.json" if head else f"{stem}.json"
+
+    # -- execution ------------------------------------------------------------------------------------------------
+    def execute(self, context: Context) -> dict[str, Any]:
+        task_id = self._task_id()
+        sink, key = self.destination(task_id)
+        sink.check_key(key)
+        sidecar = self.sidecar_name(key) if self.write_sidecar else None
+        if sidecar == key:
+            raise WanInvalidInputError(f"object_name: {key!r} would be its own JSON sidecar; name it .mp4")
+        self._check_metadata_fits(sink, task_id)
+        # the destination before DashScope: a missing bucket must not cost a download (nor a retry of one)
+        sink.check()
+
+        # the store first: a copy made by an earlier run is returned without touching DashScope
+        existing = sink.stat(key)
+        if existing is not None and self._holds_video_of(existing, task_id):
+            self.log.info(
+                "%s already holds DashScope task %s's video (%d bytes, MD5 %s): nothing to copy",
+                existing.uri,
+                task_id,
+                existing.size,
+                existing.metadata.get(META_SOURCE_MD5),
+            )
+            sidecar_uri = self._write_sidecar(sink, sidecar, existing, None) if sidecar else None
+            result = self._result(sink, key, existing, task_id, uploaded=False, sidecar_uri=sidecar_uri)
+            self._emit_asset_event(context, result)
+            return result
+        self._check_replaceable(existing, task_id)
+        sidecar_existing = self._sidecar_replaceable(sink, sidecar, task_id) if sidecar else None
+
+        task = self._finished_task(task_id)
+        stored = self._copy(task, sink, key, existing)
+        sidecar_uri = self._write_sidecar(sink, sidecar, stored, task, sidecar_existing) if sidecar else None
+        result = self._result(sink, key, stored, task_id, uploaded=True, sidecar_uri=sidecar_uri)
+        self._emit_asset_event(context, result)
+        return result
+
+    def on_kill(self) -> None:
+        # the copy loop checks this flag between reads, then aborts the upload: no half object, no open session
+        self._killed = True
+
+    @staticmethod
+    def _holds_video_of(stored: Stored, task_id: str) -> bool:
+        """
+        Whether ``stored`` is a verified copy of the task's video: the size and MD5 recorded from the download match
+        what the store holds. An object written by an older version (no recorded MD5, perhaps truncated) is not.
+        """
+        metadata = stored.metadata
+        if metadata.get(META_TASK_ID) != task_id:
+            return False
+        size, md5 = metadata.get(META_SOURCE_BYTES), metadata.get(META_SOURCE_MD5)
+        if not (size and md5 and size == str(stored.size)):
+            return False
+        # the store's own checksum of the bytes it holds, where it keeps one (S3 multipart objects have none)
+        return stored.md5 is None or stored.md5 == md5
+
+    def _check_replaceable(self, existing: Stored | None, task_id: str) -> None:
+        if existing is None:
+            return
+        owner = existing.metadata.get(META_TASK_ID)
+        if owner == task_id:
+            self.log.warning(
+                "%s names DashScope task %s but carries no verified size and MD5 of it (an unfinished earlier copy, "
+                "or one made by an older version): replacing it",
+                existing.uri,
+                task_id,
+            )
+            return
+        if not self.overwrite:
+            held = f"DashScope task {owner}'s video" if owner else "an object not written by this operator"
+            raise WanFinalError(
+                f"{existing.uri} already exists and holds {held}, not task {task_id}'s; nothing was downloaded. "
+                "Choose another object_name, or set overwrite=True to replace it",
+                task_id=task_id,
+            )
+        self.log.info("Replacing %s: overwrite=True", existing.uri)
+
+    def _sidecar_replaceable(self, sink: Sink, name: str, task_id: str) -> Stored | None:
+        existing = sink.stat(name)
+        if existing is None:
+            return None
+        if existing.metadata.get(META_TASK_ID) != task_id and not self.overwrite:
+            raise WanFinalError(
+                f"{existing.uri} (the JSON sidecar) already exists and does not belong to DashScope task {task_id}; "
+                "nothing was downloaded. Choose another object_name, set overwrite=True, or write_sidecar=False",
+                task_id=task_id,
+            )
+        return existing
+
+    def _finished_task(self, task_id: str) -> WanTask:
+        """The task as DashScope reports it now: a fresh signed link, or the provider's error."""
+        task = self.hook.get_task(task_id)
+        # FAILED, CANCELED and UNKNOWN (expired after 24 hours) raise final errors here
+        task.raise_for_status()
+        if task.status is not TaskStatus.SUCCEEDED:
+            raise WanRetryableError(
+                f"DashScope task {task_id} is still {task.status.value}: there is no video to copy yet. Wait for it "
+                "first (wait_for_completion=True on the generating operator, or WanTaskSensor)",
+                task_id=task_id,
+                request_id=task.request_id,
+            )
+        if not task.video_url:
+            raise WanRetryableError(
+                f"DashScope task {task_id} SUCCEEDED but its answer carried no video_url",
+                task_id=task_id,
+                request_id=task.request_id,
+            )
+        return task
+
+    # -- metadata -------------------------------------------------------------------------------------------------
+    def _check_metadata_fits(self, sink: Sink, task_id: str) -> None:
+        """Before any download: the metadata, with generous stand-ins for what DashScope will say, fits the limit."""
+        stand_in = "x" * 64
+        task = WanTask(
+            task_id=task_id,
+            status=TaskStatus.SUCCEEDED,
+            request_id=stand_in,
+            submit_time=stand_in,
+            end_time=stand_in,
+            usage={"video_count": 1, "video_duration": 15, "video_ratio": "1920*1080", "note": "x" * 100},
+        )
+        self._metadata(sink, task, uuid.uuid4().hex, 1 << 40)
+
+    def _metadata(self, sink: Sink, task: WanTask, transfer_id: str, source_bytes: int | None) -> dict[str, str]:
+        model = str(self.model) if self.model else None
+        cost = cost_from_usage(model, task.usage)
+        extra = self.extra_metadata
+        if not isinstance(extra, Mapping):
+            raise WanInvalidInputError(f"extra_metadata: must be a dict of str to str, got {type(extra).__name__}")
+        fields: dict[str, str | None] = {
+            **{str(k): str(v) for k, v in extra.items()},
+            META_TASK_ID: task.task_id,
+            "wan_model": model,
+            "wan_request_id": task.request_id,
+            "wan_seed": str(self.seed) if self.seed not in (None, "", "None") else None,
+            "wan_usage": json.dumps(task.usage, separators=(",", ":"), sort_keys=True) if task.usage else None,
+            "wan_estimated_cost_usd": f"{cost:.4f}" if cost is not None else None,
+            "wan_submit_time": task.submit_time,
+            "wan_end_time": task.end_time,
+            META_SOURCE_BYTES: str(source_bytes) if source_bytes is not None else None,
+            META_TRANSFER_ID: transfer_id,
+        }
+        prompts = {
+            META_ORIG_PROMPT: task.orig_prompt or (str(self.prompt) if self.prompt else None),
+            META_ACTUAL_PROMPT: task.actual_prompt,
+        }
+        measure = (lambda text: len(encode_header_value(text))) if sink.ascii_metadata else _utf8_len
+        return fit_metadata(fields, prompts, limit=sink.metadata_limit - _RESERVED, measure=measure)
+
+    # -- the copy -------------------------------------------------------------------------------------------------
+    def _copy(self, task: WanTask, sink: Sink, key: str, replacing: Stored | None) -> Stored:
+        url = task.video_url or ""
+        mask_signed_url(url)
+        download = ResumableDownload(
+            self.hook.session,
+            url,
+            task_id=task.task_id,
+            log=self.log,
+            timeout=self.hook.timeout,
+            max_attempts=self.max_download_attempts,
+            retry_delay=self.download_retry_delay,
+            deadline=self.download_timeout,
+            read_size=min(READ_SIZE, self.part_size()),
+        )
+        while True:
+            try:
+                return self._copy_once(download, task, sink, key, replacing)
+            except SourceChangedError as changed:
+                if not download.may_restart():
+                    raise WanTransferIntegrityError(
+                        f"{changed}; gave up after {download.attempts} requests. Nothing was kept",
+                        task_id=task.task_id,
+                    ) from None
+                # the upload was abandoned with the stale bytes: start both again from byte 0
+                self.log.warning("%s; starting the copy again from byte 0", changed)
+                download.restart()
+
+    def _copy_once(
+        self, download: ResumableDownload, task: WanTask, sink: Sink, key: str, replacing: Stored | None
+    ) -> Stored:
+        transfer_id = uuid.uuid4().hex
+        progress = Progress(self.log, self.progress_interval)
+        upload: Upload | None = None
+        self.log.info(
+            "Copying DashScope task %s's video to %s (%s)",
+            task.task_id,
+            sink.uri(key),
+            "new object" if replacing is None else "replacing the object there",
+        )
+        try:
+            # the iteration ends normally only once the download is proven whole (length, validators, MP4 boxes)
+            for chunk in download:
+                if self._killed:
+                    raise WanRetryableError("The transfer was killed", task_id=task.task_id)
+                if upload is None:
+                    # opened on the first byte: the size announced by the link goes into the object's metadata
+                    metadata = self._metadata(sink, task, transfer_id, download.total)
+                    upload = sink.open(key, metadata=metadata, replacing=replacing)
+                upload.write(chunk)
+                progress.update(download.received, download.total)
+            assert upload is not None  # an empty download is never proven whole
+            # only now does the object become visible; commit verifies it and records the size and MD5
+            stored = upload.commit(size=download.received, md5=download.md5(), crc32c=download.crc32c())
+        except BaseException:
+            if upload is not None:
+                upload.abort()
+            raise
+        elapsed, rate = progress.rate(download.received)
+        self.log.info(
+            "Stored %s: %d bytes (%.1f MiB) in %.1f s, %.1f MB/s, MD5 %s; %d resumption(s), %d restart(s)",
+            stored.uri,
+            download.received,
+            download.received / MiB,
+            elapsed,
+            rate,
+            stored.metadata.get(META_SOURCE_MD5),
+            download.resumptions,
+            download.restarts,
+        )
+        return stored
+
+    # -- sidecar --------------------------------------------------------------------------------------------------
+    def _write_sidecar(
+        self, sink: Sink, name: str, video: Stored, task: WanTask | None, existing: Stored | None = None
+    ) -> str:
+        """Write (or confirm) the JSON sidecar describing ``video``; return its URI."""
+        task_id = video.metadata.get(META_TASK_ID, "")
+        if task is None:
+            existing = sink.stat(name)
+            if existing is not None and existing.metadata.get(META_VIDEO_GENERATION) == str(video.version):
+                return existing.uri  # already describes this very object
+            existing = self._sidecar_replaceable(sink, name, task_id)
+            # the object's metadata has the prompts cut; the task (if still there) has them whole
+            try:
+                task = self.hook.get_task(task_id)
+            except WanError:
+                task = None
+            if task is not None and task.status is not TaskStatus.SUCCEEDED:
+                task = None
+        document = self._sidecar_document(video, task)
+        stored = sink.put_small(
+            name,
+            json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True).encode("utf-8"),
+            content_type=SIDECAR_CONTENT_TYPE,
+            metadata={META_TASK_ID: task_id, META_VIDEO_GENERATION: str(video.version)},
+            replacing=existing,
+        )
+        self.log.info("Wrote the JSON sidecar %s", stored.uri)
+        return stored.uri
+
+    @staticmethod
+    def _sidecar_document(video: Stored, task: WanTask | None) -> dict[str, Any]:
+        metadata = video.metadata
+        usage: Any = metadata.get("wan_usage") or "{}"
+        try:
+            usage = json.loads(usage)
+        except ValueError:
+            usage = {"unparsed": usage}
+        cost = metadata.get("wan_estimated_cost_usd")
+        document: dict[str, Any] = {
+            "wan_task_id": metadata.get(META_TASK_ID),
+            "model": metadata.get("wan_model"),
+            "request_id": metadata.get("wan_request_id"),
+            "seed": metadata.get("wan_seed"),
+            "orig_prompt": metadata.get(META_ORIG_PROMPT),
+            "actual_prompt": metadata.get(META_ACTUAL_PROMPT),
+            "prompts_truncated": metadata.get(META_PROMPTS_CUT) == "true",
+            "usage": usage,
+            "estimated_cost_usd": float(cost) if cost else None,
+            "submit_time": metadata.get("wan_submit_time"),
+            "end_time": metadata.get("wan_end_time"),
+            "extra_metadata": {k: v for k, v in metadata.items() if not k.startswith("wan_")},
+            "video": {
+                "uri": video.uri,
+                "size": video.size,
+                "md5_hash": video.md5 or metadata.get(META_SOURCE_MD5),
+                "crc32c": video.crc32c,
+                "generation": str(video.version),
+                "content_type": video.content_type,
+            },
+            "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if task is not None:
+            document.update(
+                orig_prompt=task.orig_prompt or document["orig_prompt"],
+                actual_prompt=task.actual_prompt or document["actual_prompt"],
+                prompts_truncated=False,
+                scheduled_time=task.scheduled_time,
+            )
+        return document
+
+    # -- result and asset event -----------------------------------------------------------------------------------
+    @staticmethod
+    def _result(
+        sink: Sink, key: str, stored: Stored, task_id: str, *, uploaded: bool, sidecar_uri: str | None
+    ) -> dict[str, Any]:
+        md5 = stored.md5 or stored.metadata.get(META_SOURCE_MD5)
+        return {
+            "uri": stored.uri,
+            "bucket": sink.container,
+            "object": key,
+            "size": stored.size,
+            "md5_hash": md5,
+            "md5_hex": binascii.hexlify(base64.b64decode(md5)).decode() if md5 else None,
+            "crc32c": stored.crc32c,
+            # a string: GCS generations are ~2**60, and XCom's JSON round trip turns big ints into floats
+            "generation": None if stored.version is None else str(stored.version),
+            "content_type": stored.content_type,
+            "wan_task_id": task_id,
+            "uploaded": uploaded,
+            "sidecar_uri": sidecar_uri,
+        }
+
+    def _emit_asset_event(self, context: Context, result: dict[str, Any]) -> None:
+        from airflow.providers.common.compat.sdk import Asset, AssetAlias
+
+        from airflow_provider_wan.compat import asset_for_uri
+
+        events = context.get("outlet_events")
+        if events is None:
+            return
+        uri = result["uri"]
+        extra = {
+            key: result[key]
+            for key in (
+                "bucket",
+                "object",
+                "size",
+                "md5_hash",
+                "crc32c",
+                "generation",
+                "content_type",
+                "wan_task_id",
+                "uploaded",
+            )
+        }
+        for outlet in self.outlets or []:
+            if isinstance(outlet, AssetAlias):
+                events[outlet].add(asset_for_uri(uri), extra=extra)
+            elif isinstance(outlet, Asset) and outlet.uri == uri:
+                events[outlet].extra.update(extra)

@@ -1,0 +1,192 @@
+"""
+Sinks: where a verified video lands. One small class per destination; everything else (the download engine, names,
+idempotency, metadata, sidecar, result, asset events) is shared by the operator layer in
+:mod:`airflow_provider_wan.transfers.base`.
+
+A sink promises, whatever the destination:
+
+* :meth:`Sink.check` fails before any download when the destination cannot be written (a missing bucket is a final
+  error naming it);
+* an :class:`Upload` holds the bytes out of sight (a resumable session, a multipart upload, uncommitted blocks, a
+  temporary file) in bounded memory, and makes them visible only in :meth:`Upload.commit`, called once the download
+  is proven whole. ``commit`` compares what the store kept with the downloaded size and MD5, deletes it on a
+  mismatch, and records ``wan_source_bytes`` and ``wan_source_md5`` in the object's metadata: what a rerun trusts;
+* :meth:`Upload.abort` leaves nothing behind.
+
+:func:`sink_for` picks the sink of a destination URI (``gs://``, ``s3://``, ``abfs://``/``wasbs://``, ``file://``).
+The store clients (google-cloud-storage, boto3, azure-storage-blob) are imported inside the sinks: each is an
+optional extra.
+"""
+
+from __future__ import annotations
+
+import base64
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+from urllib.parse import quote, unquote, urlsplit
+
+from airflow_provider_wan.exceptions import WanInvalidInputError
+
+__all__ = ["Destination", "Sink", "Stored", "Upload", "b64", "sink_for"]
+
+VIDEO_CONTENT_TYPE = "video/mp4"
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+@dataclass
+class Stored:
+    """An object as the store reports it."""
+
+    uri: str
+    size: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    #: base64 MD5 of the stored bytes as the store computed it; None when the store keeps none (S3 multipart)
+    md5: str | None = None
+    #: base64 CRC32C, when the store reports one (GCS)
+    crc32c: str | None = None
+    #: GCS generation, S3/Azure ETag, ...: what a precondition names
+    version: str | None = None
+    content_type: str | None = None
+
+
+class Upload(ABC):
+    """Bytes on their way into one object, invisible until :meth:`commit`."""
+
+    @abstractmethod
+    def write(self, chunk: bytes) -> None: ...
+
+    @abstractmethod
+    def commit(self, *, size: int, md5: bytes, crc32c: bytes | None) -> Stored:
+        """Make the object visible, verify it against ``size``/``md5``/``crc32c`` (delete it on a mismatch), record
+        ``wan_source_bytes`` and ``wan_source_md5``; return it as stored."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """After any failure: nothing of this upload stays (best effort, never raises)."""
+
+
+class Sink(ABC):
+    """One destination: a bucket, container or folder, and the client that writes there."""
+
+    #: what the destination is called in messages ("GCS bucket", "S3 bucket", "folder"...)
+    kind: ClassVar[str]
+    #: the store's limit on custom metadata, keys and values together, in bytes as the store counts them
+    metadata_limit: ClassVar[int] = 8 * 1024
+    #: metadata travels in HTTP headers: values must be ASCII (non-ASCII is percent-encoded)
+    ascii_metadata: ClassVar[bool] = False
+
+    def __init__(self, container: str) -> None:
+        self.container = container
+
+    @abstractmethod
+    def uri(self, key: str) -> str: ...
+
+    def check_key(self, key: str) -> None:
+        """Raise :class:`WanInvalidInputError` naming ``object_name`` when the store refuses this key."""
+        if not key or len(key.encode("utf-8")) > 1024 or "\r" in key or "\n" in key:
+            raise WanInvalidInputError(
+                f"object_name: {key!r} is not a valid object name (1-1024 UTF-8 bytes, no line breaks)"
+            )
+
+    @abstractmethod
+    def check(self) -> None:
+        """Before any download: the destination exists and can be read; else a final error naming it."""
+
+    @abstractmethod
+    def stat(self, key: str) -> Stored | None: ...
+
+    @abstractmethod
+    def open(self, key: str, *, metadata: Mapping[str, str], replacing: Stored | None) -> Upload:
+        """An upload of the video to ``key``; ``replacing`` is the object it may replace (None: must not exist)."""
+
+    @abstractmethod
+    def put_small(
+        self, key: str, data: bytes, *, content_type: str, metadata: Mapping[str, str], replacing: Stored | None
+    ) -> Stored:
+        """Write a small object whole (the JSON sidecar)."""
+
+    def delete(self, stored: Stored, key: str) -> None:  # pragma: no cover - overridden where used
+        raise NotImplementedError
+
+    def encode_metadata(self, metadata: Mapping[str, str]) -> dict[str, str]:
+        """Metadata as the store takes it: ASCII values percent-encoded where the store needs it."""
+        if not self.ascii_metadata:
+            return dict(metadata)
+        return {key: encode_header_value(value) for key, value in metadata.items()}
+
+    def decode_metadata(self, metadata: Mapping[str, str] | None) -> dict[str, str]:
+        if not self.ascii_metadata:
+            return dict(metadata or {})
+        return {key.lower(): unquote(value) for key, value in (metadata or {}).items()}
+
+    def console_url(self, key: str) -> str | None:
+        """Where a person sees the object in the store's web console, when there is one."""
+        return None
+
+
+def encode_header_value(value: str) -> str:
+    """``value`` with non-ASCII, control characters and ``%`` percent-encoded: safe in an HTTP header."""
+    return quote(value, safe="".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%"))
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A parsed destination URI: scheme, connection id (``scheme://conn_id@bucket/key``), container and key."""
+
+    scheme: str
+    conn_id: str | None
+    container: str
+    key: str
+
+    @classmethod
+    def parse(cls, uri: str, conn_id: str | None = None) -> Destination:
+        text = str(uri or "").strip()
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        if scheme == "file" or (not scheme and text.startswith("/")):
+            path = unquote(parts.path) if scheme else text
+            if not path.startswith("/"):
+                raise WanInvalidInputError(f"destination: {uri!r}: a file:// destination needs an absolute path")
+            return cls("file", conn_id, "/", path.lstrip("/"))
+        if scheme not in _SINKS:
+            raise WanInvalidInputError(
+                f"destination: {uri!r} is not a supported destination; use gs://, s3://, abfs:// (or wasbs://), "
+                "or file:// followed by the bucket (container, folder) and the object name"
+            )
+        user, _, host = parts.netloc.rpartition("@")
+        container = host
+        if scheme in ("abfs", "abfss", "wasb", "wasbs") and "@" in parts.netloc:
+            # Azure style: abfs://container@account.dfs.core.windows.net/key: the container comes before the @
+            container, user = user, ""
+        if not container:
+            raise WanInvalidInputError(f"destination: {uri!r} names no bucket (container)")
+        return cls(scheme, conn_id or (user or None), container, parts.path.lstrip("/"))
+
+
+def sink_for(destination: Destination) -> Sink:
+    """The sink of a parsed destination; its store client is imported only now."""
+    factory = _SINKS[destination.scheme]
+    module_name, class_name = factory.rsplit(".", 1)
+    import importlib
+
+    module = importlib.import_module(f"airflow_provider_wan.transfers.sinks.{module_name}")
+    sink: Sink = getattr(module, class_name).from_destination(destination)
+    return sink
+
+
+_SINKS = {
+    "gs": "gcs.GCSSink",
+    "gcs": "gcs.GCSSink",
+    "s3": "s3.S3Sink",
+    "s3a": "s3.S3Sink",
+    "abfs": "azure.AzureBlobSink",
+    "abfss": "azure.AzureBlobSink",
+    "wasb": "azure.AzureBlobSink",
+    "wasbs": "azure.AzureBlobSink",
+    "file": "local.LocalSink",
+}

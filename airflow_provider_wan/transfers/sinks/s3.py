@@ -1,0 +1,237 @@
+"""
+Amazon S3 (and S3-compatible stores): a multipart upload, one ``part_size`` buffer in memory at a time, each part
+sent with its ``Content-MD5`` (S3 checks it); completed only at commit, and kept only when S3's ETag equals the
+multipart ETag computed from the downloaded bytes. A video smaller than one part is one ``PutObject``. The verified
+size and MD5 are recorded in the metadata (for a multipart object by a server-side copy onto itself).
+``boto3`` is imported inside the methods; with apache-airflow-providers-amazon, a connection id goes through
+``S3Hook``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_wan.exceptions import WanFinalError, WanRetryableError, WanTransferIntegrityError
+from airflow_provider_wan.transfers.sinks import VIDEO_CONTENT_TYPE, Destination, Sink, Stored, Upload, b64
+
+MiB = 1024 * 1024
+#: S3's smallest part (all but the last)
+MIN_PART = 5 * MiB
+
+
+class S3Sink(Sink):
+    """
+    An S3 bucket.
+
+    :param bucket: the bucket
+    :param aws_conn_id: an Airflow AWS connection (needs apache-airflow-providers-amazon); None: boto3's own
+        credential chain and ``AWS_ENDPOINT_URL``
+    :param part_size: bytes per part, at least 5 MiB (default 8 MiB): bounds the memory used
+    """
+
+    kind = "S3 bucket"
+    #: S3 caps user-defined metadata at 2 KiB
+    metadata_limit = 2 * 1024
+    ascii_metadata = True
+
+    def __init__(self, bucket: str, *, aws_conn_id: str | None = None, part_size: int = 8 * MiB) -> None:
+        super().__init__(bucket)
+        self.aws_conn_id = aws_conn_id
+        self.part_size = max(part_size, MIN_PART)
+        self._client: Any = None
+
+    @classmethod
+    def from_destination(cls, destination: Destination) -> S3Sink:
+        return cls(destination.container, aws_conn_id=destination.conn_id)
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.container}/{key}"
+
+    def console_url(self, key: str) -> str | None:
+        return f"https://s3.console.aws.amazon.com/s3/object/{self.container}?prefix={key}"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            if self.aws_conn_id:
+                try:
+                    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+                except ImportError:
+                    raise WanFinalError(
+                        f"conn_id: the AWS connection {self.aws_conn_id!r} needs apache-airflow-providers-amazon; "
+                        "install airflow-provider-wan[amazon], or leave the connection out to use boto3's own "
+                        "credentials"
+                    ) from None
+                self._client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+            else:
+                import boto3
+
+                self._client = boto3.client("s3")
+        return self._client
+
+    @staticmethod
+    def _status(exc: Exception) -> int:
+        return int(getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+    def check(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.container)
+        except ClientError as exc:
+            status = self._status(exc)
+            if status == 404:
+                raise WanFinalError(
+                    f"destination: the S3 bucket {self.container!r} does not exist; create it or fix the destination. "
+                    "Nothing was downloaded"
+                ) from None
+            if status == 403:
+                raise WanFinalError(
+                    f"destination: the S3 bucket {self.container!r} cannot be read with these credentials (HTTP 403); "
+                    "nothing was downloaded"
+                ) from None
+            raise WanRetryableError(f"S3 answered HTTP {status} to the lookup of bucket {self.container!r}") from None
+        except BotoCoreError as exc:
+            raise WanRetryableError(f"S3 did not answer ({type(exc).__name__}); nothing was downloaded") from None
+
+    def stat(self, key: str) -> Stored | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.container, Key=key)
+        except ClientError as exc:
+            if self._status(exc) == 404:
+                return None
+            raise WanRetryableError(f"S3 answered HTTP {self._status(exc)} about {self.uri(key)}") from None
+        etag = str(head.get("ETag", "")).strip('"')
+        return Stored(
+            uri=self.uri(key),
+            size=int(head.get("ContentLength", 0)),
+            metadata=self.decode_metadata(head.get("Metadata")),
+            # a single-part ETag is the MD5 of the bytes; a multipart one ("...-N") is not
+            md5=b64(bytes.fromhex(etag)) if len(etag) == 32 and "-" not in etag else None,
+            version=etag,
+            content_type=head.get("ContentType"),
+        )
+
+    def open(self, key: str, *, metadata: Mapping[str, str], replacing: Stored | None) -> Upload:
+        return _S3Upload(self, key, dict(metadata))
+
+    def put_small(
+        self, key: str, data: bytes, *, content_type: str, metadata: Mapping[str, str], replacing: Stored | None
+    ) -> Stored:
+        self.client.put_object(
+            Bucket=self.container,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+            ContentMD5=base64.b64encode(hashlib.md5(data).digest()).decode(),
+            Metadata=self.encode_metadata(metadata),
+        )
+        stored = self.stat(key)
+        assert stored is not None
+        return stored
+
+
+class _S3Upload(Upload):
+    def __init__(self, sink: S3Sink, key: str, metadata: dict[str, str]) -> None:
+        self.sink = sink
+        self.key = key
+        self.metadata = metadata
+        self.buffer = io.BytesIO()
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+        self.digests: list[bytes] = []
+        self.committed = False
+
+    @property
+    def client(self) -> Any:
+        return self.sink.client
+
+    def write(self, chunk: bytes) -> None:
+        self.buffer.write(chunk)
+        if self.buffer.tell() >= self.sink.part_size:
+            self._send_part()
+
+    def _send_part(self) -> None:
+        data = self.buffer.getvalue()
+        self.buffer = io.BytesIO()
+        if self.upload_id is None:
+            started = self.client.create_multipart_upload(
+                Bucket=self.sink.container,
+                Key=self.key,
+                ContentType=VIDEO_CONTENT_TYPE,
+                Metadata=self.sink.encode_metadata(self.metadata),
+            )
+            self.upload_id = started["UploadId"]
+        digest = hashlib.md5(data).digest()
+        number = len(self.parts) + 1
+        answer = self.client.upload_part(
+            Bucket=self.sink.container,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=data,
+            ContentMD5=base64.b64encode(digest).decode(),
+        )
+        self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        self.digests.append(digest)
+
+    def commit(self, *, size: int, md5: bytes, crc32c: bytes | None) -> Stored:
+        recorded = {**self.metadata, "wan_source_bytes": str(size), "wan_source_md5": b64(md5)}
+        uri = self.sink.uri(self.key)
+        if self.upload_id is None:
+            # one part: a single PutObject, visible now, with its MD5 checked by S3 and the final metadata
+            data = self.buffer.getvalue()
+            self.committed = True
+            answer = self.client.put_object(
+                Bucket=self.sink.container,
+                Key=self.key,
+                Body=data,
+                ContentType=VIDEO_CONTENT_TYPE,
+                ContentMD5=base64.b64encode(md5).decode(),
+                Metadata=self.sink.encode_metadata(recorded),
+            )
+            expected = md5.hex()
+        else:
+            if self.buffer.tell():
+                self._send_part()
+            self.committed = True
+            answer = self.client.complete_multipart_upload(
+                Bucket=self.sink.container,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.parts},
+            )
+            expected = f"{hashlib.md5(b''.join(self.digests)).hexdigest()}-{len(self.parts)}"
+        etag = str(answer.get("ETag", "")).strip('"')
+        if etag != expected:
+            raise WanTransferIntegrityError(f"{uri} did not verify (ETag {etag} != {expected}) and was deleted")
+        if self.upload_id is not None:
+            # record the verified size and MD5: a server-side copy onto itself, only if nobody replaced it meanwhile
+            self.client.copy_object(
+                Bucket=self.sink.container,
+                Key=self.key,
+                CopySource={"Bucket": self.sink.container, "Key": self.key},
+                CopySourceIfMatch=f'"{etag}"',
+                MetadataDirective="REPLACE",
+                ContentType=VIDEO_CONTENT_TYPE,
+                Metadata=self.sink.encode_metadata(recorded),
+            )
+        stored = self.sink.stat(self.key)
+        if stored is None or stored.size != size or (stored.md5 is not None and stored.md5 != b64(md5)):
+            raise WanTransferIntegrityError(f"{uri} did not verify after its upload and was deleted")
+        return stored
+
+    def abort(self) -> None:
+        try:
+            if not self.committed and self.upload_id is not None:
+                self.client.abort_multipart_upload(Bucket=self.sink.container, Key=self.key, UploadId=self.upload_id)
+            elif self.committed:
+                self.client.delete_object(Bucket=self.sink.container, Key=self.key)
+        except Exception:  # best effort; an unfinished multipart upload holds no object
+            pass
