@@ -117,7 +117,7 @@ def test_text_to_video_then_store_through_airflow(store: Store, wan_connection: 
         f"""
         from datetime import datetime
 
-        from airflow.sdk import DAG
+        from airflow.providers.common.compat.sdk import DAG
 
         from airflow_provider_wan.operators.wan import WanTextToVideoOperator
         from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
