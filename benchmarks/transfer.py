@@ -11,6 +11,10 @@ Benchmark: moving one big finished video from DashScope into GCS, three ways, ea
 * ``disk_copy``: a plain script: the body streamed to a temporary file (1 MiB reads), then
   ``blob.upload_from_filename()`` with the library's defaults.
 
+* ``s3_streaming``: :class:`~airflow_provider_wan.transfers.wan_to_storage.WanVideoToStorageOperator` into S3
+  (moto in server mode, its own process): multipart, ``--chunk-mib`` parts, verified before visible.
+* ``s3_upload_fileobj``: boto3's managed ``upload_fileobj`` of the streamed body (s3transfer defaults), unverified.
+
 The DashScope simulator (``--payload-bytes``: N deterministic bytes at a signed link instead of an MP4) and the
 gcp-storage-emulator (``--in-memory``: it keeps objects in RAM) run in their own processes, so neither pollutes the
 measurement. Each approach runs in a fresh Python process that imports everything and builds its clients first, then
@@ -55,7 +59,7 @@ from _machine import describe
 MiB = 1024 * 1024
 BUCKET = "bench"
 MODEL = "wan2.5-t2v-preview"
-APPROACHES = ("streaming", "http_to_gcs", "disk_copy")
+APPROACHES = ("streaming", "http_to_gcs", "disk_copy", "s3_streaming", "s3_upload_fileobj")
 GOAL_GROWTH_MIB = 100
 SECTION_START = "<!-- benchmarks/transfer.py: start -->"
 SECTION_END = "<!-- benchmarks/transfer.py: end -->"
@@ -122,7 +126,22 @@ def worker(approach: str, wan_task_id: str, object_name: str, chunk_mib: int) ->
         progress_interval=10.0,
     )
     operator.__dict__["hook"] = hook
-    operator.__dict__["gcs_client"] = client
+    s3_operator: Any = None
+    if approach.startswith("s3_"):
+        import boto3
+
+        from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+
+        s3 = boto3.client("s3")
+        s3_operator = WanVideoToStorageOperator(
+            task_id="bench",
+            wan_task_id=wan_task_id,
+            destination=f"s3://{BUCKET}/{object_name}",
+            part_size=chunk_mib * MiB,
+            asset_alias=None,
+            progress_interval=10.0,
+        )
+        s3_operator.__dict__["hook"] = hook
     http_hook = HttpHook(method="GET", http_conn_id="wan_sim_http")
     import google_crc32c  # noqa: F401
 
@@ -154,10 +173,35 @@ def worker(approach: str, wan_task_id: str, object_name: str, chunk_mib: int) ->
             tmp.flush()
             size = tmp.tell()
             bucket.blob(object_name).upload_from_filename(tmp.name, content_type="video/mp4", timeout=300)
+    elif approach == "s3_streaming":
+        result = s3_operator.execute({})
+        size = int(result["size"])
+    elif approach == "s3_upload_fileobj":
+        # boto3's managed upload of the streamed body (s3transfer: 8 MiB parts, several threads), nothing verified
+        url = hook.get_task(wan_task_id).video_url or ""
+        with hook.session.get(url, stream=True, timeout=(10, 60)) as response:
+            response.raise_for_status()
+            s3.upload_fileobj(response.raw, BUCKET, object_name, ExtraArgs={"ContentType": "video/mp4"})
+        size = int(s3.head_object(Bucket=BUCKET, Key=object_name)["ContentLength"])
     else:
         raise SystemExit(f"unknown approach {approach!r}")
     seconds = time.perf_counter() - started
     peak = sampler.stop()
+    if approach.startswith("s3_"):
+        head = s3.head_object(Bucket=BUCKET, Key=object_name)
+        # the MD5 the streaming sink verified and recorded (a multipart ETag is no MD5)
+        recorded = head.get("Metadata", {}).get("wan_source_md5")
+        return {
+            "approach": approach,
+            "bytes": size,
+            "seconds": round(seconds, 2),
+            "mb_per_s": round(size / seconds / 1e6, 1),
+            "rss_before_mib": round(before / MiB, 1),
+            "peak_growth_mib": round((peak - before) / MiB, 1),
+            "maxrss_growth_mib": round(max(0, _maxrss_bytes() - max(before, maxrss_before)) / MiB, 1),
+            "md5_hash": recorded,
+            "stored_bytes": int(head["ContentLength"]),
+        }
     blob = bucket.get_blob(object_name)
     return {
         "approach": approach,
@@ -268,6 +312,16 @@ def main() -> int:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    s3_port = _free_port()
+    moto = None
+    if any(a.startswith("s3_") for a in approaches):
+        # moto in server mode: the S3 API over HTTP, in its own process (it keeps objects in RAM)
+        moto = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     simulator = start_simulator_process(
         payload_bytes=size, pending_seconds=0.0, generation_seconds=0.0, log_requests=False
     )
@@ -280,12 +334,21 @@ def main() -> int:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{gcs_port}",
             "GOOGLE_CLOUD_PROJECT": "bench",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
             "AIRFLOW_CONN_WAN_DEFAULT": simulator.connection_json(),
             "AIRFLOW_CONN_WAN_SIM_HTTP": json.dumps(
                 {"conn_type": "http", "host": simulator.host, "port": simulator.port, "schema": "http"}
             ),
         }
         os.environ.update(env)
+        if moto is not None:
+            import boto3
+
+            _wait_http(f"http://127.0.0.1:{s3_port}/moto-api/")
+            boto3.client("s3").create_bucket(Bucket=BUCKET)
         from airflow_provider_wan.hooks.wan import WanHook
 
         hook = WanHook()
@@ -319,12 +382,20 @@ def main() -> int:
             row["chunk_mib"] = int(chunk or args.chunk_mib)
             rows.append(row)
             print(f"  {row}", flush=True)
-            # free the emulator's copy before the next approach
-            from airflow_provider_wan.gcs import storage_client
+            # free the server's copy before the next approach
+            if name.startswith("s3_"):
+                import boto3
 
-            storage_client().bucket(BUCKET).delete_blob(f"bench/{approach}.bin")
+                boto3.client("s3").delete_object(Bucket=BUCKET, Key=f"bench/{approach}.bin")
+            else:
+                from airflow_provider_wan.gcs import storage_client
+
+                storage_client().bucket(BUCKET).delete_blob(f"bench/{approach}.bin")
     finally:
         simulator.stop()
+        if moto is not None:
+            moto.terminate()
+            moto.wait(10)
         emulator.terminate()
         try:
             emulator.wait(10)
@@ -332,7 +403,8 @@ def main() -> int:
             emulator.kill()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    digests = {row["md5_hash"] for row in rows}
+    # boto3's plain upload verifies nothing and records no MD5: only the sizes of its object are compared
+    digests = {row["md5_hash"] for row in rows if row["md5_hash"] is not None}
     sizes = {row["stored_bytes"] for row in rows}
     if len(digests) != 1 or sizes != {size}:
         raise SystemExit(f"the approaches stored different objects: md5 {digests}, sizes {sizes}")
@@ -351,6 +423,7 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, machine: str, c
     labels = {
         "http_to_gcs": "HttpToGCSOperator way (whole body in memory, then upload_from_string)",
         "disk_copy": "plain copy (download to disk, then upload_from_filename, library defaults)",
+        "s3_upload_fileobj": "S3: boto3 upload_fileobj of the streamed body (s3transfer defaults, nothing verified)",
     }
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -367,9 +440,11 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, machine: str, c
     ]
     for row in rows:
         label = labels.get(row["approach"], f"WanVideoToGCSOperator (streaming, {row['chunk_mib']} MiB chunks)")
-        goal = f"< {GOAL_GROWTH_MIB} MiB" if row["approach"] == "streaming" else "(reference)"
+        if row["approach"] == "s3_streaming":
+            label = f"S3: WanVideoToStorageOperator (multipart, {row['chunk_mib']} MiB parts, verified)"
+        goal = f"< {GOAL_GROWTH_MIB} MiB" if row["approach"] in ("streaming", "s3_streaming") else "(reference)"
         met = ""
-        if row["approach"] == "streaming":
+        if row["approach"] in ("streaming", "s3_streaming"):
             met = " (met)" if row["peak_growth_mib"] < GOAL_GROWTH_MIB else " (NOT met)"
         lines.append(
             f"| {label} | {row['peak_growth_mib']} | {goal}{met} | {row['maxrss_growth_mib']} "
