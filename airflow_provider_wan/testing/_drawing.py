@@ -21,7 +21,7 @@ from typing import Any
 
 from ._font import text_band
 
-__all__ = ["Drawing", "DrawingCache", "drawing_for", "encode_drawing"]
+__all__ = ["Drawing", "DrawingCache", "drawing_for", "encode_drawing", "input_video_seconds"]
 
 _AUDIO_RATE = 16_000
 Source = tuple[str, Any]  # ("file", Path) or ("data", bytes)
@@ -49,6 +49,32 @@ class Drawing:
             else:
                 digest.update(hashlib.sha1(source[1]).digest())
         return digest.hexdigest()
+
+
+def input_video_seconds(input_: Mapping[str, Any], resolve: Callable[[str], Path | None]) -> float:
+    """
+    Seconds of the videos a request gives (reference videos, a source video, a clip) that the simulator can read:
+    what DashScope reports as ``usage.input_video_duration``. Unreadable videos (http URLs) count 0.
+    """
+    import av
+
+    urls = [i.get("url") for i in input_.get("media") or [] if isinstance(i, dict) and i.get("type") in _VIDEO_TYPES]
+    urls += [u for u in input_.get("reference_urls") or [] if isinstance(u, str)]
+    total = 0.0
+    for url in urls:
+        path = resolve(url) if isinstance(url, str) and url.startswith("oss://") else None
+        if path is None:
+            continue
+        try:
+            with av.open(str(path), mode="r") as container:
+                if container.streams.video:
+                    total += float(container.duration or 0) / 1_000_000
+        except av.error.FFmpegError:
+            continue
+    return round(total, 1)
+
+
+_VIDEO_TYPES = ("reference_video", "video", "first_clip")
 
 
 def _read(source: Source) -> bytes:

@@ -74,6 +74,8 @@ class TaskRecord:
     canceled_at: float | None = None
     #: the request's media the video shows (see _drawing.py); None: the plain moving-bar video
     drawing: Any = None
+    #: seconds of input video the request gave (usage.input_video_duration on models that bill it)
+    input_seconds: float = 0.0
 
     @property
     def slot_end(self) -> float:

@@ -59,7 +59,7 @@ from airflow_provider_wan.schema import validate_request
 from . import _uploads
 from ._config import API_MISBEHAVIOURS, Fault, SimulatorConfig
 from ._download_faults import changed_body, etag_of, http_date, take_shape
-from ._drawing import DrawingCache, drawing_for
+from ._drawing import DrawingCache, drawing_for, input_video_seconds
 from ._media import MediaUnavailableError, VideoCache, payload_chunks
 from ._state import SimulatorState, TaskRecord, format_time, parse_list_time
 
@@ -429,6 +429,8 @@ async def create_task(request: web.Request) -> web.Response:
     )
     text = (f"{model_name} {width}x{height} {task.duration}s", *([prompt] if isinstance(prompt, str) else []))
     task.drawing = drawing_for(input_, stored.get, text, always=state.config.draw_text)
+    if model.bills_input_video and stored:
+        task.input_seconds = input_video_seconds(input_, stored.get)
     return _json({"request_id": _request_id(), "output": {"task_id": task.task_id, "task_status": "PENDING"}})
 
 
@@ -496,7 +498,7 @@ def _usage(task: TaskRecord) -> dict[str, Any]:
         if task.model.family is Family.TEXT_TO_VIDEO:
             usage["size"] = task.size
         usage.update(
-            input_video_duration=0,
+            input_video_duration=task.input_seconds,
             output_video_duration=task.duration,
             video_count=1,
             SR=int(task.tier.rstrip("P")),
@@ -504,7 +506,7 @@ def _usage(task: TaskRecord) -> dict[str, Any]:
         return usage
     if style is UsageStyle.MEDIA:
         return {
-            "input_video_duration": 0,
+            "input_video_duration": task.input_seconds,
             "output_video_duration": task.duration,
             "duration": task.duration,
             "video_count": 1,

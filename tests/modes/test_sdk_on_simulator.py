@@ -88,3 +88,23 @@ def test_sdk_call_with_local_files_completes(sdk, wan_simulator, tmp_path: Path,
     assert mean_abs_diff(video, first) < 12
     # and the check can fail: the other picture is far from frame 0
     assert mean_abs_diff(video, band) > 40
+
+
+def test_wan3_usage_bills_the_input_video_seconds(sdk, wan_simulator, tmp_path: Path) -> None:
+    from airflow_provider_wan.models import cost_from_usage
+    from tests.modes.media_files import write_mp4
+
+    clip = write_mp4(tmp_path / "dance.mp4", seconds=2.0)
+    media = [
+        {"type": "reference_image", "url": str(write_png(tmp_path / "me.png", 480, 480))},
+        {"type": "reference_video", "url": str(clip)},
+    ]
+    response = VideoSynthesis.call(
+        model="wan3.0-video", prompt="Image 1 dances like Video 1", media=media, duration=5, resolution="720P"
+    )
+    assert response.status_code == 200, response
+    usage = dict(response.usage)
+    assert usage["input_video_duration"] == pytest.approx(2.0, abs=0.3)
+    assert usage["output_video_duration"] == 5
+    # billed: output + input seconds at the 720P price
+    assert cost_from_usage("wan3.0-video", usage) == pytest.approx(0.0588 * (5 + usage["input_video_duration"]))
