@@ -150,8 +150,11 @@ class Destination:
         scheme = parts.scheme.lower()
         if scheme == "file" or (not scheme and text.startswith("/")):
             path = unquote(parts.path) if scheme else text
-            if not path.startswith("/"):
-                raise WanInvalidInputError(f"destination: {uri!r}: a file:// destination needs an absolute path")
+            # file://relative/x.mp4 would silently drop "relative": only file:///abs/path (or localhost)
+            if not path.startswith("/") or parts.netloc not in ("", "localhost"):
+                raise WanInvalidInputError(
+                    f"destination: {uri!r}: a file:// destination needs an absolute path (file:///data/videos/...)"
+                )
             return cls("file", conn_id, "/", path.lstrip("/"))
         if scheme not in _SINKS:
             raise WanInvalidInputError(

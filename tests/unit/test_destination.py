@@ -1,0 +1,52 @@
+"""Destination URIs of WanVideoToStorageOperator (``transfers/sinks``): scheme, connection, container, key."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_wan.exceptions import WanInvalidInputError
+from airflow_provider_wan.transfers.sinks import Destination, encode_header_value
+
+
+@pytest.mark.parametrize(
+    ("uri", "conn_id", "expected"),
+    [
+        ("s3://my-bucket/wan/a.mp4", None, Destination("s3", None, "my-bucket", "wan/a.mp4")),
+        ("s3://aws_videos@my-bucket/wan/a.mp4", None, Destination("s3", "aws_videos", "my-bucket", "wan/a.mp4")),
+        # an explicit conn_id wins over the one in the URI
+        ("s3://aws_videos@my-bucket/a.mp4", "other", Destination("s3", "other", "my-bucket", "a.mp4")),
+        ("gs://google_cloud_default@b/x/y.mp4", None, Destination("gs", "google_cloud_default", "b", "x/y.mp4")),
+        ("abfs://videos@account.dfs.core.windows.net/a.mp4", None, Destination("abfs", None, "videos", "a.mp4")),
+        ("file:///data/videos/a.mp4", None, Destination("file", None, "/", "data/videos/a.mp4")),
+        ("/data/videos/a.mp4", None, Destination("file", None, "/", "data/videos/a.mp4")),
+    ],
+)
+def test_destinations_parse_the_way_airflow_users_write_them(
+    uri: str, conn_id: str | None, expected: Destination
+) -> None:
+    assert Destination.parse(uri, conn_id) == expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "words"),
+    [
+        ("ftp://host/a.mp4", "not a supported destination"),
+        ("videos/a.mp4", "not a supported destination"),
+        ("s3:///a.mp4", "names no bucket"),
+        ("file://relative/a.mp4", "needs an absolute path"),
+    ],
+)
+def test_bad_destinations_name_the_parameter(uri: str, words: str) -> None:
+    with pytest.raises(WanInvalidInputError, match=words) as caught:
+        Destination.parse(uri)
+    assert str(caught.value).startswith("destination:")
+
+
+def test_header_values_stay_ascii_and_round_trip() -> None:
+    from urllib.parse import unquote
+
+    for text in ("plain prompt, 100% real", "一只红狐狸\n在雪地里", "tab\there"):
+        encoded = encode_header_value(text)
+        assert encoded.isascii()
+        assert "\n" not in encoded
+        assert unquote(encoded) == text
