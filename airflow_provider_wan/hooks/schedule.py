@@ -12,8 +12,8 @@ did, and its ``scheduled_time`` says when it started running. So:
   next read waits that long (queue position is not published; this bound is);
 * RUNNING: expected end = ``scheduled_time`` + the mean run of its kind. Before the window of likely ends (mean +- 2
   standard deviations) opens, the next read is when it opens; inside it, each gap is half the distance to the
-  expected end, but at least a quarter of a standard deviation: densest where ends are likeliest, growing after it
-  (a slow one) back to the configured interval.
+  expected end, but at least a quarter of a standard deviation (or a fifth of the configured interval, if less):
+  densest where ends are likeliest, growing after it (a slow one) back to the configured interval.
 
 Gaps are at least :data:`MIN_GAP` and at most :data:`MAX_GAP_FACTOR` times the configured interval; the estimate only
 ever comes from tasks this process saw end (``end_time - scheduled_time``), the last :data:`HISTORY_SIZE` of each kind.
@@ -34,13 +34,15 @@ if TYPE_CHECKING:
 
 #: shortest gap between two reads of one task, seconds
 MIN_GAP = 1.0
+#: near the expected end, reads come at least this many times per configured interval (however wide the spread)
+DENSE_FRACTION = 5.0
 #: longest gap, as a multiple of the configured interval (only taken while the task cannot be done yet)
 MAX_GAP_FACTOR = 4.0
 #: runs remembered per kind
 HISTORY_SIZE = 50
 #: below this many runs of a kind, the spread is taken as at least :data:`YOUNG_SPREAD` of the mean
 CONFIDENT_AFTER = 5
-YOUNG_SPREAD = 0.15
+YOUNG_SPREAD = 0.1
 #: the spread is never taken as less than this fraction of the mean run (clock rounding, unseen variation)
 MIN_SPREAD = 0.03
 # DashScope reports task times in UTC+8 (Beijing), whatever the region.
@@ -130,7 +132,8 @@ class PollSchedule:
             return self._clamp(to_end - window)
         # in the window: gaps shrink towards the expected end and grow after it, so reads are densest where ends
         # are likeliest; a slow one backs off to the configured interval
-        return min(self.interval, max(MIN_GAP, spread / 4, abs(to_end) / 2))
+        dense = min(spread / 4, self.interval / DENSE_FRACTION)
+        return min(self.interval, max(MIN_GAP, dense, abs(to_end) / 2))
 
     def learn(self, task: WanTask) -> None:
         """Remember how long a SUCCEEDED task ran, for the next tasks of its kind."""

@@ -57,7 +57,7 @@ def test_learns_runs_of_its_kind_only():
     schedule = PollSchedule(interval=15, kind=KIND, history=history)
     schedule.learn(_ended(T0, 120))
     schedule.learn(WanTask(task_id="t", status=TaskStatus.SUCCEEDED))  # no times: nothing to learn
-    assert history.estimate(KIND) == (120.0, 120 * 0.15)  # one run: a wide spread until more are seen
+    assert history.estimate(KIND) == (120.0, 120 * 0.1)  # one run: a wide spread until more are seen
     assert history.estimate(task_kind("wan2.5-t2v-preview", "1080P", 5)) is None
 
 
