@@ -13,9 +13,12 @@ but not kept: the next caller tries again (the connection may have been created 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -28,6 +31,10 @@ class LoopCache(Generic[T]):
     """
     Values by key, each computed once by a coroutine while it is fresh, per event loop.
 
+    Callers that arrive while the value is being computed wait in line and are released :data:`RELEASE_BATCH` per
+    loop iteration: a thousand triggers waking up in the same iteration would stall the loop as long as the
+    thousand lookups did.
+
     :param ttl: seconds a value is reused (default :data:`TTL_SECONDS`)
     :param clock: monotonic seconds (default :func:`time.monotonic`)
     """
@@ -35,7 +42,7 @@ class LoopCache(Generic[T]):
     def __init__(self, *, ttl: float = TTL_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
         self.clock = clock
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Task[T]]]]
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Entry[T]]]
         self._by_loop = weakref.WeakKeyDictionary()
 
     async def get(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
@@ -44,22 +51,56 @@ class LoopCache(Generic[T]):
         entries = self._by_loop.setdefault(loop, {})
         now = self.clock()
         entry = entries.get(key)
-        if entry is None or (now >= entry[0] and entry[1].done()):
+        if entry is None or (now >= entry.expires and entry.task.done()):
             # a task of its own: the caller that started the lookup may be cancelled, the others still need it
-            task = loop.create_task(_run(compute))
-            entry = (now + self.ttl, task)
+            entry = _Entry(now + self.ttl, loop.create_task(_run(compute)), collections.deque())
             entries[key] = entry
-
-            def forget_failure(done: asyncio.Task[T]) -> None:
-                if (done.cancelled() or done.exception() is not None) and entries.get(key) is entry:
-                    del entries[key]
-
-            task.add_done_callback(forget_failure)
-        # shield: one waiter being cancelled (its trigger was) must not cancel the lookup the others await
-        return await asyncio.shield(entry[1])
+            entry.task.add_done_callback(functools.partial(_finished, loop, entries, key, entry))
+        if entry.task.done():
+            return entry.task.result()
+        waiter: asyncio.Future[T] = loop.create_future()
+        entry.waiters.append(waiter)
+        return await waiter
 
     def clear(self) -> None:
         self._by_loop.clear()
+
+
+#: waiters released per loop iteration once a lookup is done
+RELEASE_BATCH = 50
+
+
+@dataclass
+class _Entry(Generic[T]):
+    expires: float
+    task: asyncio.Task[T]
+    waiters: collections.deque[asyncio.Future[T]]
+
+
+def _finished(
+    loop: asyncio.AbstractEventLoop, entries: dict[str, _Entry[T]], key: str, entry: _Entry[T], task: asyncio.Task[T]
+) -> None:
+    failed = task.cancelled() or task.exception() is not None
+    if failed and entries.get(key) is entry:
+        del entries[key]  # a failure is shared with those waiting, not kept: the next caller tries again
+    if entry.waiters:
+        loop.create_task(_release(entry))
+
+
+async def _release(entry: _Entry[T]) -> None:
+    task = entry.task
+    while entry.waiters:
+        for _ in range(min(RELEASE_BATCH, len(entry.waiters))):
+            waiter = entry.waiters.popleft()
+            if waiter.done():  # its trigger was cancelled while waiting
+                continue
+            if task.cancelled():
+                waiter.cancel()
+            elif task.exception() is not None:
+                waiter.set_exception(task.exception())  # type: ignore[arg-type]
+            else:
+                waiter.set_result(task.result())
+        await asyncio.sleep(0)
 
 
 async def _run(compute: Callable[[], Awaitable[T]]) -> T:

@@ -99,3 +99,36 @@ def test_each_event_loop_looks_up_for_itself():
 
     assert asyncio.run(cache.get("k", look_up)) == 1
     assert asyncio.run(cache.get("k", look_up)) == 2
+
+
+async def test_waiters_are_released_a_batch_per_loop_iteration():
+    """A thousand callers must not all resume in the one loop iteration in which the lookup completes."""
+    from airflow_provider_wan.hooks.lookup import RELEASE_BATCH
+
+    cache: LoopCache[str] = LoopCache(ttl=30)
+    release = asyncio.Event()
+    resumed_at: list[int] = []
+    iteration = 0
+
+    async def look_up() -> str:
+        await release.wait()
+        return "credentials"
+
+    async def caller() -> None:
+        await cache.get("k", look_up)
+        resumed_at.append(iteration)
+
+    async def count_iterations() -> None:
+        nonlocal iteration
+        while len(resumed_at) < 1000:
+            iteration += 1
+            await asyncio.sleep(0)
+
+    callers = [asyncio.ensure_future(caller()) for _ in range(1000)]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(count_iterations(), *callers)
+    per_iteration = max(resumed_at.count(i) for i in set(resumed_at))
+    assert per_iteration <= RELEASE_BATCH
+    # once the value is there, a caller gets it without waiting in line
+    assert await cache.get("k", look_up) == "credentials"
