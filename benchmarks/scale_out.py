@@ -112,7 +112,6 @@ def main() -> int:
             worker_concurrency=args.worker_slots,
             triggerers=2,
             env={"AIRFLOW_CONN_WAN_DEFAULT": sim.connection_json()},
-            config={"logging.logging_level": "WARNING"},
         )
         began = time.monotonic()
         with stack:
