@@ -211,9 +211,11 @@ def check_data_uri(ref: MediaRef, model: str) -> None:
     match = _DATA_URI.match(ref.value)
     if match is None or "base64" not in [p.strip().lower() for p in match["params"].split(";")]:
         raise _fail(ref, model, f"a data: URI must be {shape}")
+    # judged before the payload is copied out or decoded: an oversized URI costs no memory of its own
+    length = len(ref.value) - match.end()
+    if length > (spec.max_bytes + 2) // 3 * 4 + 4096:
+        raise _fail(ref, model, f"the data: URI holds about {length * 3 // 4 / 1_048_576:.1f} MB")
     payload = ref.value[match.end() :]
-    if len(payload) > (spec.max_bytes + 2) // 3 * 4 + 4096:
-        raise _fail(ref, model, f"the data: URI holds about {len(payload) * 3 // 4 / 1_048_576:.1f} MB")
     try:
         data = base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError):

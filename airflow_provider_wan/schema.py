@@ -567,7 +567,7 @@ def _check_reference(
         problems.append(Problem(parameter, f"{_shorten(value)!r} is not accepted by {model}: give {sources}; {what}"))
     elif not local_ok and not is_remote(value):
         problems.append(Problem(parameter, f"must be {sources}, got {_shorten(value)!r}; {model} takes: {what}"))
-    elif value.lower().startswith(("http://", "https://")):
+    elif value[:8].lower().startswith(("http://", "https://")):  # the head only: a data: URI may be MBs
         last = value.split("?", 1)[0].rsplit("/", 1)[-1].lower()
         if "." in last and not last.endswith(spec.extensions()):
             problems.append(Problem(parameter, f"must point to: {what}, got {_shorten(value)!r} ({model})"))
