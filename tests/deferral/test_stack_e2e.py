@@ -81,7 +81,7 @@ def test_deferred_run_succeeds_with_result_in_xcom(airflow_stack, deferred_run):
     assert result["video_url"].endswith(f"/_files/{wan_task_id}.mp4")
     # the retry-safety record holds the id (beside the request's fingerprint) before the deferral: a retry would
     # re-attach to it
-    record = airflow_stack.task_state_store(dag_id, run_id, "generate")["wan_create"]
+    record = airflow_stack.retry_record(dag_id, run_id, "generate")
     assert record["task_id"] == wan_task_id
     assert record["model"] == "wan2.5-t2v-preview"
     assert len(record["fingerprint"]) == 64

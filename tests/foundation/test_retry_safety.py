@@ -16,12 +16,13 @@ import time
 
 import pytest
 
+from airflow_provider_wan.compat import AIRFLOW_V_3_0_PLUS, HAS_TASK_STATE_STORE
 from tests.airflow_run import RunResult, run_dag, write_dag
 
 DAG_SOURCE = """
 import datetime
 from pathlib import Path
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from airflow_provider_wan.operators.wan import WanTextToVideoOperator
 
 FLAG = Path({flag!r})
@@ -63,7 +64,8 @@ with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2026, 1, 1), ca
     )
 """
 
-BACKENDS = ["task_state_store", "variable"]
+# the task state store exists from Airflow 3.3; before, the Variable is the record's only home
+BACKENDS = ["task_state_store", "variable"] if HAS_TASK_STATE_STORE else ["variable"]
 
 
 @pytest.fixture
@@ -89,11 +91,13 @@ def _stored_record(dag_id: str, run_id: str, backend: str) -> dict | None:
     from airflow.utils.session import create_session
     from sqlalchemy import text
 
-    with create_session() as session:
-        rows = session.execute(
-            text("SELECT value FROM task_state_store WHERE dag_id = :d AND run_id = :r AND key = 'wan_create'"),
-            {"d": dag_id, "r": run_id},
-        ).fetchall()
+    rows = []
+    if HAS_TASK_STATE_STORE:
+        with create_session() as session:
+            rows = session.execute(
+                text("SELECT value FROM task_state_store WHERE dag_id = :d AND run_id = :r AND key = 'wan_create'"),
+                {"d": dag_id, "r": run_id},
+            ).fetchall()
     in_state_store = json.loads(rows[0][0]) if rows else None
     in_variable = Variable.get(f"wan_create_record/{dag_id}/generate/{run_id}/-1", None, deserialize_json=True)
     if backend == "variable":
@@ -103,6 +107,11 @@ def _stored_record(dag_id: str, run_id: str, backend: str) -> dict | None:
     return in_state_store
 
 
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_0_PLUS,
+    reason="Airflow 2.11's dag.test() lets execution_timeout's AirflowTaskTimeout escape into the caller instead of "
+    "failing the try; the in-flight rule itself is store-independent (tests/unit/test_create_record.py)",
+)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_execution_timeout_during_the_create_then_retry_is_outcome_unknown(connection, tmp_path, capfd, backend):
     # the simulator makes the task at once and answers 6 s later; execution_timeout stops the try after 2 s
