@@ -374,6 +374,8 @@ def upload_media(hook: WanHook, model: str, media: LocalMedia) -> str:
                 "Date": formatdate(usegmt=True),
             },
             timeout=(10, 3600),
+            # the policy names the one host to post to: a redirect elsewhere is refused, not followed
+            allow_redirects=False,
         )
     except requests.exceptions.RequestException as exc:
         raise WanRetryableError(
@@ -392,11 +394,13 @@ def upload_media(hook: WanHook, model: str, media: LocalMedia) -> str:
     return url
 
 
+_OSS_CODE = re.compile(r"<Code>([A-Za-z][A-Za-z0-9]{0,63})</Code>")
+
+
 def _oss_code(text: str) -> str | None:
-    start, end = text.find("<Code>"), text.find("</Code>")
-    if 0 <= start < end and end - start < 80:
-        return text[start + 6 : end]
-    return None
+    """OSS's error ``<Code>``, only when it is code-shaped: the rest of its answer is never echoed into our text."""
+    match = _OSS_CODE.search(text)
+    return match.group(1) if match else None
 
 
 def upload_all(hook: WanHook, model: str, found: list[LocalMedia], log: Any = None) -> None:
