@@ -5,6 +5,7 @@
 #   WAN_AIRFLOW=2.11 source scripts/venv.sh     .venv-2.11: Airflow 2.11.x (constraints/airflow-2.11.txt), tests only
 #   WAN_AIRFLOW=3.1 source scripts/venv.sh      .venv-3.1: Airflow 3.1.x (constraints/airflow-3.1.txt), tests only
 set -euo pipefail
+AZURITE_VERSION=3.37.0
 PYTHON=${PYTHON:-python3}
 if [ -n "${WAN_AIRFLOW:-}" ]; then
   WAN_VENV=.venv-$WAN_AIRFLOW
@@ -32,4 +33,11 @@ if [ ! -f "$stamp" ]; then
   uv pip install -q -c "$WAN_CONSTRAINTS" -e ".[$WAN_EXTRAS]"
   rm -f "$WAN_VENV"/.installed-*
   touch "$stamp"
+fi
+# the Azure tests' Blob service (Azurite, an npm package) beside the test-stores extra, in the main venv only;
+# without node the Azure tests skip
+if [ -z "${WAN_AIRFLOW:-}" ] && command -v npm >/dev/null \
+  && ! grep -qs "\"version\": \"$AZURITE_VERSION\"" .tools/node_modules/azurite/package.json; then
+  echo "== installing azurite into .tools"
+  npm install --silent --no-audit --no-fund --prefix .tools "azurite@$AZURITE_VERSION" >/dev/null
 fi

@@ -1,9 +1,10 @@
 """
 WanVideoToStorageOperator: a finished Wan video into any object store, named by a URI or an ``ObjectStoragePath``.
 
-``gs://`` (native GCS sink), ``s3://`` (multipart), ``file://`` (temporary file + atomic rename); the connection as
-Airflow users give it: ``s3://aws_conn@bucket/key`` (``ObjectStoragePath``'s convention) or ``conn_id``. Every
-destination keeps the same promises (the operator layer, :mod:`airflow_provider_wan.transfers.base`).
+``gs://`` (native GCS sink), ``s3://`` (multipart), ``abfs://``/``az://``/``wasbs://`` (Azure block blob),
+``file://`` (temporary file + atomic rename); the connection as Airflow users give it: ``s3://aws_conn@bucket/key``
+(``ObjectStoragePath``'s convention) or ``conn_id``. Every destination keeps the same promises (the operator layer,
+:mod:`airflow_provider_wan.transfers.base`).
 """
 
 from __future__ import annotations

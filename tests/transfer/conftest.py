@@ -136,3 +136,89 @@ def moto_s3(_moto_session: str, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
         client.delete_bucket(Bucket=bucket["Name"])
     client.create_bucket(Bucket=BUCKET)
     return MotoS3(url=_moto_session, client=client)
+
+
+# Azurite's well-known development account (public, documented by Microsoft; not a secret)
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURE_CONN_ID = "wan_azurite"
+
+
+@dataclass
+class Azurite:
+    """An Azurite Blob service on 127.0.0.1 and a container client of ``wan-videos`` in it."""
+
+    connection_string: str
+    container: Any
+
+
+@pytest.fixture(scope="session")
+def _azurite_session() -> Iterator[str]:
+    import shutil
+    import subprocess
+    import time
+    from pathlib import Path
+
+    pytest.importorskip("azure.storage.blob", reason="the Azure tests need the test-stores extra (azure-storage-blob)")
+    # installed by scripts/venv.sh into the project's .tools; else one on the PATH
+    local = Path(__file__).resolve().parents[2] / ".tools" / "node_modules" / ".bin" / "azurite-blob"
+    binary = str(local) if local.exists() else shutil.which("azurite-blob")
+    if not binary or not shutil.which("node"):
+        pytest.skip("the Azure tests need node and azurite (scripts/venv.sh installs azurite into .tools)")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    connection_string = (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+    )
+    try:
+        import socket
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("azurite did not start")
+                time.sleep(0.1)
+        yield connection_string
+    finally:
+        # in memory: nothing to flush, and a graceful stop waits for idle keep-alive connections
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def azurite(_azurite_session: str, monkeypatch: pytest.MonkeyPatch) -> Azurite:
+    """The session's Azurite with an empty container ``wan-videos``, and the ``wan_azurite`` wasb connection."""
+    import json
+
+    from azure.storage.blob import BlobServiceClient
+
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}",
+        json.dumps({"conn_type": "wasb", "extra": {"connection_string": _azurite_session}}),
+    )
+    service = BlobServiceClient.from_connection_string(_azurite_session)
+    container = service.get_container_client(BUCKET)
+    if container.exists():
+        for blob in container.list_blobs():
+            container.delete_blob(blob.name)
+    else:
+        container.create_container()
+    return Azurite(connection_string=_azurite_session, container=container)

@@ -1,8 +1,8 @@
 """
-WanVideoToStorageOperator into S3 (moto in server mode, real HTTP), a local folder and GCS (the emulator), from the
-DashScope simulator. The same promises on every destination: byte-identical, content type and metadata, a rerun
-uploads nothing, a cut download resumes and lands whole, an unprovable download leaves nothing, a missing bucket is a
-final error before any download.
+WanVideoToStorageOperator into S3 (moto in server mode, real HTTP), a local folder, GCS (the emulator) and Azure Blob
+Storage (Azurite), from the DashScope simulator. The same promises on every destination: byte-identical, content type
+and metadata, a rerun uploads nothing, a cut download resumes and lands whole, an unprovable download leaves nothing,
+a missing bucket is a final error before any download.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from airflow_provider_wan.exceptions import WanFinalError, WanTransferIntegrityE
 from airflow_provider_wan.hooks.wan import WanHook
 from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
 from tests.airflow_run import run_dag, write_dag
-from tests.transfer.conftest import BUCKET
+from tests.transfer.conftest import AZURE_CONN_ID, BUCKET
 
 T2V_ENDPOINT = "services/aigc/video-generation/video-synthesis"
 MODEL = "wan2.5-t2v-preview"
@@ -29,9 +29,10 @@ MiB = 1024 * 1024
 class Store:
     """One destination under test: its URI prefix and how to read an object back."""
 
-    def __init__(self, name: str, prefix: str, read: Any, listing: Any) -> None:
+    def __init__(self, name: str, prefix: str, read: Any, listing: Any, conn_id: str | None = None) -> None:
         self.name = name
         self.prefix = prefix
+        self.conn_id = conn_id  # the store's Airflow connection, where the operator needs one
         self._read = read  # key -> (bytes, content type, metadata) or None
         self.listing = listing  # -> sorted keys
 
@@ -43,8 +44,24 @@ class Store:
         return self._read(uri.removeprefix(self.prefix))
 
 
-@pytest.fixture(params=["s3", "file", "gs"])
+@pytest.fixture(params=["s3", "file", "gs", "az"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, wan_connection: Any) -> Store:
+    if request.param == "az":
+        container = request.getfixturevalue("azurite").container
+
+        def read_az(key: str) -> Any:
+            from azure.core.exceptions import ResourceNotFoundError
+
+            try:
+                download = container.download_blob(key)
+            except ResourceNotFoundError:
+                return None
+            return download.readall(), download.properties.content_settings.content_type, download.properties.metadata
+
+        def list_az() -> list[str]:
+            return sorted(blob.name for blob in container.list_blobs())
+
+        return Store("az", f"az://{BUCKET}/", read_az, list_az, conn_id=AZURE_CONN_ID)
     if request.param == "s3":
         s3 = request.getfixturevalue("moto_s3").client
 
@@ -102,6 +119,7 @@ def _served(task_id: str) -> bytes:
 def _operator(store: Store, task_id: str, **kwargs: Any) -> WanVideoToStorageOperator:
     kwargs.setdefault("download_retry_delay", 0.01)
     kwargs.setdefault("destination", store.uri("wan/{wan_task_id}.mp4"))
+    kwargs.setdefault("conn_id", store.conn_id)
     return WanVideoToStorageOperator(task_id="store", wan_task_id=task_id, model=MODEL, **kwargs)
 
 
@@ -131,6 +149,7 @@ def test_text_to_video_then_store_through_airflow(store: Store, wan_connection: 
                 task_id="store",
                 wan_task_id="{{{{ ti.xcom_pull(task_ids='generate', key='wan_task_id') }}}}",
                 destination="{destination}",
+                conn_id={store.conn_id!r},
                 model="{MODEL}",
                 seed=42,
                 write_sidecar=True,

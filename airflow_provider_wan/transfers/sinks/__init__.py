@@ -13,7 +13,7 @@ A sink promises, whatever the destination:
   mismatch, and records ``wan_source_bytes`` and ``wan_source_md5`` in the object's metadata: what a rerun trusts;
 * :meth:`Upload.abort` leaves nothing behind.
 
-:func:`sink_for` picks the sink of a destination URI (``gs://``, ``s3://``, ``abfs://``/``wasbs://``, ``file://``).
+:func:`sink_for` picks the sink of a destination URI (``gs://``, ``s3://``, ``abfs://``/``az://``/``wasbs://``, ``file://``).
 The store clients (google-cloud-storage, boto3, azure-storage-blob) are imported inside the sinks: each is an
 optional extra.
 """
@@ -158,12 +158,12 @@ class Destination:
             return cls("file", conn_id, "/", path.lstrip("/"))
         if scheme not in _SINKS:
             raise WanInvalidInputError(
-                f"destination: {uri!r} is not a supported destination; use gs://, s3://, abfs:// (or wasbs://), "
+                f"destination: {uri!r} is not a supported destination; use gs://, s3://, abfs:// (az://, wasbs://), "
                 "or file:// followed by the bucket (container, folder) and the object name"
             )
         user, _, host = parts.netloc.rpartition("@")
         container = host
-        if scheme in ("abfs", "abfss", "wasb", "wasbs") and "@" in parts.netloc:
+        if scheme in ("abfs", "abfss", "az", "wasb", "wasbs") and "@" in parts.netloc:
             # Azure style: abfs://container@account.dfs.core.windows.net/key: the container comes before the @
             container, user = user, ""
         if not container:
@@ -189,6 +189,7 @@ _SINKS = {
     "s3a": "s3.S3Sink",
     "abfs": "azure.AzureBlobSink",
     "abfss": "azure.AzureBlobSink",
+    "az": "azure.AzureBlobSink",
     "wasb": "azure.AzureBlobSink",
     "wasbs": "azure.AzureBlobSink",
     "file": "local.LocalSink",

@@ -1,0 +1,220 @@
+"""
+Azure Blob Storage: a block blob. Each ``part_size`` buffer is staged as one block with its transactional MD5
+(Azure rejects a block whose bytes do not match it); staged blocks are invisible. The block list is committed only
+at :meth:`Upload.commit`, once the download is proven whole, with the content type, the download's MD5 and the final
+metadata in the same request: the blob appears whole, described, or not at all. On failure nothing is committed and
+Azure drops the uncommitted blocks on its own (after a week). ``azure-storage-blob`` is imported inside the methods;
+the connection is a ``wasb`` connection (connection string in the extra, or account name and key) read through
+``BaseHook``, so the microsoft-azure provider is not needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_wan.exceptions import WanFinalError, WanRetryableError, WanTransferIntegrityError
+from airflow_provider_wan.transfers.sinks import VIDEO_CONTENT_TYPE, Destination, Sink, Stored, Upload, b64
+
+MiB = 1024 * 1024
+
+
+class AzureBlobSink(Sink):
+    """
+    An Azure Blob Storage container (``abfs://``, ``az://``, ``wasbs://container/path``).
+
+    :param container: the container
+    :param azure_conn_id: an Airflow ``wasb`` connection: ``connection_string`` in the extra, or the account name as
+        login and the account key as password (the account URL as host, default
+        ``https://<account>.blob.core.windows.net``); None: ``AZURE_STORAGE_CONNECTION_STRING``
+    :param part_size: bytes per block (default 8 MiB): bounds the memory used
+    """
+
+    kind = "Azure container"
+    #: Azure caps a blob's metadata at 8 KiB; it travels in headers
+    ascii_metadata = True
+
+    def __init__(
+        self, container: str, *, azure_conn_id: str | None = None, part_size: int = 8 * MiB, scheme: str = "abfs"
+    ) -> None:
+        super().__init__(container)
+        self.scheme = scheme  # URIs come back in the scheme the destination was given in
+        self.azure_conn_id = azure_conn_id
+        self.part_size = part_size
+        self._client: Any = None
+
+    @classmethod
+    def from_destination(cls, destination: Destination) -> AzureBlobSink:
+        return cls(destination.container, azure_conn_id=destination.conn_id, scheme=destination.scheme)
+
+    def uri(self, key: str) -> str:
+        return f"{self.scheme}://{self.container}/{key}"
+
+    @property
+    def client(self) -> Any:
+        """The container's client (``ContainerClient``)."""
+        if self._client is None:
+            from azure.storage.blob import BlobServiceClient
+
+            if self.azure_conn_id:
+                from airflow.providers.common.compat.sdk import BaseHook
+
+                conn = BaseHook.get_connection(self.azure_conn_id)
+                extra = conn.extra_dejson
+                text = extra.get("connection_string") or extra.get("extra__wasb__connection_string")
+                if text:
+                    service = BlobServiceClient.from_connection_string(text)
+                elif conn.login and conn.password:
+                    url = conn.host or f"https://{conn.login}.blob.core.windows.net"
+                    service = BlobServiceClient(
+                        url, credential={"account_name": conn.login, "account_key": conn.password}
+                    )
+                else:
+                    raise WanFinalError(
+                        f"conn_id: the Azure connection {self.azure_conn_id!r} has neither a connection_string extra "
+                        "nor an account name (login) and key (password)"
+                    )
+            elif os.environ.get("AZURE_STORAGE_CONNECTION_STRING"):
+                service = BlobServiceClient.from_connection_string(os.environ["AZURE_STORAGE_CONNECTION_STRING"])
+            else:
+                raise WanFinalError(
+                    "conn_id: an Azure destination needs a wasb connection (conn_id) or AZURE_STORAGE_CONNECTION_STRING"
+                )
+            self._client = service.get_container_client(self.container)
+        return self._client
+
+    def check(self) -> None:
+        from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+
+        try:
+            self.client.get_container_properties()
+        except ResourceNotFoundError:
+            raise WanFinalError(
+                f"destination: the Azure container {self.container!r} does not exist; create it or fix the "
+                "destination. Nothing was downloaded"
+            ) from None
+        except HttpResponseError as exc:
+            if exc.status_code in (401, 403):
+                raise WanFinalError(
+                    f"destination: the Azure container {self.container!r} cannot be read with these credentials "
+                    f"(HTTP {exc.status_code}); nothing was downloaded"
+                ) from None
+            raise WanRetryableError(
+                f"Azure answered HTTP {exc.status_code} about container {self.container!r}"
+            ) from None
+        except AzureError as exc:
+            raise WanRetryableError(f"Azure did not answer ({type(exc).__name__}); nothing was downloaded") from None
+
+    def stat(self, key: str) -> Stored | None:
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        try:
+            props = self.client.get_blob_client(key).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        except HttpResponseError as exc:
+            raise WanRetryableError(f"Azure answered HTTP {exc.status_code} about {self.uri(key)}") from None
+        md5 = props.content_settings.content_md5
+        return Stored(
+            uri=self.uri(key),
+            size=int(props.size),
+            metadata=self.decode_metadata(props.metadata),
+            md5=b64(bytes(md5)) if md5 else None,
+            version=props.etag,
+            content_type=props.content_settings.content_type,
+        )
+
+    def open(self, key: str, *, metadata: Mapping[str, str], replacing: Stored | None) -> Upload:
+        return _AzureUpload(self, key, dict(metadata), replacing)
+
+    def put_small(
+        self, key: str, data: bytes, *, content_type: str, metadata: Mapping[str, str], replacing: Stored | None
+    ) -> Stored:
+        upload = _AzureUpload(self, key, dict(metadata), replacing, content_type=content_type)
+        try:
+            upload.write(data)
+            return upload.commit(size=len(data), md5=hashlib.md5(data).digest(), crc32c=None)
+        except BaseException:
+            upload.abort()
+            raise
+
+
+class _AzureUpload(Upload):
+    def __init__(
+        self,
+        sink: AzureBlobSink,
+        key: str,
+        metadata: dict[str, str],
+        replacing: Stored | None,
+        content_type: str = VIDEO_CONTENT_TYPE,
+    ) -> None:
+        self.sink = sink
+        self.key = key
+        self.metadata = metadata
+        self.replacing = replacing
+        self.content_type = content_type
+        self.blob = sink.client.get_blob_client(key)
+        self.buffer = io.BytesIO()
+        # ids of one upload share a prefix and a length (Azure requires equal lengths within a blob)
+        self.prefix = os.urandom(8).hex()
+        self.blocks: list[str] = []
+        self.committed: str | None = None
+
+    def write(self, chunk: bytes) -> None:
+        self.buffer.write(chunk)
+        if self.buffer.tell() >= self.sink.part_size:
+            self._stage()
+
+    def _stage(self) -> None:
+        data = self.buffer.getvalue()
+        self.buffer = io.BytesIO()
+        block_id = base64.b64encode(f"{self.prefix}-{len(self.blocks):06d}".encode()).decode()
+        # validate_content: the block is sent with its Content-MD5, which Azure checks before keeping it
+        self.blob.stage_block(block_id, data, length=len(data), validate_content=True)
+        self.blocks.append(block_id)
+
+    def commit(self, *, size: int, md5: bytes, crc32c: bytes | None) -> Stored:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.storage.blob import BlobBlock, ContentSettings
+
+        if self.buffer.tell() or not self.blocks:
+            self._stage()
+        recorded = {**self.metadata, "wan_source_bytes": str(size), "wan_source_md5": b64(md5)}
+        uri = self.sink.uri(self.key)
+        # visible only now: exactly our blocks, in order, with the type, MD5 and metadata in one request
+        condition: dict[str, Any] = (
+            {"match_condition": MatchConditions.IfMissing}
+            if self.replacing is None
+            else {"etag": self.replacing.version, "match_condition": MatchConditions.IfNotModified}
+        )
+        try:
+            answer = self.blob.commit_block_list(
+                [BlobBlock(block_id=block) for block in self.blocks],
+                content_settings=ContentSettings(content_type=self.content_type, content_md5=bytearray(md5)),
+                metadata=self.sink.encode_metadata(recorded),
+                **condition,
+            )
+        except (ResourceExistsError, ResourceModifiedError):
+            raise WanFinalError(
+                f"{uri} was written by someone else while this copy ran; nothing was replaced"
+            ) from None
+        self.committed = answer.get("etag")
+        stored = self.sink.stat(self.key)
+        if stored is None or stored.size != size or stored.version != self.committed:
+            raise WanTransferIntegrityError(f"{uri} did not verify after its upload and was deleted")
+        return stored
+
+    def abort(self) -> None:
+        from azure.core import MatchConditions
+
+        try:
+            if self.committed:
+                self.blob.delete_blob(etag=self.committed, match_condition=MatchConditions.IfNotModified)
+            # staged blocks were never committed: Azure discards them on its own
+        except Exception:  # best effort
+            pass
