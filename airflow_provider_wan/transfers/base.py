@@ -356,7 +356,7 @@ class WanVideoTransferOperator(BaseOperator):
             end_time=stand_in,
             usage={"video_count": 1, "video_duration": 15, "video_ratio": "1920*1080", "note": "x" * 100},
         )
-        self._metadata(sink, task, uuid.uuid4().hex, 1 << 40)
+        sink.check_metadata_keys(self._metadata(sink, task, uuid.uuid4().hex, 1 << 40))
 
     def _metadata(self, sink: Sink, task: WanTask, transfer_id: str, source_bytes: int | None) -> dict[str, str]:
         model = str(self.model) if self.model else None

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_wan.exceptions import WanFinalError, WanTransferIntegrityError
+from airflow_provider_wan.exceptions import WanFinalError, WanInvalidInputError, WanTransferIntegrityError
 from airflow_provider_wan.hooks.wan import WanHook
 from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
 from tests.airflow_run import run_dag, write_dag
@@ -231,3 +231,16 @@ def test_a_missing_bucket_is_final_before_any_download(store: Store, wan_connect
     after = wan_connection.stats()["requests"]
     assert after.get("get_task", 0) == before.get("get_task", 0)
     assert after.get("download", 0) == before.get("download", 0)
+
+
+def test_a_metadata_name_the_store_refuses_is_caught_before_any_download(store: Store, wan_connection: Any) -> None:
+    if store.name != "az":
+        pytest.skip("only Azure restricts metadata names (to identifiers)")
+    task_id = _generate(store)
+    before = wan_connection.stats()["requests"]
+    with pytest.raises(WanInvalidInputError, match=r"extra_metadata: .* refused: 'team-name'"):
+        _operator(store, task_id, extra_metadata={"team-name": "a", "team_ok": "b"}).execute({})
+    after = wan_connection.stats()["requests"]
+    assert after.get("get_task", 0) == before.get("get_task", 0)
+    assert after.get("download", 0) == before.get("download", 0)
+    assert _videos(store) == []

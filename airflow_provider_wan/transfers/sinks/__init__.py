@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 from urllib.parse import quote, unquote, urlsplit
@@ -92,6 +92,10 @@ class Sink(ABC):
             raise WanInvalidInputError(
                 f"object_name: {key!r} is not a valid object name (1-1024 UTF-8 bytes, no line breaks)"
             )
+
+    def check_metadata_keys(self, keys: Iterable[str]) -> None:
+        """Raise :class:`WanInvalidInputError` naming ``extra_metadata`` when the store refuses a metadata name."""
+        return None  # most stores take any name
 
     @abstractmethod
     def check(self) -> None:

@@ -14,13 +14,23 @@ import base64
 import hashlib
 import io
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airflow_provider_wan.exceptions import WanFinalError, WanRetryableError, WanTransferIntegrityError
+from airflow_provider_wan.exceptions import (
+    WanFinalError,
+    WanInvalidInputError,
+    WanRetryableError,
+    WanTransferIntegrityError,
+)
 from airflow_provider_wan.transfers.sinks import VIDEO_CONTENT_TYPE, Destination, Sink, Stored, Upload, b64
 
 MiB = 1024 * 1024
+
+
+#: Azure metadata names are C# identifiers (they travel as ``x-ms-meta-<name>`` headers)
+_METADATA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class AzureBlobSink(Sink):
@@ -46,6 +56,14 @@ class AzureBlobSink(Sink):
         self.azure_conn_id = azure_conn_id
         self.part_size = part_size
         self._client: Any = None
+
+    def check_metadata_keys(self, keys: Iterable[str]) -> None:
+        bad = sorted(key for key in keys if not _METADATA_NAME.fullmatch(key))
+        if bad:
+            raise WanInvalidInputError(
+                f"extra_metadata: Azure Blob metadata names must be identifiers (letters, digits, _; not starting "
+                f"with a digit); refused: {', '.join(map(repr, bad))}"
+            )
 
     @classmethod
     def from_destination(cls, destination: Destination) -> AzureBlobSink:
