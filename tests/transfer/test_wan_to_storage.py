@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 
+from airflow_provider_wan.compat import AIRFLOW_V_3_0_PLUS
 from airflow_provider_wan.exceptions import WanFinalError, WanInvalidInputError, WanTransferIntegrityError
 from airflow_provider_wan.hooks.wan import WanHook
 from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
@@ -129,8 +130,10 @@ def _videos(store: Store) -> list[str]:
 
 def test_text_to_video_then_store_through_airflow(store: Store, wan_connection: Any) -> None:
     dag_id = f"wan_to_storage_{store.name}"
-    # date-partitioned by run_after, which manual runs have too ({{ ds }} needs a logical date)
-    destination = store.uri("wan/{{ dag_run.run_after | ds }}/{wan_task_id}.mp4")
+    # date-partitioned by run_after, which manual runs have too on Airflow 3 ({{ ds }} needs a logical date);
+    # Airflow 2.11 has no run_after, and every run there has a logical date
+    run_date = "dag_run.run_after" if AIRFLOW_V_3_0_PLUS else "dag_run.logical_date"
+    destination = store.uri(f"wan/{{{{ {run_date} | ds }}}}/{{wan_task_id}}.mp4")
     dag = write_dag(
         f"""
         from datetime import datetime
