@@ -25,7 +25,7 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
     """
     Copy a finished Wan video from DashScope into an object store: streamed, verified, at most once.
 
-    The video streams from a fresh signed link into the store in bounded memory (one ``part_size`` buffer), and
+    The video streams from a fresh signed link into the store in bounded memory (a few ``part_size`` buffers), and
     becomes visible only once the download is proven whole (length, validators, MP4 boxes) and the store's checksum
     matches. A failure anywhere leaves nothing behind; a rerun finds the verified object and uploads nothing; an
     expired result is a final error. See :doc:`/operators/wan_to_storage`.
@@ -39,7 +39,7 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
     :param conn_id: the store's Airflow connection (default: the one in the URI, else the client's own
         credentials); it wins over the one in the URI
     :param part_size: bytes buffered per upload request, at least 5 MiB for S3, a multiple of 256 KiB for GCS
-        (default 8 MiB): bounds the memory used
+        (default 8 MiB): bounds the memory used (S3 holds up to four parts: three being sent, one filling)
     :param kwargs: the parameters of
         :class:`~airflow_provider_wan.transfers.wan_to_gcs.WanVideoToGCSOperator` other than the GCS ones
         (``overwrite``, ``write_sidecar``, ``model``, ``prompt``, ``seed``, ``extra_metadata``, ``asset_alias``,

@@ -1,18 +1,18 @@
 """
-Amazon S3 (and S3-compatible stores): a multipart upload, one ``part_size`` buffer in memory at a time, each part
-sent with its ``Content-MD5`` (S3 checks it); completed only at commit, and kept only when S3's ETag equals the
-multipart ETag computed from the downloaded bytes. A video smaller than one part is one ``PutObject``. The verified
-size and MD5 are recorded in the metadata (for a multipart object by a server-side copy onto itself).
-``boto3`` is imported inside the methods; with apache-airflow-providers-amazon, a connection id goes through
-``S3Hook``.
+Amazon S3 (and S3-compatible stores): a multipart upload whose parts go out while the download goes on, a few at a
+time (memory: ``parts_in_flight`` + 1 parts), each with its ``Content-MD5`` (S3 checks it); completed only at
+commit, and kept only when S3's ETag equals the multipart ETag computed from the downloaded bytes. A video smaller
+than one part is one ``PutObject``. The verified size and MD5 are recorded in the metadata (for a multipart object
+by a server-side copy onto itself). ``boto3`` is imported inside the methods; with apache-airflow-providers-amazon,
+a connection id goes through ``S3Hook``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import io
 from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from airflow_provider_wan.exceptions import WanFinalError, WanRetryableError, WanTransferIntegrityError
@@ -30,7 +30,9 @@ class S3Sink(Sink):
     :param bucket: the bucket
     :param aws_conn_id: an Airflow AWS connection (needs apache-airflow-providers-amazon); None: boto3's own
         credential chain and ``AWS_ENDPOINT_URL``
-    :param part_size: bytes per part, at least 5 MiB (default 8 MiB): bounds the memory used
+    :param part_size: bytes per part, at least 5 MiB (default 8 MiB)
+    :param parts_in_flight: parts sent at the same time while the download goes on (default 3); memory stays at
+        (``parts_in_flight`` + 1) x ``part_size``
     """
 
     kind = "S3 bucket"
@@ -38,10 +40,13 @@ class S3Sink(Sink):
     metadata_limit = 2 * 1024
     ascii_metadata = True
 
-    def __init__(self, bucket: str, *, aws_conn_id: str | None = None, part_size: int = 8 * MiB) -> None:
+    def __init__(
+        self, bucket: str, *, aws_conn_id: str | None = None, part_size: int = 8 * MiB, parts_in_flight: int = 3
+    ) -> None:
         super().__init__(bucket)
         self.aws_conn_id = aws_conn_id
         self.part_size = max(part_size, MIN_PART)
+        self.parts_in_flight = max(1, parts_in_flight)
         self._client: Any = None
 
     @classmethod
@@ -138,14 +143,23 @@ class S3Sink(Sink):
 
 
 class _S3Upload(Upload):
+    """
+    Parts go out on a small thread pool while the download goes on: at most ``sink.parts_in_flight`` parts are
+    being sent, and :meth:`write` waits for the oldest before it hands over another, so memory stays at
+    (``parts_in_flight`` + 1) x ``part_size``. A part that failed fails the next :meth:`write` (or :meth:`commit`),
+    and the caller then calls :meth:`abort`.
+    """
+
     def __init__(self, sink: S3Sink, key: str, metadata: dict[str, str]) -> None:
         self.sink = sink
         self.key = key
         self.metadata = metadata
-        self.buffer = io.BytesIO()
+        self.pieces: list[bytes] = []
+        self.buffered = 0
         self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
-        self.digests: list[bytes] = []
+        #: (part number, future of (ETag, MD5 digest)), in part order
+        self.sent: list[tuple[int, Future[tuple[str, bytes]]]] = []
+        self.pool: ThreadPoolExecutor | None = None
         self.committed = False
 
     @property
@@ -153,13 +167,18 @@ class _S3Upload(Upload):
         return self.sink.client
 
     def write(self, chunk: bytes) -> None:
-        self.buffer.write(chunk)
-        if self.buffer.tell() >= self.sink.part_size:
+        self.pieces.append(chunk)
+        self.buffered += len(chunk)
+        if self.buffered >= self.sink.part_size:
             self._send_part()
 
+    def _take(self) -> bytes:
+        data = b"".join(self.pieces)
+        self.pieces, self.buffered = [], 0
+        return data
+
     def _send_part(self) -> None:
-        data = self.buffer.getvalue()
-        self.buffer = io.BytesIO()
+        data = self._take()
         if self.upload_id is None:
             started = self.client.create_multipart_upload(
                 Bucket=self.sink.container,
@@ -168,25 +187,61 @@ class _S3Upload(Upload):
                 Metadata=self.sink.encode_metadata(self.metadata),
             )
             self.upload_id = started["UploadId"]
+            self.pool = ThreadPoolExecutor(max_workers=self.sink.parts_in_flight, thread_name_prefix="wan-s3-part")
+        assert self.pool is not None
+        pending = [future for _, future in self.sent if not future.done()]
+        if len(pending) >= self.sink.parts_in_flight:
+            wait(pending, return_when=FIRST_COMPLETED)
+        self._raise_failed()
+        number = len(self.sent) + 1
+        self.sent.append((number, self.pool.submit(self._upload_part, number, data)))
+
+    def _upload_part(self, number: int, data: bytes) -> tuple[str, bytes]:
+        """One UploadPart with its Content-MD5 (S3 refuses the part if it arrived different); runs in the pool."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         digest = hashlib.md5(data).digest()
-        number = len(self.parts) + 1
-        answer = self.client.upload_part(
-            Bucket=self.sink.container,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=data,
-            ContentMD5=base64.b64encode(digest).decode(),
-        )
-        self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
-        self.digests.append(digest)
+        try:
+            answer = self.client.upload_part(
+                Bucket=self.sink.container,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=data,
+                ContentMD5=b64(digest),
+            )
+        except ClientError as exc:
+            raise WanRetryableError(
+                f"S3 answered HTTP {self.sink._status(exc)} to part {number} of {self.sink.uri(self.key)}; "
+                "nothing was kept"
+            ) from None
+        except BotoCoreError as exc:
+            raise WanRetryableError(
+                f"S3 did not take part {number} of {self.sink.uri(self.key)} ({type(exc).__name__}); nothing was kept"
+            ) from None
+        return str(answer["ETag"]), digest
+
+    def _raise_failed(self) -> None:
+        for _, future in self.sent:
+            if future.done() and future.exception() is not None:
+                future.result()
+
+    def _finish_parts(self) -> list[tuple[int, str, bytes]]:
+        """Wait for every part; raise the first failure."""
+        return [(number, *future.result()) for number, future in self.sent]
+
+    def _stop_pool(self) -> None:
+        if self.pool is not None:
+            # parts not started are dropped; parts being sent finish first, so none lands after the abort
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
     def commit(self, *, size: int, md5: bytes, crc32c: bytes | None) -> Stored:
         recorded = {**self.metadata, "wan_source_bytes": str(size), "wan_source_md5": b64(md5)}
         uri = self.sink.uri(self.key)
         if self.upload_id is None:
             # one part: a single PutObject, visible now, with its MD5 checked by S3 and the final metadata
-            data = self.buffer.getvalue()
+            data = self._take()
             self.committed = True
             answer = self.client.put_object(
                 Bucket=self.sink.container,
@@ -198,16 +253,18 @@ class _S3Upload(Upload):
             )
             expected = md5.hex()
         else:
-            if self.buffer.tell():
+            if self.buffered:
                 self._send_part()
+            parts = self._finish_parts()
+            self._stop_pool()
             self.committed = True
             answer = self.client.complete_multipart_upload(
                 Bucket=self.sink.container,
                 Key=self.key,
                 UploadId=self.upload_id,
-                MultipartUpload={"Parts": self.parts},
+                MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag, _ in parts]},
             )
-            expected = f"{hashlib.md5(b''.join(self.digests)).hexdigest()}-{len(self.parts)}"
+            expected = f"{hashlib.md5(b''.join(digest for _, _, digest in parts)).hexdigest()}-{len(parts)}"
         etag = str(answer.get("ETag", "")).strip('"')
         if etag != expected:
             raise WanTransferIntegrityError(f"{uri} did not verify (ETag {etag} != {expected}) and was deleted")
@@ -229,6 +286,7 @@ class _S3Upload(Upload):
 
     def abort(self) -> None:
         try:
+            self._stop_pool()
             if not self.committed and self.upload_id is not None:
                 self.client.abort_multipart_upload(Bucket=self.sink.container, Key=self.key, UploadId=self.upload_id)
             elif self.committed:

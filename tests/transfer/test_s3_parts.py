@@ -1,0 +1,174 @@
+"""
+The S3 sink sends parts concurrently while the download goes on. Through a small HTTP proxy in front of moto (real
+HTTP both ways) that counts the UploadPart requests in flight, delays them, and refuses the one it is told to:
+
+* the parts overlap, but never more than ``parts_in_flight`` at once, and the object lands byte-identical;
+* a part S3 refuses while others are in flight fails the transfer with our own words, the parts in flight finish,
+  the multipart upload is aborted, and no object is left.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from airflow_provider_wan.exceptions import WanRetryableError
+from airflow_provider_wan.hooks.wan import WanHook
+from airflow_provider_wan.transfers.sinks.s3 import S3Sink
+from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+from tests.transfer.conftest import BUCKET, MotoS3
+
+T2V_ENDPOINT = "services/aigc/video-generation/video-synthesis"
+MODEL = "wan2.5-t2v-preview"
+MiB = 1024 * 1024
+
+
+class PartProxy(ThreadingHTTPServer):
+    """Forwards every request to moto; UploadPart requests wait ``delay`` seconds first, one may be refused."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Forward)
+        self.upstream = urlsplit(upstream)
+        self.delay = 0.0
+        self.refuse_part: int | None = None
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.parts_seen: list[int] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Forward(BaseHTTPRequestHandler):
+    server: PartProxy
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _any(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        query = parse_qs(urlsplit(self.path).query)
+        part = int(query["partNumber"][0]) if self.command == "PUT" and "partNumber" in query else None
+        proxy = self.server
+        if part is not None:
+            with proxy.lock:
+                proxy.parts_seen.append(part)
+                proxy.in_flight += 1
+                proxy.most_in_flight = max(proxy.most_in_flight, proxy.in_flight)
+        try:
+            time.sleep(proxy.delay if part is not None else 0.0)
+            if part is not None and part == proxy.refuse_part:
+                error = b"<Error><Code>BadDigest</Code><Message>refused by the test proxy</Message></Error>"
+                self.send_response(400)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
+            upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+            try:
+                upstream.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
+                answer = upstream.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                # a HEAD answer's Content-Length is the object's size: passed on as it is
+                skip = ("transfer-encoding", "connection") if self.command == "HEAD" else ("content-length",)
+                for name, value in answer.getheaders():
+                    if name.lower() not in (*skip, "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                if self.command != "HEAD":
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+            finally:
+                upstream.close()
+        finally:
+            if part is not None:
+                with proxy.lock:
+                    proxy.in_flight -= 1
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
+
+
+@pytest.fixture
+def proxy(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[PartProxy]:
+    server = PartProxy(moto_s3.url)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    # the operator's boto3 client goes through the proxy; the test reads moto directly (moto_s3.client)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _generate(size: int) -> tuple[str, bytes]:
+    hook = WanHook()
+    body = {"model": MODEL, "input": {"prompt": "a heron in the rain"}, "parameters": {"size": "832*480"}}
+    task = hook.wait_for_task(hook.create_task(T2V_ENDPOINT, body).task_id, poll_interval=0.1, timeout=30)
+    response = hook.session.get(task.video_url or "", timeout=60)
+    response.raise_for_status()
+    assert len(response.content) == size
+    return task.task_id, response.content
+
+
+def _store(task_id: str) -> dict[str, Any]:
+    operator = WanVideoToStorageOperator(
+        task_id="store",
+        wan_task_id=task_id,
+        model=MODEL,
+        destination=f"s3://{BUCKET}/wan/{{wan_task_id}}.mp4",
+        part_size=5 * MiB,
+        write_sidecar=False,
+    )
+    result: dict[str, Any] = operator.execute({})
+    return result
+
+
+def test_parts_overlap_within_the_bound_and_land_whole(proxy: PartProxy, moto_s3: MotoS3, wan_connection: Any) -> None:
+    # 26 MiB in 5 MiB parts: six parts; each UploadPart held 0.3 s so that the overlap is certain
+    wan_connection.configure(payload_bytes=26 * MiB)
+    task_id, served = _generate(26 * MiB)
+    proxy.delay = 0.3
+    result = _store(task_id)
+    assert sorted(proxy.parts_seen) == [1, 2, 3, 4, 5, 6]
+    assert proxy.most_in_flight == S3Sink("b").parts_in_flight == 3
+    stored = moto_s3.client.get_object(Bucket=BUCKET, Key=f"wan/{task_id}.mp4")
+    assert stored["Body"].read() == served
+    assert stored["Metadata"]["wan_source_md5"] == base64.b64encode(hashlib.md5(served).digest()).decode()
+    assert result["uploaded"] is True
+
+
+def test_a_refused_part_aborts_the_upload_and_keeps_nothing(
+    proxy: PartProxy, moto_s3: MotoS3, wan_connection: Any
+) -> None:
+    wan_connection.configure(payload_bytes=26 * MiB)
+    task_id, _ = _generate(26 * MiB)
+    proxy.delay = 0.2
+    proxy.refuse_part = 2
+    with pytest.raises(WanRetryableError, match=r"S3 answered HTTP 400 to part 2 of s3://wan-videos/wan/") as caught:
+        _store(task_id)
+    assert "refused by the test proxy" not in str(caught.value)  # our words, not the store's
+    # part 1 and the parts in flight with part 2 were sent; abort waited for them, then dropped the upload
+    assert 1 in proxy.parts_seen
+    assert len(proxy.parts_seen) < 6
+    assert proxy.in_flight == 0
+    assert moto_s3.client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert moto_s3.client.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
