@@ -15,9 +15,12 @@ wakes, for two codes in the same run:
 * ``per trigger``: the lookup the provider made before, once per trigger (the same ``_look_up`` without the cache).
 
 The connection comes from ``AIRFLOW_CONN_WAN_DEFAULT`` (the cheapest backend: no database, no secrets manager); a
-database or a remote secrets backend makes each lookup slower, and the uncached figure larger. Measured over the
-first 10 s after the start (the triggers' first reads and the lookups), and the whole run: the longest and the 99th
-percentile lateness.
+database or a remote secrets backend makes each lookup slower, and the uncached figure larger. The child first imports
+the triggerer's own module (``airflow.jobs.triggerer_job_runner``), so its modules and its heap (what a full garbage
+collection walks) are a triggerer's. Measured over the first 10 s after the start (the triggers' first reads and the
+lookups), and the whole run: the longest and the 99th percentile lateness, when the longest stall ended, and the
+interpreter's full (generation 2) garbage collections during the run with their durations (``gc.callbacks``), since
+those stop the loop too.
 
     python benchmarks/loop_stall.py [--triggers 1000]
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -40,13 +44,53 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe
-from triggerer_density import Heartbeat, _create_tasks
+from triggerer_density import _create_tasks
 
 CODES = ("cached", "per trigger")
 GENERATION = 30.0
+HEARTBEAT = 0.010
+
+
+class Heartbeat:
+    """Sleeps 10 ms in a loop; records when each wake-up happened and how late it was (loop clock, seconds)."""
+
+    def __init__(self) -> None:
+        self.wakeups: list[tuple[float, float]] = []
+        self._stop = False
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stop:
+            before = loop.time()
+            await asyncio.sleep(HEARTBEAT)
+            now = loop.time()
+            self.wakeups.append((now, now - before - HEARTBEAT))
+
+    def stop(self) -> None:
+        self._stop = True
+
+
+class FullCollections:
+    """Generation-2 garbage collections: (start, seconds) on the monotonic clock (the loop's clock)."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[float, float]] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.monotonic()
+        else:
+            self.done.append((self._started, time.monotonic() - self._started))
 
 
 async def _child_main(code: str, ids: list[str]) -> dict[str, Any]:
+    # the triggerer's own modules first: a triggerer process has them loaded, and its heap is what a full garbage
+    # collection walks
+    import airflow.jobs.triggerer_job_runner  # noqa: F401
+
     from airflow_provider_wan.hooks import wan as hook_module
     from airflow_provider_wan.triggers.wan import WanTaskTrigger
 
@@ -60,10 +104,13 @@ async def _child_main(code: str, ids: list[str]) -> dict[str, Any]:
     end_time = time.time() + 600
     triggers = [WanTaskTrigger(task_id=t, poll_interval=15.0, end_time=end_time) for t in ids]
     heartbeat = Heartbeat()
+    collections = FullCollections()
+    gc.callbacks.append(collections)
+    objects_before = len(gc.get_objects())
     beat = asyncio.create_task(heartbeat.run())
     await asyncio.sleep(0.5)  # the heartbeat runs before the triggers start
     began = time.monotonic()
-    offset = len(heartbeat.lateness)
+    offset = len(heartbeat.wakeups)
 
     async def drive(trigger: WanTaskTrigger) -> str:
         events = [event.payload async for event in trigger.run()]
@@ -77,16 +124,12 @@ async def _child_main(code: str, ids: list[str]) -> dict[str, Any]:
     state = hook_module._loop_state.pop(id(asyncio.get_running_loop()), None)
     if state is not None:
         await state[1].close()
-    lateness = heartbeat.lateness[offset:]
-    # lateness samples are ~10 ms apart when the loop is free: the first 10 s are the first ~1,000 samples or fewer
-    first, elapsed = [], 0.0
-    for late in lateness:
-        elapsed += 0.010 + late
-        if elapsed > 10.0:
-            break
-        first.append(late)
-    everything = sorted(lateness)
-    first.sort()
+    gc.callbacks.remove(collections)
+    wakeups = heartbeat.wakeups[offset:]
+    worst_at, worst = max(wakeups, key=lambda w: w[1])
+    first = sorted(late for at, late in wakeups if at - began <= 10.0)
+    everything = sorted(late for _, late in wakeups)
+    full = [(at - began, seconds) for at, seconds in collections.done if at >= began]
     return {
         "code": code,
         "triggers": len(ids),
@@ -94,8 +137,11 @@ async def _child_main(code: str, ids: list[str]) -> dict[str, Any]:
         "run_s": time.monotonic() - began,
         "stall_first_10s_ms": first[-1] * 1000 if first else 0.0,
         "p99_first_10s_ms": first[int(len(first) * 0.99)] * 1000 if first else 0.0,
-        "stall_max_ms": everything[-1] * 1000,
+        "stall_max_ms": worst * 1000,
+        "stall_max_ended_s": worst_at - began,
         "p99_ms": everything[int(len(everything) * 0.99)] * 1000,
+        "objects_before": objects_before,
+        "full_gcs": [[round(at, 2), round(seconds * 1000, 1)] for at, seconds in full],
     }
 
 
@@ -157,7 +203,13 @@ def main() -> int:
                     f"{code} child failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
                 )
             rows.append(json.loads(lines[-1][len("RESULT ") :]))
-            print(f"  {code}: longest stall {rows[-1]['stall_max_ms']:.0f} ms", flush=True)
+            r = rows[-1]
+            print(
+                f"  {code}: longest stall {r['stall_max_ms']:.0f} ms, ending {r['stall_max_ended_s']:.2f} s after the "
+                f"start; heap {r['objects_before']} objects; full collections (s after the start, ms): "
+                f"{r['full_gcs']}",
+                flush=True,
+            )
     finally:
         sim.stop()
         shutil.rmtree(home, ignore_errors=True)
@@ -165,13 +217,16 @@ def main() -> int:
     print(f"\n{args.triggers} WanTaskTriggers started in one loop iteration; connection from AIRFLOW_CONN_WAN_DEFAULT")
     print(
         "\n| connection lookup | triggers ok | longest stall, first 10 s | p99, first 10 s | longest stall, whole run "
-        "| p99, whole run | run |"
+        "| it ended | p99, whole run | full GCs: count, longest | run |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        gcs = r["full_gcs"]
+        longest_gc = f"{max(ms for _, ms in gcs):.0f} ms" if gcs else "-"
         print(
             f"| {r['code']} | {r['succeeded']}/{r['triggers']} | {r['stall_first_10s_ms']:.0f} ms | "
-            f"{r['p99_first_10s_ms']:.1f} ms | {r['stall_max_ms']:.0f} ms | {r['p99_ms']:.1f} ms | {r['run_s']:.0f} s |"
+            f"{r['p99_first_10s_ms']:.1f} ms | {r['stall_max_ms']:.0f} ms | {r['stall_max_ended_s']:.2f} s | "
+            f"{r['p99_ms']:.1f} ms | {len(gcs)}, {longest_gc} | {r['run_s']:.0f} s |"
         )
     cached = next((r for r in rows if r["code"] == "cached"), None)
     if cached is not None:

@@ -1,5 +1,6 @@
 """
-One connection lookup per event loop and connection id at a time, for a short while.
+One connection lookup per event loop and connection id at a time, for a short while; and modules imported off the
+event loop's thread.
 
 A triggerer that starts a thousand :class:`~airflow_provider_wan.triggers.wan.WanTaskTrigger` at once (a restart,
 a failover, a big batch deferring together) would otherwise run a thousand lookups (secrets backend or database, each
@@ -8,6 +9,10 @@ benchmarks/triggerer_density.py, during which no other trigger of the process ru
 connection up; the others await its result (single flight); the result is kept :data:`TTL_SECONDS`, so a changed
 key or region is seen by triggers starting after that. A failed lookup is shared with the callers already waiting
 but not kept: the next caller tries again (the connection may have been created meanwhile).
+
+The first read of a triggerer process also needs ``aiohttp``: importing it (and building its default SSL contexts)
+takes a few hundred ms, and on the loop's thread that was the longest stall of a thousand triggers starting
+together (benchmarks/loop_stall.py). :func:`import_off_loop` imports it in a worker thread instead, once.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import importlib
 import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -105,3 +112,24 @@ async def _release(entry: _Entry[T]) -> None:
 
 async def _run(compute: Callable[[], Awaitable[T]]) -> T:
     return await compute()
+
+
+#: modules :func:`import_off_loop` has finished importing (``sys.modules`` holds a module from the moment its import
+#: starts, so it cannot tell a half-executed module from a ready one)
+_imported: dict[str, ModuleType] = {}
+_importing: LoopCache[ModuleType] = LoopCache(ttl=float("inf"))
+
+
+async def import_off_loop(name: str) -> ModuleType:
+    """
+    Module ``name``, imported in a worker thread the first time, so the loop keeps running meanwhile.
+
+    The module's code still needs the GIL, but the interpreter hands it back to the loop's thread every few
+    milliseconds (``sys.getswitchinterval()``) instead of after the whole import. Callers that arrive while it is
+    being imported wait for that one import; a failed import is raised to them and tried again by the next caller.
+    """
+    module = _imported.get(name)
+    if module is None:
+        module = await _importing.get(name, functools.partial(asyncio.to_thread, importlib.import_module, name))
+        _imported[name] = module
+    return module

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
+import types
 
 import pytest
 
-from airflow_provider_wan.hooks.lookup import LoopCache
+from airflow_provider_wan.hooks.lookup import LoopCache, import_off_loop
 
 
 class FakeClock:
@@ -132,3 +135,46 @@ async def test_waiters_are_released_a_batch_per_loop_iteration():
     assert per_iteration <= RELEASE_BATCH
     # once the value is there, a caller gets it without waiting in line
     assert await cache.get("k", look_up) == "credentials"
+
+
+@pytest.fixture
+def probe_module(tmp_path, monkeypatch):
+    """A module whose import waits for the event loop to run a callback: only an import off the loop sees that."""
+    from airflow_provider_wan.hooks import lookup
+
+    name = "_wan_import_probe"
+    channel = types.SimpleNamespace(loop_ran=threading.Event(), fail=False, imports=[])
+    monkeypatch.setitem(sys.modules, "_wan_import_probe_channel", channel)
+    (tmp_path / f"{name}.py").write_text(
+        "import threading\n"
+        "import _wan_import_probe_channel as channel\n"
+        "channel.imports.append((threading.get_ident(), channel.loop_ran.wait(10)))\n"
+        "if channel.fail:\n"
+        "    raise LookupError('probe failed to import')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name, channel
+    sys.modules.pop(name, None)
+    lookup._imported.pop(name, None)
+
+
+async def test_a_module_is_imported_in_a_worker_thread_while_the_loop_runs(probe_module):
+    name, channel = probe_module
+    asyncio.get_running_loop().call_later(0.01, channel.loop_ran.set)  # runs only if the loop is not held
+    modules = await asyncio.gather(*(import_off_loop(name) for _ in range(100)))
+    assert all(module is sys.modules[name] for module in modules)
+    [(thread, saw_the_loop_run)] = channel.imports  # one import for the hundred callers
+    assert thread != threading.get_ident()
+    assert saw_the_loop_run
+    assert await import_off_loop(name) is sys.modules[name]
+
+
+async def test_a_failed_import_reaches_every_waiter_and_is_tried_again(probe_module):
+    name, channel = probe_module
+    channel.loop_ran.set()
+    channel.fail = True
+    results = await asyncio.gather(*(import_off_loop(name) for _ in range(3)), return_exceptions=True)
+    assert [type(r) for r in results] == [LookupError] * 3
+    channel.fail = False
+    assert await import_off_loop(name) is sys.modules[name]
+    assert len(channel.imports) == 2
