@@ -14,6 +14,17 @@ Benchmark: moving one big finished video from DashScope into GCS, three ways, ea
 * ``s3_streaming``: :class:`~airflow_provider_wan.transfers.wan_to_storage.WanVideoToStorageOperator` into S3
   (moto in server mode, its own process): multipart, ``--chunk-mib`` parts, verified before visible.
 * ``s3_upload_fileobj``: boto3's managed ``upload_fileobj`` of the streamed body (s3transfer defaults), unverified.
+* ``s3_osp_copy``: Airflow's own way: ``ObjectStoragePath(<signed link>).copy(ObjectStoragePath("s3://aws_bench@bench/
+  <key>"))``: fsspec's HTTP filesystem (attached for ``http`` with ``airflow.sdk.io.attach``, as no provider registers
+  one) read into s3fs's writer through ``shutil.copyfileobj``, unverified.
+* ``s3_file_transfer``: ``FileTransferOperator`` (apache-airflow-providers-common-io) ``execute()`` from the signed
+  link to the same ``s3://`` destination (``dest_conn_id="aws_bench"``): the same copy after its overwrite check.
+
+The last two need s3fs (apache-airflow-providers-amazon[s3fs]) and common-io, whose aiobotocore pins clash with the
+boto3 of constraints.txt: ``bash benchmarks/s3fs-venv.sh`` creates ``.venv-bench`` where they resolve; run the
+benchmark with ``.venv-bench/bin/python`` (every S3 approach then uses the same boto3). Every S3 approach writes to the
+same moto server (``python -m moto.server``, its own process, objects in RAM) from the same simulator link; the
+objects of the unverified approaches are read back after the clock stops and their MD5 compared.
 
 The DashScope simulator (``--payload-bytes``: N deterministic bytes at a signed link instead of an MP4) and the
 gcp-storage-emulator (``--in-memory``: it keeps objects in RAM) run in their own processes, so neither pollutes the
@@ -28,7 +39,13 @@ the same DashScope task, and their objects' MD5s must match.
 
 ``--approaches streaming,streaming@32,http_to_gcs,disk_copy`` adds a streaming run with 32 MiB chunks.
 
-``--size-mib 1024`` for issue 7's 1 GiB. ``--results`` rewrites this benchmark's section of RESULTS.md.
+``--size-mib 1024`` for issue 7's 1 GiB. ``--results`` rewrites this benchmark's section of RESULTS.md (the GCS
+approaches and the S3 ones each have their own).
+
+    bash benchmarks/s3fs-venv.sh
+    .venv-bench/bin/python benchmarks/transfer.py --size-mib 1024 \
+        --approaches s3_streaming,s3_upload_fileobj,s3_osp_copy,s3_file_transfer --results benchmarks/RESULTS.md
+
 Runtime: about 1-2 minutes for 512 MiB on 2 cores (the emulator, which re-copies its buffer on every chunk, is the
 slowest part).
 """
@@ -36,6 +53,8 @@ slowest part).
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import os
 import resource
@@ -59,16 +78,51 @@ from _machine import describe
 MiB = 1024 * 1024
 BUCKET = "bench"
 MODEL = "wan2.5-t2v-preview"
-APPROACHES = ("streaming", "http_to_gcs", "disk_copy", "s3_streaming", "s3_upload_fileobj")
+APPROACHES = (
+    "streaming",
+    "http_to_gcs",
+    "disk_copy",
+    "s3_streaming",
+    "s3_upload_fileobj",
+    "s3_osp_copy",
+    "s3_file_transfer",
+)
+#: the approaches that need s3fs and common-io (benchmarks/s3fs-venv.sh)
+AIRFLOW_S3 = ("s3_osp_copy", "s3_file_transfer")
+AWS_CONN_ID = "aws_bench"
 GOAL_GROWTH_MIB = 100
 SECTION_START = "<!-- benchmarks/transfer.py: start -->"
 SECTION_END = "<!-- benchmarks/transfer.py: end -->"
+S3_SECTION_START = "<!-- benchmarks/transfer.py s3: start -->"
+S3_SECTION_END = "<!-- benchmarks/transfer.py s3: end -->"
+
+GCS_INTRO = (
+    "### Transfer: WanVideoToGCSOperator vs. HttpToGCSOperator vs. a plain copy (`benchmarks/transfer.py`)\n\n"
+    "Peak RSS growth = highest RSS sampled every 5 ms during the transfer minus the RSS just before it (imports "
+    "and clients already loaded), each approach in a fresh process; the simulator and the GCS emulator run in "
+    "their own processes. MB/s = 10^6 bytes per second of wall time. Loopback only: the emulator (pure Python, "
+    "re-copying its upload buffer on every chunk) bounds the throughput, not the network.\n"
+)
+S3_INTRO = (
+    "### Transfer into S3: WanVideoToStorageOperator vs. boto3 vs. ObjectStoragePath.copy vs. FileTransferOperator "
+    "(`benchmarks/transfer.py`)\n\n"
+    "Peak RSS growth = highest RSS sampled every 5 ms during the transfer minus the RSS just before it (imports, "
+    "clients and filesystems already loaded), each approach in a fresh process, all writing to the same moto server "
+    "(its own process, objects in RAM) from the same simulator link. MB/s = 10^6 bytes per second of wall time, "
+    "completion (and for the operator, verification and the metadata copy) included.\n"
+)
 EXTRA_PACKAGES = (
     "gcp-storage-emulator",
     "google-resumable-media",
     "urllib3",
     "apache-airflow-providers-http",
     "psutil",
+    "boto3",
+    "moto",
+    "s3fs",
+    "aiobotocore",
+    "apache-airflow-providers-amazon",
+    "apache-airflow-providers-common-io",
 )
 
 
@@ -95,6 +149,34 @@ class RssSampler(threading.Thread):
         self.join()
         self.peak = max(self.peak, self.process.memory_info().rss)
         return self.peak
+
+
+class S3CallTimes:
+    """Seconds spent in each S3 operation by boto3 clients of the default session (created after ``install``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def install(self) -> None:
+        import boto3
+
+        boto3.setup_default_session()
+        events = boto3.DEFAULT_SESSION.events
+        events.register("before-call.s3", self._before)
+        events.register("after-call.s3", self._after)
+
+    def _before(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        context["bench_started"] = time.perf_counter()
+
+    def _after(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        spent = time.perf_counter() - context.get("bench_started", time.perf_counter())
+        with self.lock:
+            self.seconds[model.name] = self.seconds.get(model.name, 0.0) + spent
+
+    def summary(self) -> dict[str, float]:
+        names = ("UploadPart", "CompleteMultipartUpload", "CopyObject")
+        return {name: round(self.seconds[name], 1) for name in names if name in self.seconds}
 
 
 def _maxrss_bytes() -> int:
@@ -127,9 +209,11 @@ def worker(approach: str, wan_task_id: str, object_name: str, chunk_mib: int) ->
     )
     operator.__dict__["hook"] = hook
     s3_operator: Any = None
+    s3_times = S3CallTimes()
     if approach.startswith("s3_"):
         import boto3
 
+        s3_times.install()
         from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
 
         s3 = boto3.client("s3")
@@ -142,6 +226,25 @@ def worker(approach: str, wan_task_id: str, object_name: str, chunk_mib: int) ->
             progress_interval=10.0,
         )
         s3_operator.__dict__["hook"] = hook
+    osp_source: Any = None
+    osp_destination: Any = None
+    file_transfer: Any = None
+    if approach in AIRFLOW_S3:
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+        from airflow.providers.common.io.operators.file_transfer import FileTransferOperator
+        from airflow.sdk.io import attach
+        from fsspec.implementations.http import HTTPFileSystem
+
+        # no provider registers a filesystem for http(s): attach fsspec's own, the documented way to add one
+        attach("http", fs=HTTPFileSystem())
+        link = hook.get_task(wan_task_id).video_url or ""
+        osp_source = ObjectStoragePath(link)
+        osp_destination = ObjectStoragePath(f"s3://{AWS_CONN_ID}@{BUCKET}/{object_name}")
+        osp_destination.fs  # noqa: B018 - the s3fs filesystem (connection, session) before the baseline
+        osp_source.fs  # noqa: B018
+        file_transfer = FileTransferOperator(
+            task_id="bench", src=link, dst=f"s3://{BUCKET}/{object_name}", dest_conn_id=AWS_CONN_ID
+        )
     http_hook = HttpHook(method="GET", http_conn_id="wan_sim_http")
     import google_crc32c  # noqa: F401
 
@@ -183,6 +286,12 @@ def worker(approach: str, wan_task_id: str, object_name: str, chunk_mib: int) ->
             response.raise_for_status()
             s3.upload_fileobj(response.raw, BUCKET, object_name, ExtraArgs={"ContentType": "video/mp4"})
         size = int(s3.head_object(Bucket=BUCKET, Key=object_name)["ContentLength"])
+    elif approach == "s3_osp_copy":
+        osp_source.copy(osp_destination)
+        size = int(s3.head_object(Bucket=BUCKET, Key=object_name)["ContentLength"])
+    elif approach == "s3_file_transfer":
+        file_transfer.execute({})
+        size = int(s3.head_object(Bucket=BUCKET, Key=object_name)["ContentLength"])
     else:
         raise SystemExit(f"unknown approach {approach!r}")
     seconds = time.perf_counter() - started
@@ -191,6 +300,12 @@ def worker(approach: str, wan_task_id: str, object_name: str, chunk_mib: int) ->
         head = s3.head_object(Bucket=BUCKET, Key=object_name)
         # the MD5 the streaming sink verified and recorded (a multipart ETag is no MD5)
         recorded = head.get("Metadata", {}).get("wan_source_md5")
+        if recorded is None:
+            # nothing verified nor recorded: read the object back (after the clock stopped) to compare its bytes
+            digest = hashlib.md5()
+            for piece in s3.get_object(Bucket=BUCKET, Key=object_name)["Body"].iter_chunks(MiB):
+                digest.update(piece)
+            recorded = base64.b64encode(digest.digest()).decode()
         return {
             "approach": approach,
             "bytes": size,
@@ -201,6 +316,8 @@ def worker(approach: str, wan_task_id: str, object_name: str, chunk_mib: int) ->
             "maxrss_growth_mib": round(max(0, _maxrss_bytes() - max(before, maxrss_before)) / MiB, 1),
             "md5_hash": recorded,
             "stored_bytes": int(head["ContentLength"]),
+            # seconds inside these S3 calls (summed over threads: parts overlap), boto3 clients only (not s3fs)
+            "s3_call_seconds": s3_times.summary(),
         }
     blob = bucket.get_blob(object_name)
     return {
@@ -234,6 +351,26 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in values)
+
+
+def _missing_airflow_s3() -> str | None:
+    """What ObjectStoragePath on s3:// and FileTransferOperator need that is not installed, or None."""
+    import importlib.util
+
+    missing = [
+        name
+        for name, module in (
+            ("s3fs", "s3fs"),
+            ("apache-airflow-providers-amazon", "airflow.providers.amazon"),
+            ("apache-airflow-providers-common-io", "airflow.providers.common.io"),
+        )
+        if importlib.util.find_spec(module) is None
+    ]
+    return ", ".join(missing) or None
 
 
 def _versions() -> str:
@@ -286,7 +423,18 @@ def main() -> int:
     unknown = {a.split("@")[0] for a in approaches} - set(APPROACHES)
     if unknown:
         parser.error(f"unknown approach(es): {', '.join(sorted(unknown))}; known: {', '.join(APPROACHES)}")
+    missing = _missing_airflow_s3() if any(a.split("@")[0] in AIRFLOW_S3 for a in approaches) else None
+    if missing:
+        print(
+            f"{', '.join(AIRFLOW_S3)} need {missing}, which cannot share this venv's boto3 (see "
+            "benchmarks/s3fs-constraints.txt). Create the benchmark venv and run with its python:\n\n"
+            "    bash benchmarks/s3fs-venv.sh\n"
+            f"    .venv-bench/bin/python benchmarks/transfer.py {' '.join(sys.argv[1:])}",
+            file=sys.stderr,
+        )
+        return 2
     size = args.size_mib * MiB
+    load_start = os.getloadavg()
     machine = _machine_text()
     print(machine, flush=True)
     print(f"video: {args.size_mib} MiB ({size} bytes), streaming chunk {args.chunk_mib} MiB", flush=True)
@@ -338,6 +486,15 @@ def main() -> int:
             "AWS_ACCESS_KEY_ID": "bench",
             "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_DEFAULT_REGION": "us-east-1",
+            # the same moto server as an Airflow AWS connection: what ObjectStoragePath and FileTransferOperator use
+            f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}": json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": "bench",
+                    "password": "bench",
+                    "extra": {"endpoint_url": f"http://127.0.0.1:{s3_port}", "region_name": "us-east-1"},
+                }
+            ),
             "AIRFLOW_CONN_WAN_DEFAULT": simulator.connection_json(),
             "AIRFLOW_CONN_WAN_SIM_HTTP": json.dumps(
                 {"conn_type": "http", "host": simulator.host, "port": simulator.port, "schema": "http"}
@@ -411,11 +568,13 @@ def main() -> int:
     command_line = "python benchmarks/transfer.py " + " ".join(
         a for a in sys.argv[1:] if not a.startswith("--results") and a != str(args.results)
     )
-    table = render(rows, args, machine, command_line.strip(), next(iter(digests)))
+    load = f"load average (1/5/15 min) at start {_load(load_start)}, at end {_load(os.getloadavg())}"
+    table = render(rows, args, f"{machine}\n{load}", command_line.strip(), next(iter(digests)))
     print()
     print(table)
     if args.results:
-        write_section(args.results, table, args.size_mib)
+        s3_only = all(row["approach"].startswith("s3_") for row in rows)
+        write_section(args.results, table, args.size_mib, s3=s3_only)
     return 0
 
 
@@ -424,6 +583,8 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, machine: str, c
         "http_to_gcs": "HttpToGCSOperator way (whole body in memory, then upload_from_string)",
         "disk_copy": "plain copy (download to disk, then upload_from_filename, library defaults)",
         "s3_upload_fileobj": "S3: boto3 upload_fileobj of the streamed body (s3transfer defaults, nothing verified)",
+        "s3_osp_copy": "S3: ObjectStoragePath(link).copy(s3://...) (fsspec http -> s3fs, nothing verified)",
+        "s3_file_transfer": "S3: FileTransferOperator (common-io; the same copy, nothing verified)",
     }
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -441,7 +602,7 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, machine: str, c
     for row in rows:
         label = labels.get(row["approach"], f"WanVideoToGCSOperator (streaming, {row['chunk_mib']} MiB chunks)")
         if row["approach"] == "s3_streaming":
-            label = f"S3: WanVideoToStorageOperator (multipart, {row['chunk_mib']} MiB parts, verified)"
+            label = f"S3: WanVideoToStorageOperator (multipart, {row['chunk_mib']} MiB parts, 3 in flight, verified)"
         goal = f"< {GOAL_GROWTH_MIB} MiB" if row["approach"] in ("streaming", "s3_streaming") else "(reference)"
         met = ""
         if row["approach"] in ("streaming", "s3_streaming"):
@@ -451,23 +612,24 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, machine: str, c
             f"| {row['mb_per_s']} | {row['seconds']} |"
         )
     lines += ["", f"All approaches stored the same {args.size_mib} MiB object (md5 `{md5}`)."]
+    timed = [row for row in rows if row.get("s3_call_seconds")]
+    if timed:
+        lines += ["", "Seconds inside S3 calls (boto3 clients only; UploadPart summed over the threads sending parts):"]
+        lines += [
+            f"- {row['approach']}: " + ", ".join(f"{k} {v}" for k, v in row["s3_call_seconds"].items()) for row in timed
+        ]
     return "\n".join(lines)
 
 
-def write_section(path: Path, table: str, size_mib: int) -> None:
-    """Keep one table per video size inside this benchmark's marked section of RESULTS.md."""
+def write_section(path: Path, table: str, size_mib: int, *, s3: bool = False) -> None:
+    """Keep one table per video size inside this benchmark's marked section of RESULTS.md (GCS and S3 apart)."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    intro = (
-        "### Transfer: WanVideoToGCSOperator vs. HttpToGCSOperator vs. a plain copy (`benchmarks/transfer.py`)\n\n"
-        "Peak RSS growth = highest RSS sampled every 5 ms during the transfer minus the RSS just before it (imports "
-        "and clients already loaded), each approach in a fresh process; the simulator and the GCS emulator run in "
-        "their own processes. MB/s = 10^6 bytes per second of wall time. Loopback only: the emulator (pure Python, "
-        "re-copying its upload buffer on every chunk) bounds the throughput, not the network.\n"
-    )
+    start, end = (S3_SECTION_START, S3_SECTION_END) if s3 else (SECTION_START, SECTION_END)
+    intro = S3_INTRO if s3 else GCS_INTRO
     tables: dict[int, str] = {}
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        body, tail = rest.split(SECTION_END, 1)
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        body, tail = rest.split(end, 1)
         for block in body.split("#### ")[1:]:
             key = block.split(" MiB", 1)[0]
             if key.isdigit():
@@ -476,7 +638,7 @@ def write_section(path: Path, table: str, size_mib: int) -> None:
         head, tail = text.rstrip() + "\n\n", "\n"
     tables[size_mib] = table.strip()
     body = "\n\n".join(tables[k] for k in sorted(tables))
-    path.write_text(f"{head}{SECTION_START}\n{intro}\n{body}\n{SECTION_END}{tail}")
+    path.write_text(f"{head}{start}\n{intro}\n{body}\n{end}{tail}")
 
 
 if __name__ == "__main__":
