@@ -4,25 +4,29 @@ Pacing of task reads (``GET /tasks``): one rule for the worker (sync) and the tr
 DashScope allows 20 task queries per second per *account*, shared by every process that reads tasks: several
 triggerers, every Celery worker running a non-deferrable operator or a poking sensor. No process knows how many
 others there are, and there is nothing to ask. So each process adapts its own pace to what DashScope answers, the
-way TCP shares a link without a coordinator:
+way TCP shares a link without a coordinator (additive increase, multiplicative decrease):
 
-* a read answered while reads were queued behind this pacer raises the rate by :data:`INCREASE_PER_SECOND` of the
-  ceiling's worth per second, in proportion to the process's current share (``rate / ceiling``): all processes
-  together then grow by about the same amount however many they are, which keeps the account's overloads (and
-  429s) as rare with four processes as with one. A process that is not held back has nothing to learn and does not
-  grow;
-* a 429 takes :data:`CUT` off the rate, at most once per :data:`HOLD_SECONDS` (one overload sends several 429s
-  before the cut is felt; they are one signal). The first 429 of a process sets the rate to :data:`DECREASE` times
-  what got through during the last second: the share it really has;
+* reads leave at least ``1 / rate`` apart, never closer: DashScope counts in a *sliding* one-second window, and two
+  reads bunched up after a late one (a busy loop) can tip a full window over;
+* a process starts at :data:`START_FRACTION` of the ceiling and doubles each second it is held back (slow start).
+  Its first 429 sets the rate to :data:`DECREASE` times what got through during the last second: the share it
+  really has. Processes starting together (a triggerer taking over) so start with about equal shares;
+* then, while reads are held back, the rate grows by the same small amount in every process
+  (:data:`INCREASE_PER_SECOND` of the ceiling per second) and a 429 takes :data:`CUT` off it, at most once per
+  :data:`HOLD_SECONDS` (one overload sends several 429s before the cut is felt; they are one signal). Equal steps up
+  and proportional steps down pull every process towards an equal share, so processes with equal work finish
+  together instead of one of them trailing alone at a small share;
+* a 429 again within :data:`PERSIST_SECONDS` of a cut is an overload the cut did not end (a new process arriving, a
+  storm): each such cut is twice the last, up to half the rate;
 * after :data:`QUIET_SECONDS` without a 429 the increase speeds up, doubling every :data:`DOUBLING_SECONDS`: other
-  processes have gone, and the room they left is found in seconds, not minutes;
+  processes have gone, and the room they left is found without waiting minutes;
 * a ``Retry-After`` holds every read of the process until it has passed;
-* ``[wan] task_query_qps`` stays the ceiling; a process starts at :data:`START_FRACTION` of it and doubles each
-  second it is held back (slow start) until the first 429.
+* ``[wan] task_query_qps`` stays the ceiling. A process that is not held back has nothing to learn and does not grow.
 
-A process with a larger share sends more of the reads that meet a full window, so it takes more of the cuts: shares
-drift towards equal, and the sum stays just under the account's limit (benchmarks/fair_share.py measures 1-4
-processes against the simulator; tests/unit/test_pacing.py runs the rule against a simulated account window).
+The steps are small because the sum of all processes' rates must stay just under the account's limit with few
+429s: every overload costs one or two, and the sum reaches the limit as often as the processes together grow into
+it. benchmarks/fair_share.py measures 1-4 processes against the simulator; tests/unit/test_pacing.py runs the rule
+on a fake clock against a simulated account window with that benchmark's work.
 
 :class:`Pacer` is the rule, with an injectable clock and no sleeping; :class:`SyncPacer` (threads, ``time.sleep``)
 and :class:`AsyncPacer` (one event loop) only differ in how they wait for the next slot.
@@ -40,16 +44,19 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-#: growth per second while held back, in GET/s at a full share of the ceiling (less for a smaller share)
-INCREASE_PER_SECOND = 0.04
+#: growth per second while held back, as a fraction of the ceiling (0.003 GET/s per second at 20/s), the same in
+#: every process whatever its share
+INCREASE_PER_SECOND = 0.00015
 #: on the first 429 the rate becomes this fraction of what got through in the last second
 DECREASE = 0.95
 #: after slow start, a 429 takes this fraction off the rate (multiplicative decrease)
-CUT = 0.1
+CUT = 0.05
+#: a 429 within this many seconds of the last cut doubles the next cut (the overload persists)
+PERSIST_SECONDS = 2.5
 #: after this many seconds without a 429 the increase speeds up (others have left: find the room sooner) ...
-QUIET_SECONDS = 15.0
+QUIET_SECONDS = 20.0
 #: ... doubling every this many seconds
-DOUBLING_SECONDS = 5.0
+DOUBLING_SECONDS = 8.0
 #: seconds after a cut during which further 429s are the same overload (DashScope counts in 1 s windows)
 HOLD_SECONDS = 1.0
 #: a new process starts at this fraction of the ceiling, then doubles per second while held back (slow start)
@@ -75,6 +82,7 @@ class Pacer:
         self.slow_start = True
         self.throttled = 0
         self.answered = 0
+        self._cut_by = CUT
         self._last_start = float("-inf")
         self._paused_until = float("-inf")
         self._last_cut = float("-inf")
@@ -98,11 +106,9 @@ class Pacer:
         now = self.clock()
         if held_back:
             self._held_back_at = now
-            # a release that came late (a busy loop, a late timer) does not push every later one back: the next
-            # slot counts from when this one was due, at most half a slot back, so the pace is kept, not lost
-            self._last_start = max(now - 0.5 / self.rate, min(now, self._last_start + 1.0 / self.rate))
-        else:
-            self._last_start = now
+        # the next slot counts from now, even when this read left late: catching up would put two reads closer
+        # than 1 / rate, and the account's sliding window may then hold one more than the rate
+        self._last_start = now
 
     def on_answer(self, *, throttled: bool, retry_after: float | None = None) -> None:
         """Learn from one answer to a read: 429 (``throttled``, with its ``Retry-After``) or anything else."""
@@ -122,15 +128,18 @@ class Pacer:
             self._passed.popleft()
 
     def _cut(self, now: float) -> None:
-        if now - self._last_cut < HOLD_SECONDS:
+        since_last = now - self._last_cut
+        if since_last < HOLD_SECONDS:
             return
         self._last_cut = now
         if self.slow_start:
             # the first overload: what the account let through is the share this process really has
             got_through = sum(1 for t in self._passed if t > now - 1.0)
             self.rate = DECREASE * min(self.rate, float(got_through) or self.rate)
+            self._cut_by = CUT
         else:
-            self.rate *= 1.0 - CUT
+            self._cut_by = min(0.5, 2 * self._cut_by) if since_last < PERSIST_SECONDS else CUT
+            self.rate *= 1.0 - self._cut_by
         self.rate = max(FLOOR, self.rate)
         self.slow_start = False
         self._last_grow = now
@@ -147,8 +156,7 @@ class Pacer:
         else:
             quiet = now - self._last_cut
             speed = 2.0 ** min(6.0, max(0.0, quiet - QUIET_SECONDS) / DOUBLING_SECONDS)
-            share = self.rate / self.ceiling
-            self.rate += INCREASE_PER_SECOND * share * speed * min(elapsed, 1.0)
+            self.rate += INCREASE_PER_SECOND * self.ceiling * speed * min(elapsed, 1.0)
         self.rate = min(self.rate, self.ceiling)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import heapq
 import itertools
@@ -77,6 +78,136 @@ def share_an_account(processes: int, seconds: float, *, limit: int = 20, seed: i
                 throttled[i] += 1
             pacer.on_answer(throttled=kind == 2)
     return {"ok": ok, "throttled": throttled, "pacers": pacers}
+
+
+def run_the_benchmark(processes: int, *, seed: int, pacer_class: type[Pacer] = Pacer) -> dict[str, float]:
+    """
+    benchmarks/fair_share.py on a fake clock: ``processes`` triggerers, 300 triggers each, all started together;
+    a read every 15 s after the last answer, generations of 60 s; each process's reads queue behind its pacer and
+    leave one at a time at its next slot, as in :class:`AsyncPacer`. Reads arrive 1-10 ms after release (5% of
+    releases 0-100 ms late: a busy loop), answers 2-20 ms later; a 429 is retried after the retry policy's backoff
+    (up to 6 attempts). Measured as the benchmark does: GETs, 429s, and successful GETs per second over the 0.1 s
+    intervals in which some process had reads queued, as a share of the limit.
+    """
+    rnd = random.Random(seed)
+    clock = FakeClock()
+    start, limit, triggers = clock.now, 20, 300
+    pacers = [pacer_class(limit, clock=clock) for _ in range(processes)]
+    window = AccountWindow(limit)
+    events: list[tuple[float, int, str, int, int]] = []
+    order = itertools.count()
+
+    def at(time: float, kind: str, process: int, trigger: int = 0) -> None:
+        heapq.heappush(events, (time, next(order), kind, process, trigger))
+
+    queues: list[collections.deque[int]] = [collections.deque() for _ in range(processes)]
+    releasing = [False] * processes
+    attempts: collections.Counter[int] = collections.Counter()
+    finished = failed = gets = throttled = 0
+    admitted: list[float] = []
+    for process in range(processes):
+        for trigger in range(triggers):
+            at(start, "acquire", process, process * triggers + trigger)
+    busy: list[tuple[float, bool]] = []
+    next_sample = start
+    while events and finished + failed < processes * triggers:
+        now, _, kind, process, trigger = heapq.heappop(events)
+        while next_sample <= now:
+            busy.append((next_sample, any(queues)))
+            next_sample += 0.1
+        clock.now = now
+        pacer = pacers[process]
+        if kind == "acquire":
+            if not queues[process] and pacer.next_start() <= now:
+                pacer.start(held_back=False)
+                at(now + rnd.uniform(0.001, 0.01), "arrive", process, trigger)
+                continue
+            queues[process].append(trigger)
+            if not releasing[process]:
+                releasing[process] = True
+                at(max(now, pacer.next_start()), "release", process)
+        elif kind == "release":
+            if not queues[process]:
+                releasing[process] = False
+            elif pacer.next_start() > now:
+                late = rnd.uniform(0.0, 0.004) + (rnd.uniform(0.0, 0.1) if rnd.random() < 0.05 else 0.0)
+                at(pacer.next_start() + late, "release", process)
+            else:
+                pacer.start(held_back=True)
+                at(now + rnd.uniform(0.001, 0.01), "arrive", process, queues[process].popleft())
+                at(now, "release", process)
+        elif kind == "arrive":
+            gets += 1
+            ok = window.admit(now)
+            if ok:
+                admitted.append(now)
+            else:
+                throttled += 1
+            at(now + rnd.uniform(0.002, 0.02), "ok" if ok else "429", process, trigger)
+        else:
+            pacer.on_answer(throttled=kind == "429")
+            if kind == "ok":
+                attempts[trigger] = 0
+                if now >= start + 60:
+                    finished += 1
+                else:
+                    at(now + 15, "acquire", process, trigger)
+            else:
+                attempts[trigger] += 1
+                if attempts[trigger] >= 6:
+                    failed += 1
+                else:
+                    ceiling = min(30.0, 2.0 ** (attempts[trigger] - 1))
+                    at(now + rnd.uniform(ceiling / 2, ceiling), "acquire", process, trigger)
+    waiting = sum(1 for _, queued in busy if queued) * 0.1
+    ok_waiting = sum(
+        bisect.bisect_left(admitted, t + 0.1) - bisect.bisect_left(admitted, t) for t, queued in busy if queued
+    )
+    return {
+        "finished": finished / (processes * triggers),
+        "throttled": throttled / gets,
+        "utilization": ok_waiting / waiting / limit,
+    }
+
+
+@pytest.mark.parametrize(
+    "processes",
+    [
+        1,
+        2,
+        pytest.param(
+            3,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="MISSED on the fake clock (benchmarks/RESULTS.md section 9): utilization averages about 88% "
+                "with 3 processes: a process left with a smaller share finishes 10-20 s after the others and reads "
+                "alone at that share until the quiet-time speed-up finds the room they left",
+            ),
+        ),
+        4,
+    ],
+)
+def test_the_fair_share_benchmark_on_a_fake_clock_meets_the_goals(processes):
+    # issue 14, acceptance 1: 429s under 1% of GETs, successful GETs at least 90% of the limit while reads wait,
+    # every trigger succeeding. Six seeds: each must stay under 1% and succeed; utilization on their mean
+    runs = [run_the_benchmark(processes, seed=seed) for seed in range(1, 7)]
+    assert [r["finished"] for r in runs] == [1.0] * 6, runs
+    assert max(r["throttled"] for r in runs) < 0.01, runs
+    assert sum(r["utilization"] for r in runs) / 6 >= 0.9, runs
+
+
+def test_the_fake_benchmark_fails_a_pacer_that_ignores_429s():
+    # the benchmark above can fail: the code before the adaptive pacer (a fixed 20/s per process) floods the account
+    class FixedRate(Pacer):
+        def __init__(self, ceiling: float, **kwargs: object) -> None:
+            super().__init__(ceiling, **kwargs)  # type: ignore[arg-type]
+            self.rate = ceiling
+
+        def on_answer(self, *, throttled: bool, retry_after: float | None = None) -> None:
+            pass
+
+    result = run_the_benchmark(2, seed=1, pacer_class=FixedRate)
+    assert result["throttled"] > 0.2, result
 
 
 @pytest.mark.parametrize("processes", [1, 2, 3, 4])
@@ -178,9 +309,8 @@ async def test_async_pacer_releases_queued_reads_one_slot_apart():
 
     await asyncio.gather(*(read() for _ in range(5)))
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    # a late release lets the next one come up to half a slot early (the pace is kept), never sooner
-    assert min(gaps) >= 0.05 - 0.005, gaps
-    assert times[-1] - times[0] >= 4 * 0.1 - 0.05 - 0.005, gaps
+    # never closer than one slot (a late release does not let the next one catch up)
+    assert min(gaps) >= 0.1 - 0.005, gaps
     assert pacer.pacer._held_back_at > 0  # the queue counts as held back: the rate may grow
 
 
