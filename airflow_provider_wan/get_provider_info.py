@@ -52,6 +52,8 @@ def get_provider_info() -> dict[str, Any]:
                 "python-module": "airflow_provider_wan.transfers.wan_to_gcs",
             }
         ],
+        # the transfers' "Stored video" button; listed so that serialized DAGs can name it (Airflow 2.11's webserver)
+        "extra-links": ["airflow_provider_wan.transfers.links.WanStoredObjectLink"],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_wan.hooks.wan.WanHook",

@@ -81,6 +81,8 @@ with DAG(
         pool=POOL,
         # throttling answers are retried by the hook; these retries cover the rest (5xx, InternalError tasks)
         retries=2,
+        # each mapped task is named after its prompt in the UI (the grid's "Map Index"), not 0, 1, 2...
+        map_index_template="{{ task.prompt[:40] }}",
     ).expand(prompt=load_prompts())
 
     # one transfer per video: map each generation's result dict to its DashScope task id

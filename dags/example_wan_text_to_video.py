@@ -72,5 +72,7 @@ with DAG(
         model="{{ ti.xcom_pull(task_ids='generate_video')['model'] }}",
         # also write wan/<dag id>/<task id>.json: prompts, usage, cost, size, checksums
         write_sidecar=True,
+        # and wan/<dag id>/<task id>.png: the first frame, for previews (needs PyAV: the [video] extra)
+        poster="png",
     )
     # [END howto_transfer_wan_to_gcs]

@@ -208,36 +208,35 @@ def read_results(env: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     return values[GENERATE_TASK], values[TRANSFER_TASK]
 
 
-def download(transfer: dict[str, Any], target: Path) -> None:
-    """Copy the object the transfer wrote to ``target`` (emulator or real GCS: the provider's own client choice)."""
+def download(transfer: dict[str, Any], video: Path, poster: Path) -> None:
+    """Copy the video and the poster the transfer wrote (emulator or real GCS: the provider's own client choice)."""
     from airflow_provider_wan.gcs import storage_client
 
-    blob = storage_client().bucket(transfer["bucket"]).blob(transfer["object"])
-    blob.download_to_filename(str(target))
-    if target.stat().st_size != transfer["size"]:
-        raise SystemExit(f"demo: downloaded {target.stat().st_size} bytes, the transfer reported {transfer['size']}")
+    bucket = storage_client().bucket(transfer["bucket"])
+    bucket.blob(transfer["object"]).download_to_filename(str(video))
+    if video.stat().st_size != transfer["size"]:
+        raise SystemExit(f"demo: downloaded {video.stat().st_size} bytes, the transfer reported {transfer['size']}")
+    # the transfer made the poster (poster="png" in the example DAG): its first frame, stored beside it
+    poster_uri = transfer.get("poster_uri") or ""
+    prefix = f"gs://{transfer['bucket']}/"
+    if not poster_uri.startswith(prefix):
+        raise SystemExit(f"demo: the transfer reported no poster in {prefix} ({poster_uri!r})")
+    bucket.blob(poster_uri.removeprefix(prefix)).download_to_filename(str(poster))
 
 
-def poster_frame(video: Path, poster: Path) -> tuple[int, int, float, int]:
-    """Decode the MP4 (proving it plays), write its first frame as PNG; return width, height, seconds, frames."""
+def decode(video: Path) -> tuple[int, int, float, int]:
+    """Decode the whole MP4 (proving it plays); return width, height, seconds and frames."""
     import av
 
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
-        first = None
-        frames = 0
+        frames, size = 0, (0, 0)
         for frame in container.decode(stream):
-            if first is None:
-                first = frame.reformat(format="rgb24")
-            frames += 1
-        if first is None:
+            frames, size = frames + 1, (frame.width, frame.height)
+        if not frames:
             raise SystemExit(f"demo: {video} holds no video frame")
         seconds = float(container.duration or 0) / 1_000_000
-    encoder = av.CodecContext.create("png", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = first.width, first.height, "rgb24"
-    packets = [*encoder.encode(first), *encoder.encode(None)]
-    poster.write_bytes(b"".join(bytes(packet) for packet in packets))
-    return first.width, first.height, seconds, frames
+    return size[0], size[1], seconds, frames
 
 
 def estimated_cost_before_run(env: dict[str, str]) -> str:
@@ -271,7 +270,7 @@ def check_requirements(mode: Mode) -> None:
     import importlib.util
 
     needed = {"airflow": "apache-airflow", "airflow_provider_wan": "the provider (pip install -e .)"}
-    # PyAV decodes the poster frame, and the simulator encodes its videos with it
+    # PyAV makes the transfer's poster frame and decodes the video here, and the simulator encodes its videos with it
     needed["av"] = "av (the [simulator] extra)"
     if not mode.real_gcs:
         needed["gcp_storage_emulator"] = "gcp-storage-emulator (the [test] extra)"
@@ -348,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         task_id = generated["task_id"]
         video = DEMO_DIR / f"{task_id}.mp4"
         poster = DEMO_DIR / f"{task_id}-poster.png"
-        download(transfer, video)
-        width, height, seconds, frames = poster_frame(video, poster)
+        download(transfer, video, poster)
+        width, height, seconds, frames = decode(video)
 
     usage = generated.get("usage") or {}
     size = str(usage.get("size") or usage.get("video_ratio") or f"{width}*{height}")

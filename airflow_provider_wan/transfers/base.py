@@ -9,12 +9,15 @@ The way through::
     DashScope: GET /tasks/{id} for a fresh signed video_url (the copy in XCom may be stale)
     download engine --bytes, proven whole--> sink upload (out of sight) --commit: visible, verified, recorded
     any failure --> the upload is aborted: nothing is kept
+    then, next to the video: the JSON sidecar (write_sidecar) and the poster frame (poster), each written whole
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import io
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -40,7 +43,17 @@ from airflow_provider_wan.transfers.download import (
     SourceChangedError,
     mask_signed_url,
 )
-from airflow_provider_wan.transfers.sinks import Sink, Stored, Upload, encode_header_value
+from airflow_provider_wan.transfers.links import WanStoredObjectLink
+from airflow_provider_wan.transfers.poster import (
+    POSTER_FORMATS,
+    READ_BUFFER,
+    StoredObjectReader,
+    check_poster,
+    poster_image,
+    poster_name,
+    require_pyav,
+)
+from airflow_provider_wan.transfers.sinks import Sink, Stored, Upload, b64, encode_header_value
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -157,6 +170,7 @@ class WanVideoTransferOperator(BaseOperator):
     template_fields: Sequence[str] = ("wan_task_id", "model", "prompt", "seed", "extra_metadata")
     template_fields_renderers: ClassVar[dict[str, str]] = {"extra_metadata": "json"}
     ui_color = "#ff6a00"
+    operator_extra_links = (WanStoredObjectLink(),)
 
     def __init__(
         self,
@@ -165,6 +179,7 @@ class WanVideoTransferOperator(BaseOperator):
         wan_conn_id: str = WanHook.default_conn_name,
         overwrite: bool = False,
         write_sidecar: bool = False,
+        poster: str | None = None,
         model: str | None = None,
         prompt: str | None = None,
         seed: int | str | None = None,
@@ -192,6 +207,7 @@ class WanVideoTransferOperator(BaseOperator):
         self.wan_conn_id = wan_conn_id
         self.overwrite = overwrite
         self.write_sidecar = write_sidecar
+        self.poster = check_poster(poster)
         self.model = model
         self.prompt = prompt
         self.seed = seed
@@ -244,6 +260,11 @@ class WanVideoTransferOperator(BaseOperator):
         sidecar = self.sidecar_name(key) if self.write_sidecar else None
         if sidecar == key:
             raise WanInvalidInputError(f"object_name: {key!r} would be its own JSON sidecar; name it .mp4")
+        poster = poster_name(key, self.poster) if self.poster else None
+        if poster is not None:
+            require_pyav(str(self.poster))
+            if poster == key:
+                raise WanInvalidInputError(f"object_name: {key!r} would be its own poster; name it .mp4")
         self._check_metadata_fits(sink, task_id)
         # the destination before DashScope: a missing bucket must not cost a download (nor a retry of one)
         sink.check()
@@ -259,18 +280,31 @@ class WanVideoTransferOperator(BaseOperator):
                 existing.metadata.get(META_SOURCE_MD5),
             )
             sidecar_uri = self._write_sidecar(sink, sidecar, existing, None) if sidecar else None
-            result = self._result(sink, key, existing, task_id, uploaded=False, sidecar_uri=sidecar_uri)
-            self._emit_asset_event(context, result)
+            poster_uri = self._write_poster(sink, poster, key, existing, sink.stat(poster)) if poster else None
+            result = self._result(
+                sink, key, existing, task_id, uploaded=False, sidecar_uri=sidecar_uri, poster_uri=poster_uri
+            )
+            self._announce(context, result)
             return result
         self._check_replaceable(existing, task_id)
-        sidecar_existing = self._sidecar_replaceable(sink, sidecar, task_id) if sidecar else None
+        # the files beside the video before DashScope: one that is not ours must not cost a download
+        sidecar_existing = self._companion_replaceable(sink, sidecar, task_id, "write_sidecar") if sidecar else None
+        poster_existing = self._companion_replaceable(sink, poster, task_id, "poster") if poster else None
 
         task = self._finished_task(task_id)
         stored = self._copy(task, sink, key, existing)
         sidecar_uri = self._write_sidecar(sink, sidecar, stored, task, sidecar_existing) if sidecar else None
-        result = self._result(sink, key, stored, task_id, uploaded=True, sidecar_uri=sidecar_uri)
-        self._emit_asset_event(context, result)
+        poster_uri = self._write_poster(sink, poster, key, stored, poster_existing) if poster else None
+        result = self._result(sink, key, stored, task_id, uploaded=True, sidecar_uri=sidecar_uri, poster_uri=poster_uri)
+        self._announce(context, result)
         return result
+
+    def _announce(self, context: Context, result: dict[str, Any]) -> None:
+        """The asset event, and the console link (an extra link of the task) where the store has a console."""
+        self._emit_asset_event(context, result)
+        ti = context.get("ti")
+        if ti is not None and result.get("console_url"):
+            WanStoredObjectLink.persist(ti, result["console_url"])
 
     def on_kill(self) -> None:
         # the copy loop checks this flag between reads, then aborts the upload: no half object, no open session
@@ -312,14 +346,17 @@ class WanVideoTransferOperator(BaseOperator):
             )
         self.log.info("Replacing %s: overwrite=True", existing.uri)
 
-    def _sidecar_replaceable(self, sink: Sink, name: str, task_id: str) -> Stored | None:
+    def _companion_replaceable(self, sink: Sink, name: str, task_id: str, parameter: str) -> Stored | None:
+        """The sidecar or poster at ``name`` if this task may replace it (it is ours, or ``overwrite``)."""
         existing = sink.stat(name)
         if existing is None:
             return None
         if existing.metadata.get(META_TASK_ID) != task_id and not self.overwrite:
+            what = "the JSON sidecar" if parameter == "write_sidecar" else "the poster"
+            switch = "write_sidecar=False" if parameter == "write_sidecar" else "poster=None"
             raise WanFinalError(
-                f"{existing.uri} (the JSON sidecar) already exists and does not belong to DashScope task {task_id}; "
-                "nothing was downloaded. Choose another object_name, set overwrite=True, or write_sidecar=False",
+                f"{existing.uri} ({what}) already exists and does not belong to DashScope task {task_id}; "
+                f"nothing was downloaded. Choose another object_name, set overwrite=True, or {switch}",
                 task_id=task_id,
             )
         return existing
@@ -466,7 +503,7 @@ class WanVideoTransferOperator(BaseOperator):
             existing = sink.stat(name)
             if existing is not None and existing.metadata.get(META_VIDEO_GENERATION) == str(video.version):
                 return existing.uri  # already describes this very object
-            existing = self._sidecar_replaceable(sink, name, task_id)
+            existing = self._companion_replaceable(sink, name, task_id, "write_sidecar")
             # the object's metadata has the prompts cut; the task (if still there) has them whole
             try:
                 task = self.hook.get_task(task_id)
@@ -483,6 +520,53 @@ class WanVideoTransferOperator(BaseOperator):
             replacing=existing,
         )
         self.log.info("Wrote the JSON sidecar %s", stored.uri)
+        return stored.uri
+
+    # -- poster -----------------------------------------------------------------------------------------------------
+    def _write_poster(self, sink: Sink, name: str, key: str, video: Stored, existing: Stored | None) -> str:
+        """
+        Write (or confirm) the poster of ``video``: its first frame, read from the stored, verified object (a few
+        ranged reads, one decoded frame). A poster already made of this very object in this format is kept.
+        """
+        fmt = POSTER_FORMATS[str(self.poster)]
+        task_id = video.metadata.get(META_TASK_ID, "")
+        if (
+            existing is not None
+            and existing.metadata.get(META_TASK_ID) == task_id
+            and existing.metadata.get(META_VIDEO_GENERATION) == str(video.version)
+            and existing.content_type == fmt.content_type
+        ):
+            return existing.uri  # already made of this very object
+        if existing is not None:
+            existing = self._companion_replaceable(sink, name, task_id, "poster")
+        reader = StoredObjectReader(sink, key, video)
+        data, width, height = poster_image(io.BufferedReader(reader, READ_BUFFER), str(self.poster))
+        stored = sink.put_small(
+            name,
+            data,
+            content_type=fmt.content_type,
+            metadata={
+                META_TASK_ID: task_id,
+                META_VIDEO_GENERATION: str(video.version),
+                "wan_poster_size": f"{width}*{height}",
+            },
+            replacing=existing,
+        )
+        # written whole in one request; what the store kept must be these bytes
+        if stored.size != len(data) or stored.md5 not in (None, b64(hashlib.md5(data).digest())):
+            raise WanTransferIntegrityError(
+                f"{stored.uri}: the store kept {stored.size} bytes, not the {len(data)} bytes of the poster",
+                task_id=task_id,
+            )
+        self.log.info(
+            "Wrote the poster %s (%s, %d*%d, %d bytes; %d bytes of the video read)",
+            stored.uri,
+            fmt.content_type,
+            width,
+            height,
+            len(data),
+            reader.fetched,
+        )
         return stored.uri
 
     @staticmethod
@@ -529,7 +613,14 @@ class WanVideoTransferOperator(BaseOperator):
     # -- result and asset event -----------------------------------------------------------------------------------
     @staticmethod
     def _result(
-        sink: Sink, key: str, stored: Stored, task_id: str, *, uploaded: bool, sidecar_uri: str | None
+        sink: Sink,
+        key: str,
+        stored: Stored,
+        task_id: str,
+        *,
+        uploaded: bool,
+        sidecar_uri: str | None,
+        poster_uri: str | None,
     ) -> dict[str, Any]:
         md5 = stored.md5 or stored.metadata.get(META_SOURCE_MD5)
         return {
@@ -546,6 +637,9 @@ class WanVideoTransferOperator(BaseOperator):
             "wan_task_id": task_id,
             "uploaded": uploaded,
             "sidecar_uri": sidecar_uri,
+            "poster_uri": poster_uri,
+            # the object in the store's web console (built from the bucket and key: never a signed link)
+            "console_url": sink.console_url(key),
         }
 
     def _emit_asset_event(self, context: Context, result: dict[str, Any]) -> None:

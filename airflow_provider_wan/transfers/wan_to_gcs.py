@@ -86,6 +86,10 @@ class WanVideoToGCSOperator(WanVideoTransferOperator):
     :param overwrite: replace an object that holds something else than this task's video (default False)
     :param write_sidecar: also write ``<object name without extension>.json`` with the generation's full
         metadata (prompts uncut, usage, cost, the video's size, checksums and generation) (default False)
+    :param poster: ``"png"`` or ``"jpeg"``: also store the video's first frame beside it,
+        ``<object name without extension>.png`` (``.jpg``), made from the stored, verified object with a few ranged
+        reads; a rerun keeps a poster made of the same object (default None: no poster; needs PyAV, the ``video``
+        extra, checked before any download)
     :param model: model name, for the metadata and the cost estimate (templated; DashScope's task record does
         not name it), e.g. ``"{{ ti.xcom_pull(task_ids='generate')['model'] }}"``
     :param prompt: the prompt, recorded when the task record has none (templated)

@@ -42,8 +42,9 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
         (default 8 MiB): bounds the memory used (S3 holds up to four parts: three being sent, one filling)
     :param kwargs: the parameters of
         :class:`~airflow_provider_wan.transfers.wan_to_gcs.WanVideoToGCSOperator` other than the GCS ones
-        (``overwrite``, ``write_sidecar``, ``model``, ``prompt``, ``seed``, ``extra_metadata``, ``asset_alias``,
-        ``max_download_attempts``, ``download_retry_delay``, ``download_timeout``, ``progress_interval``)
+        (``overwrite``, ``write_sidecar``, ``poster``, ``model``, ``prompt``, ``seed``, ``extra_metadata``,
+        ``asset_alias``, ``max_download_attempts``, ``download_retry_delay``, ``download_timeout``,
+        ``progress_interval``)
     """
 
     template_fields: Sequence[str] = (*WanVideoTransferOperator.template_fields, "destination_uri")

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import io
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,14 @@ def test_text_to_video(example_env: dict[str, Any]) -> None:
     document = json.loads(sidecar.download_as_bytes())
     assert document["model"] == "wan2.2-t2v-plus"
     assert document["video"]["md5_hash"] == transfer["md5_hash"]
+    # ...and the poster: the first frame as PNG, beside the video, at its size
+    poster = example_env["bucket"].get_blob(f"wan/example_wan_text_to_video/{generated['task_id']}.png")
+    assert poster is not None
+    assert transfer["poster_uri"] == f"gs://{poster.bucket.name}/{poster.name}"
+    assert poster.content_type == "image/png"
+    data = poster.download_as_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert struct.unpack(">II", data[16:24]) == (832, 480)
 
     sent = _sim_task(example_env["simulator"], generated["task_id"])
     assert sent["parameters"]["size"] == "832*480"
@@ -195,7 +204,12 @@ def test_sensor_waits_for_a_task_submitted_without_waiting(example_env: dict[str
 def test_batch_maps_over_the_prompts_variable(example_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.models.pool import Pool
 
-    prompts = ["a kite over hills", "rain on a window", "a paper boat on a stream", "a lantern in the wind"]
+    prompts = [
+        "a kite over hills",
+        "rain on a window",
+        "a paper boat drifting down a stream through an autumn forest",
+        "a lantern in the wind",
+    ]
     monkeypatch.setenv("AIRFLOW_VAR_WAN_BATCH_PROMPTS", json.dumps(prompts))
     module, dag = load_example(example_env["folder"], "example_wan_batch")
 
@@ -219,6 +233,20 @@ def test_batch_maps_over_the_prompts_variable(example_env: dict[str, Any], monke
     objects = sorted(blob.name for blob in example_env["bucket"].list_blobs(prefix="wan/"))
     assert len(objects) == len(prompts)
     assert all(name.endswith(".mp4") for name in objects)
+
+    # each mapped generation is named after its prompt in the UI (map_index_template), cut at 40 characters
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        named = {
+            ti.map_index: ti.rendered_map_index
+            for ti in session.query(TaskInstance).filter_by(
+                dag_id=dag.dag_id, run_id=result.run_id, task_id="generate_video"
+            )
+        }
+    assert named == {index: prompt[:40] for index, prompt in enumerate(prompts)}
+    assert named[2] == "a paper boat drifting down a stream thro"
 
 
 def test_batch_saves_the_other_videos_when_one_prompt_is_refused(

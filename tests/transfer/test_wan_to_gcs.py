@@ -153,6 +153,8 @@ def test_generate_then_transfer_through_airflow(wan_connection: Any, gcs_emulato
         "wan_task_id": wan_task_id,
         "uploaded": True,
         "sidecar_uri": f"gs://{BUCKET}/wan/wan_transfer_e2e/{wan_task_id}.json",
+        "poster_uri": None,
+        "console_url": f"https://console.cloud.google.com/storage/browser/_details/{BUCKET}/{name}",
     }
     assert "Signature" not in json.dumps(list(result.xcoms.values()), default=str)
 

@@ -114,6 +114,11 @@ class Sink(ABC):
     ) -> Stored:
         """Write a small object whole (the JSON sidecar)."""
 
+    @abstractmethod
+    def read_range(self, key: str, start: int, length: int, *, version: str | None) -> bytes:
+        """``length`` bytes of the object from ``start`` (fewer at its end), of that ``version`` only (the poster
+        frame's reads: :class:`~airflow_provider_wan.transfers.poster.StoredObjectReader`)."""
+
     def delete(self, stored: Stored, key: str) -> None:  # pragma: no cover - overridden where used
         raise NotImplementedError
 

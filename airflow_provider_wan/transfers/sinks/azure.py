@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_wan.exceptions import (
     WanFinalError,
@@ -71,6 +72,15 @@ class AzureBlobSink(Sink):
 
     def uri(self, key: str) -> str:
         return f"{self.scheme}://{self.container}/{key}"
+
+    def console_url(self, key: str) -> str | None:
+        """
+        The blob's address on its account (``https://<account>.blob.core.windows.net/<container>/<name>``), with no
+        query string: no SAS token. The Azure portal's own page of a blob needs the subscription and resource group,
+        which a storage connection does not carry.
+        """
+        parts = urlsplit(self.client.get_blob_client(key).url)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
     @property
     def client(self) -> Any:
@@ -145,6 +155,21 @@ class AzureBlobSink(Sink):
             version=props.etag,
             content_type=props.content_settings.content_type,
         )
+
+    def read_range(self, key: str, start: int, length: int, *, version: str | None) -> bytes:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError
+
+        condition: dict[str, Any] = {}
+        if version:
+            condition = {"etag": version, "match_condition": MatchConditions.IfNotModified}
+        try:
+            data: bytes = (
+                self.client.get_blob_client(key).download_blob(offset=start, length=length, **condition).readall()
+            )
+        except AzureError as exc:
+            raise WanRetryableError(f"Azure did not serve bytes of {self.uri(key)} ({type(exc).__name__})") from None
+        return data
 
     def open(self, key: str, *, metadata: Mapping[str, str], replacing: Stored | None) -> Upload:
         return _AzureUpload(self, key, dict(metadata), replacing)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from airflow_provider_wan.exceptions import WanFinalError, WanRetryableError, WanTransferIntegrityError
 from airflow_provider_wan.transfers.sinks import VIDEO_CONTENT_TYPE, Destination, Sink, Stored, Upload, b64
@@ -47,7 +48,7 @@ class GCSSink(Sink):
         return f"gs://{self.container}/{key}"
 
     def console_url(self, key: str) -> str | None:
-        return f"https://console.cloud.google.com/storage/browser/_details/{self.container}/{key}"
+        return f"https://console.cloud.google.com/storage/browser/_details/{self.container}/{quote(key)}"
 
     @property
     def client(self) -> Client:
@@ -97,6 +98,16 @@ class GCSSink(Sink):
     def stat(self, key: str) -> Stored | None:
         blob = self.bucket.get_blob(key)
         return None if blob is None else self._stored(blob)
+
+    def read_range(self, key: str, start: int, length: int, *, version: str | None) -> bytes:
+        from google.api_core import exceptions as google_errors
+
+        blob = self.bucket.blob(key, generation=int(version) if version else None)
+        try:
+            data: bytes = blob.download_as_bytes(start=start, end=start + length - 1, checksum=None)
+        except google_errors.GoogleAPIError as exc:
+            raise WanRetryableError(f"GCS did not serve bytes of {self.uri(key)} ({type(exc).__name__})") from None
+        return data
 
     def open(self, key: str, *, metadata: Mapping[str, str], replacing: Stored | None) -> Upload:
         return _GCSUpload(self, key, dict(metadata), int(replacing.version or 0) if replacing else 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mimetypes
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,8 +67,16 @@ class LocalSink(Sink):
             metadata={str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {},
             md5=b64(md5.digest()),
             version=str(path.stat().st_mtime_ns),
-            content_type=VIDEO_CONTENT_TYPE if path.suffix == ".mp4" else "application/json",
+            content_type=mimetypes.guess_type(path.name)[0] or VIDEO_CONTENT_TYPE,
         )
+
+    def read_range(self, key: str, start: int, length: int, *, version: str | None) -> bytes:
+        path = self._path(key)
+        if version is not None and str(path.stat().st_mtime_ns) != version:
+            raise WanTransferIntegrityError(f"{self.uri(key)} was replaced while it was read")
+        with path.open("rb") as handle:
+            handle.seek(start)
+            return handle.read(length)
 
     def open(self, key: str, *, metadata: Mapping[str, str], replacing: Stored | None) -> Upload:
         return _LocalUpload(self, key, dict(metadata), replacing)

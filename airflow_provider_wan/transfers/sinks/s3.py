@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
+from urllib.parse import quote
 
 from airflow_provider_wan.exceptions import WanFinalError, WanRetryableError, WanTransferIntegrityError
 from airflow_provider_wan.transfers.sinks import VIDEO_CONTENT_TYPE, Destination, Sink, Stored, Upload, b64
@@ -57,7 +58,7 @@ class S3Sink(Sink):
         return f"s3://{self.container}/{key}"
 
     def console_url(self, key: str) -> str | None:
-        return f"https://s3.console.aws.amazon.com/s3/object/{self.container}?prefix={key}"
+        return f"https://s3.console.aws.amazon.com/s3/object/{self.container}?prefix={quote(key, safe='/')}"
 
     @property
     def client(self) -> Any:
@@ -122,6 +123,19 @@ class S3Sink(Sink):
             version=etag,
             content_type=head.get("ContentType"),
         )
+
+    def read_range(self, key: str, start: int, length: int, *, version: str | None) -> bytes:
+        from botocore.exceptions import ClientError
+
+        condition = {"IfMatch": f'"{version}"'} if version else {}
+        try:
+            answer = self.client.get_object(
+                Bucket=self.container, Key=key, Range=f"bytes={start}-{start + length - 1}", **condition
+            )
+            data: bytes = answer["Body"].read()
+        except ClientError as exc:
+            raise WanRetryableError(f"S3 answered HTTP {self._status(exc)} to a read of {self.uri(key)}") from None
+        return data
 
     def open(self, key: str, *, metadata: Mapping[str, str], replacing: Stored | None) -> Upload:
         return _S3Upload(self, key, dict(metadata))
