@@ -4,10 +4,10 @@ Benchmark 5: poll efficiency. GET /tasks per completed video, and the delay betw
 Three ways of waiting for the same videos, each against the DashScope simulator in its own process:
 
 * ``provider, planned``: what a deferrable operator does: one status check before deferring, then the real
-  :class:`~airflow_provider_wan.triggers.wan.WanTaskTrigger` with the operators' default ``poll_interval`` (15 s) and
-  the task's kind, so reads are planned around the expected end (``hooks/schedule.py``). The trigger starts 2 s
-  after the check (the hand-over to the triggerer; ``--handoff``). The process starts knowing nothing: it learns
-  from the videos of the batch that end first;
+  :class:`~airflow_provider_wan.triggers.wan.WanTaskTrigger` with the operators' default ``poll_interval`` (15 s),
+  the task's kind and the check's read (``checked``), so reads are planned around the expected end
+  (``hooks/schedule.py``). The trigger starts 2 s after the check (the hand-over to the triggerer; ``--handoff``).
+  The process starts knowing nothing: it learns from the videos of the batch that end first;
 * ``provider, fixed 15 s``: the same, without the kind: a read every ``poll_interval`` (the code before planning);
 * ``dashscope SDK wait()``: the official SDK's own loop (``dashscope`` 2.0.2, ``VideoSynthesis.wait``): first poll at
   once, then gaps of 1, 1, 2, 2, 2, 4, 4, 4, 5, 5, 5... s, capped at 5 s (facts section 4.4).
@@ -15,9 +15,10 @@ Three ways of waiting for the same videos, each against the DashScope simulator 
 The batch (``--videos``, default 20, all submitted at once, ``wan2.5-t2v-preview`` 5 s videos) runs under
 DashScope's concurrency limit for the model (5 at once; the simulator's default from the catalogue), so later videos
 wait PENDING for earlier ones, as a real batch does. Generation times are drawn (seeded, the same for every
-approach) from a normal distribution around 30 s, 2 min and 5 min with a standard deviation of ``--spread`` (default
-10%) of the mean, cut at 3 standard deviations: an assumption (DashScope publishes no distribution) of a kind
-whose runs vary by a few tens of seconds.
+approach) around 30 s, 2 min and 5 min with a standard deviation of ``--spread`` (default 10%) of the mean, from a
+normal distribution cut at 3 standard deviations (default) or a lognormal one (``--distribution lognormal``: a long
+tail of slow runs): an assumption, since DashScope publishes no distribution, of a kind whose runs vary by a few
+tens of seconds.
 
 Time is compressed: the simulator's ``time_scale`` and every wait are multiplied by ``--scale`` (default 0.1: a
 5-minute generation takes 30 s). The provider's intervals (``poll_interval``, the schedule's 1 s minimum gap) are
@@ -27,10 +28,15 @@ real-time seconds (measured delay / scale). The provider's per-process pacing is
 (``[wan] task_query_qps = 0``): at compressed time its spacing would be stretched 1/scale times; 20 videos read far
 below 20/s anyway.
 
+What compression does not scale: the time a read takes (HTTP round trip, JSON, the event loop or the SDK's thread
+waking). It is counted 1/scale times in real-time terms, for every approach alike; ``--scale 1`` (real time) measures
+without it. The script prints the median round trip of one GET (20 sequential reads through the sync hook) before
+and after the rows, so the share of the delays it makes up can be judged.
+
 Delay = when the waiting code returned SUCCEEDED minus the task's ``end_time`` as the simulator reports it (the moment
 the task turned SUCCEEDED). For a deferred operator the Airflow resume comes on top (benchmark 1 measures it).
 
-    python benchmarks/poll_efficiency.py [--scale 0.1] [--videos 20] [--spread 0.1]
+    python benchmarks/poll_efficiency.py [--scale 0.1] [--videos 20] [--spread 0.1] [--distribution normal]
 
 Runtime: about 10 minutes for the defaults.
 """
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import random
 import shutil
@@ -110,7 +117,7 @@ class Approach:
 
         # the operator's check before deferring (a finished task never reaches the triggerer)
         client = await WanAsyncClient.for_connection("wan_default")
-        await client.get_task(task_id)
+        task = await client.get_task(task_id)
         checked = time.time()
         await asyncio.sleep(self.handoff * self.scale)
         # as the operator defers: the first read one interval after its own check
@@ -120,6 +127,8 @@ class Approach:
             end_time=time.time() + 3600,
             first_poll_at=checked + DEFAULT_POLL_INTERVAL * self.scale,
             kind=KIND if self.name == "provider, planned" else None,
+            # as the operator hands its check over (used only with a kind)
+            checked=WanTaskTrigger.checked_read(task, checked),
         )
         async for event in trigger.run():
             detected = time.time()
@@ -184,10 +193,32 @@ class Approach:
 
 
 def generation_times(mean: float, args: argparse.Namespace) -> list[float]:
-    """The batch's generation times: seeded normal draws, the same for every approach (see the module docstring)."""
+    """The batch's generation times: seeded draws, the same for every approach (see the module docstring)."""
     rnd = random.Random(f"{args.seed}-{mean}")
     sd = mean * args.spread
+    if args.distribution == "lognormal":
+        # the lognormal with this mean and standard deviation
+        sigma = math.sqrt(math.log(1 + args.spread**2))
+        return [rnd.lognormvariate(math.log(mean) - sigma**2 / 2, sigma) for _ in range(args.videos)]
     return [min(mean + 3 * sd, max(mean - 3 * sd, rnd.gauss(mean, sd))) for _ in range(args.videos)]
+
+
+def round_trip_ms(sim: Any) -> float:
+    """Median wall-clock milliseconds of one GET /tasks (20 in a row through the sync hook) on this machine now."""
+    from airflow_provider_wan.hooks.wan import WanHook
+
+    sim.reset()
+    hook = WanHook()
+    try:
+        task_id = hook.create_task(ENDPOINT, BODY).task_id
+        times = []
+        for _ in range(20):
+            began = time.perf_counter()
+            hook.get_task(task_id)
+            times.append((time.perf_counter() - began) * 1000)
+    finally:
+        hook.close()
+    return statistics.median(times)
 
 
 def measure(sim: Any, approach: str, generation: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -196,6 +227,7 @@ def measure(sim: Any, approach: str, generation: float, args: argparse.Namespace
 
     sim.reset()
     schedule.HISTORY.runs.clear()  # every row starts knowing nothing
+    schedule.HISTORY.waiting.clear()
     waiter = Approach(approach, args.scale, sim.api_key, args.handoff)
     hook = WanHook()
     try:
@@ -228,6 +260,7 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=0.1, help="time compression factor (default 0.1)")
     parser.add_argument("--videos", type=int, default=20, help="videos per approach and length (default 20)")
     parser.add_argument("--spread", type=float, default=0.1, help="standard deviation / mean of runs (default 0.1)")
+    parser.add_argument("--distribution", choices=("normal", "lognormal"), default="normal", help="of the runs")
     parser.add_argument("--generations", default="30,120,300", help="mean generation seconds (default 30,120,300)")
     parser.add_argument("--seed", default="wan", help="seed of the generation times (default 'wan')")
     parser.add_argument("--handoff", type=float, default=2.0, help="check-to-first-trigger-poll seconds (default 2)")
@@ -265,16 +298,20 @@ def main() -> int:
         schedule.MIN_GAP *= args.scale  # the schedule's floor is an interval too: compressed like the others
         print(
             f"scale {args.scale:g}, {args.videos} videos per row submitted at once, {CONCURRENCY} running at once, "
-            f"generation times normal (sd {args.spread:.0%} of the mean, seed {args.seed!r}), "
+            f"generation times {args.distribution} (sd {args.spread:.0%} of the mean, seed {args.seed!r}), "
             f"simulator pid {sim.pid} (GET limit off), provider poll_interval {DEFAULT_POLL_INTERVAL:g} s "
             f"(operators' default), hand-over to the triggerer {args.handoff:g} s",
             flush=True,
         )
+        before = round_trip_ms(sim)
+        print(f"one GET round trip before: {before:.1f} ms (x{1 / args.scale:g} in real-time delays)", flush=True)
         for generation in generations:
             for approach in APPROACHES:
                 row = measure(sim, approach, generation, args)
                 rows.append(row)
                 print(f"  {generation:>5.0f} s  {approach:<24} {row['gets_per_video']:.1f} GET/video", flush=True)
+        after = round_trip_ms(sim)
+        print(f"one GET round trip after: {after:.1f} ms", flush=True)
     finally:
         sdk_base_api.time = real_time
         sim.stop()

@@ -695,36 +695,40 @@ class WanHook(BaseHook):
         schedule = PollSchedule(interval=poll_interval, kind=kind)
         started = time.monotonic()
         last: TaskStatus | None = None
-        while True:
-            try:
-                # each read is bounded by what is left of the timeout: a server trickling its answer byte by byte
-                # cannot hold the wait past it
-                left = None if timeout is None else timeout - (time.monotonic() - started)
-                task = self.get_task(task_id, timeout=left)
-            except WanTimeoutError as error:
-                raise WanTimeoutError(
-                    f"DashScope task {task_id} did not end within the timeout ({timeout:.0f} s; it was "
-                    f"{last.value if last else 'not read yet'} and its last read did not complete); it was not "
-                    "canceled, and a retry of this Airflow task re-attaches to it",
-                    task_id=task_id,
-                ) from error
-            elapsed = time.monotonic() - started
-            if task.status is not last:
-                last = task.status
-                if on_status is not None:
-                    on_status(task, elapsed)
-            if task.status.is_terminal():
-                task.raise_for_status()
-                schedule.learn(task)
-                return task
-            gap = schedule.next_gap(task, time.time())
-            if timeout is not None and elapsed + gap > timeout:
-                raise WanTimeoutError(
-                    f"DashScope task {task_id} is still {task.status.value} after {elapsed:.0f} s (timeout "
-                    f"{timeout:.0f} s); it was not canceled, and a retry of this Airflow task re-attaches to it",
-                    task_id=task_id,
-                )
-            self._sleep(gap)
+        try:
+            while True:
+                try:
+                    # each read is bounded by what is left of the timeout: a server trickling its answer byte by byte
+                    # cannot hold the wait past it
+                    left = None if timeout is None else timeout - (time.monotonic() - started)
+                    task = self.get_task(task_id, timeout=left)
+                except WanTimeoutError as error:
+                    raise WanTimeoutError(
+                        f"DashScope task {task_id} did not end within the timeout ({timeout:.0f} s; it was "
+                        f"{last.value if last else 'not read yet'} and its last read did not complete); it was not "
+                        "canceled, and a retry of this Airflow task re-attaches to it",
+                        task_id=task_id,
+                    ) from error
+                elapsed = time.monotonic() - started
+                if task.status is not last:
+                    last = task.status
+                    if on_status is not None:
+                        on_status(task, elapsed)
+                if task.status.is_terminal():
+                    task.raise_for_status()
+                    schedule.learn(task)
+                    return task
+                gap = schedule.next_gap(task, time.time())
+                if timeout is not None and elapsed + gap > timeout:
+                    raise WanTimeoutError(
+                        f"DashScope task {task_id} is still {task.status.value} after {elapsed:.0f} s (timeout "
+                        f"{timeout:.0f} s); it was not canceled, and a retry of this Airflow task re-attaches to it",
+                        task_id=task_id,
+                    )
+                self._sleep(gap)
+        finally:
+            # a wait that ended in an error no longer holds a place in this process's view of the queue
+            schedule.forget()
 
     def test_connection(self) -> tuple[bool, str]:
         """Prove key and region with a free call (list one task); creates nothing and costs nothing."""

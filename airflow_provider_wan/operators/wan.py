@@ -404,12 +404,13 @@ class WanBaseVideoOperator(BaseOperator):
             return self.result(known)
         if self.deferrable:
             # a task already finished (or failed) never reaches the triggerer
+            read_at = time.time()
             task = known or self.hook.get_task(task_id)
             if task.status.is_terminal():
                 task.raise_for_status()
                 self._last_task = task
                 return self.result(task)
-            self._defer(task_id)
+            self._defer(task, read_at)
         started = time.monotonic()
 
         def on_status(task: WanTask, elapsed: float) -> None:
@@ -422,12 +423,12 @@ class WanBaseVideoOperator(BaseOperator):
         self.log.info("DashScope task %s SUCCEEDED in %.0f s", task_id, time.monotonic() - started)
         return self.result(task)
 
-    def _defer(self, task_id: str) -> None:
+    def _defer(self, task: WanTask, read_at: float) -> None:
         from airflow_provider_wan.triggers.wan import WanTaskTrigger
 
         self.defer(
             trigger=WanTaskTrigger(
-                task_id=task_id,
+                task_id=task.task_id,
                 wan_conn_id=self.wan_conn_id,
                 poll_interval=self.poll_interval,
                 end_time=time.time() + self.timeout,
@@ -436,6 +437,8 @@ class WanBaseVideoOperator(BaseOperator):
                 # a deferred task has no worker process for on_kill(): the trigger's on_kill cancels instead
                 cancel_on_kill=self.cancel_on_kill,
                 kind=self.task_kind,
+                # the read just made: the triggerer plans the first read from it (what it learned of the kind)
+                checked=WanTaskTrigger.checked_read(task, read_at),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFER_TIMEOUT_MARGIN,

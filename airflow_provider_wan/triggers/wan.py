@@ -89,6 +89,9 @@ class WanTaskTrigger(BaseTrigger):
     :param kind: what kind of task it is (:func:`~airflow_provider_wan.hooks.schedule.task_kind`: model, resolution,
         duration). With it, reads are planned around when tasks of that kind ended in this triggerer
         (:class:`~airflow_provider_wan.hooks.schedule.PollSchedule`); without it (default), every ``poll_interval``
+    :param checked: the deferring operator's own read of the task, as :meth:`checked_read` makes it (its status,
+        ``submit_time``, ``scheduled_time`` and when it was read; default None). With ``kind``, the first read is
+        planned from it like every later one, instead of one ``poll_interval`` after it (``first_poll_at``)
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class WanTaskTrigger(BaseTrigger):
         retry_delay: float = 1.0,
         first_poll_at: float | None = None,
         kind: str | None = None,
+        checked: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # Not ``self.task_id``: BaseTrigger owns that attribute and the triggerer overwrites it with the *Airflow*
@@ -118,6 +122,31 @@ class WanTaskTrigger(BaseTrigger):
         self.retry_delay = float(retry_delay)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
         self.kind = kind
+        self.checked = dict(checked) if checked else None
+
+    @staticmethod
+    def checked_read(task: WanTask, read_at: float) -> dict[str, Any]:
+        """What a deferring operator passes as ``checked``: status and times of its read, no URL, no prompt."""
+        return {
+            "status": task.status.value,
+            "submit_time": task.submit_time,
+            "scheduled_time": task.scheduled_time,
+            "read_at": read_at,
+        }
+
+    def _checked_task(self) -> tuple[WanTask, float] | None:
+        """The deferring operator's read (``checked``) and when it was made; None when absent or malformed."""
+        checked = self.checked or {}
+        read_at = checked.get("read_at")
+        if isinstance(read_at, bool) or not isinstance(read_at, (int, float)):
+            return None
+        output = {
+            "task_id": self.wan_task_id,
+            "task_status": checked.get("status"),
+            "submit_time": checked.get("submit_time"),
+            "scheduled_time": checked.get("scheduled_time"),
+        }
+        return WanTask.from_response({"output": output}), float(read_at)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and kwargs: ids, intervals and the deadline only; no key, no URL."""
@@ -134,6 +163,7 @@ class WanTaskTrigger(BaseTrigger):
                 "retry_delay": self.retry_delay,
                 "first_poll_at": self.first_poll_at,
                 "kind": self.kind,
+                "checked": self.checked,
             },
         )
 
@@ -152,11 +182,15 @@ class WanTaskTrigger(BaseTrigger):
         task_id = self.wan_task_id
         polls = 0
         last: WanTask | None = None
+        schedule = PollSchedule(interval=self.poll_interval, kind=self.kind)
         try:
             client = await self._client()
-            schedule = PollSchedule(interval=self.poll_interval, kind=self.kind)
-            if self.first_poll_at is not None:
-                # min() with the deadline: a task is always read at least once before a timeout event
+            checked = self._checked_task() if self.kind else None
+            if checked is not None:
+                # planned from the operator's own read, like every later read (min() with the deadline: a task is
+                # always read at least once before a timeout event)
+                await schedule.sleep(checked[0], checked[1], until=self.end_time)
+            elif self.first_poll_at is not None:
                 wait = min(self.first_poll_at, self.end_time) - time.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
@@ -169,27 +203,26 @@ class WanTaskTrigger(BaseTrigger):
                     return
                 polls += 1
                 last = task
-                remaining = self.end_time - time.time()
+                read_at = time.time()
+                remaining = self.end_time - read_at
                 if task.status.is_terminal():
-                    if task.status is TaskStatus.SUCCEEDED:
-                        schedule.learn(task)
+                    schedule.learn(task)
                     self.log.info("DashScope task %s is %s (poll %d)", task_id, task.status.value, polls)
                     yield TriggerEvent(_terminal_event(task, polls))
                     return
                 if remaining <= 0:
                     yield TriggerEvent(await self._timeout_event(client, task, polls))
                     return
-                # the last sleep ends at the deadline, so a task that finishes just in time is still read once more
-                gap = min(schedule.next_gap(task, time.time()), remaining)
                 self.log.info(
                     "DashScope task %s is %s (poll %d; next in %.1f s, deadline in %.0f s)",
                     task_id,
                     task.status.value,
                     polls,
-                    gap,
+                    min(schedule.next_gap(task, read_at), remaining),
                     remaining,
                 )
-                await asyncio.sleep(gap)
+                # the last sleep ends at the deadline, so a task that finishes just in time is still read once more
+                await schedule.sleep(task, read_at, until=self.end_time)
         except WanError as error:
             # transient failures beyond the bound (WanRetryableError), a bad key or region, an unknown connection
             self.log.error("Waiting for DashScope task %s failed after %d polls: %s", task_id, polls, error)
@@ -205,6 +238,9 @@ class WanTaskTrigger(BaseTrigger):
                 task_id=task_id,
             )
             yield TriggerEvent(_error_event(task_id, polls, unexpected))
+        finally:
+            # however the wait ended (an event, a cancel, a triggerer shutting down): no place in the queue any more
+            schedule.forget()
 
     def _read_timeout(self) -> float:
         return max(0.0, self.end_time - time.time()) + min(self.poll_interval, LAST_READ_GRACE_SECONDS)

@@ -22,7 +22,8 @@ from airflow_provider_wan.exceptions import (
     WanTaskRetryableFailure,
     WanTimeoutError,
 )
-from airflow_provider_wan.hooks.wan import TaskStatus, WanHook
+from airflow_provider_wan.hooks import schedule
+from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
 from airflow_provider_wan.triggers.wan import EVENT_STATUSES, WanTaskTrigger, task_from_event
 from tests.deferral.conftest import T2V_BODY, VIDEO_ENDPOINT
 
@@ -56,8 +57,22 @@ def _gets(sim: Any) -> dict[str, int]:
 
 # --- serialization --------------------------------------------------------------------------------------------------
 def test_serialize_round_trips_with_ids_and_intervals_only(wan_conn):
+    # the operator's own read, as it hands it over: status and times only (never the signed URL, never a prompt)
+    checked = WanTask(
+        task_id="abc-123",
+        status=TaskStatus.RUNNING,
+        video_url="https://bucket.example/v.mp4?Signature=secret",
+        orig_prompt="a lighthouse",
+        submit_time="2027-01-15 08:00:00.000",
+        scheduled_time="2027-01-15 08:00:01.000",
+    )
     trigger = WanTaskTrigger(
-        task_id="abc-123", wan_conn_id="wan_default", poll_interval=7, end_time=1.8e9, kind="wan2.5-t2v-preview/720P/5"
+        task_id="abc-123",
+        wan_conn_id="wan_default",
+        poll_interval=7,
+        end_time=1.8e9,
+        kind="wan2.5-t2v-preview/720P/5",
+        checked=WanTaskTrigger.checked_read(checked, 1.7e9),
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_wan.triggers.wan.WanTaskTrigger"
@@ -72,8 +87,16 @@ def test_serialize_round_trips_with_ids_and_intervals_only(wan_conn):
         "retry_delay": 1.0,
         "first_poll_at": None,
         "kind": "wan2.5-t2v-preview/720P/5",
+        "checked": {
+            "status": "RUNNING",
+            "submit_time": "2027-01-15 08:00:00.000",
+            "scheduled_time": "2027-01-15 08:00:01.000",
+            "read_at": 1.7e9,
+        },
     }
     assert wan_conn not in json.dumps(kwargs)
+    assert "Signature" not in json.dumps(kwargs)
+    assert "lighthouse" not in json.dumps(kwargs)
     again = WanTaskTrigger(**kwargs)
     assert again.serialize() == (classpath, kwargs)
     # the triggerer overwrites BaseTrigger.task_id with the Airflow task id: the DashScope id must survive that
@@ -113,6 +136,39 @@ async def test_first_poll_waits_until_first_poll_at(wan_conn, wan_simulator):
     assert time.time() - started >= 1.5
     assert event["polls"] == 1
     assert sum(_gets(wan_simulator).values()) == 1
+
+
+async def test_a_known_kind_plans_the_first_read_from_the_operators_check(wan_conn, wan_simulator):
+    # the triggerer has seen a task of this kind run 0.5 s: the first read is planned from the operator's check (a
+    # PENDING task can be done a shortest run later), not one interval after it (first_poll_at, 60 s away here)
+    kind = "wan2.5-t2v-preview/test-first-read/5"
+    schedule.HISTORY.record(
+        kind,
+        WanTask(
+            task_id="earlier",
+            status=TaskStatus.SUCCEEDED,
+            scheduled_time="2027-01-15 08:00:00.000",
+            end_time="2027-01-15 08:00:00.500",
+        ),
+    )
+    try:
+        task_id = _create()
+        checked_at = time.time()
+        check = WanTask(task_id=task_id, status=TaskStatus.PENDING)
+        trigger = _trigger(
+            task_id,
+            poll_interval=5,
+            first_poll_at=checked_at + 60,
+            kind=kind,
+            checked=WanTaskTrigger.checked_read(check, checked_at),
+        )
+        [event] = await _run(trigger)
+    finally:
+        schedule.HISTORY.runs.pop(kind, None)
+    assert event["status"] == "success"
+    assert time.time() - checked_at < 10
+    # the run was learned, and the wait holds no place in the triggerer's view of the queue any more
+    assert kind not in schedule.HISTORY.waiting
 
 
 async def test_first_poll_at_in_the_past_reads_at_once(wan_conn, wan_simulator):
