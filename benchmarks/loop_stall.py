@@ -12,7 +12,9 @@ its GET limit off, tasks RUNNING 30 s) with a heartbeat coroutine that sleeps 10
 wakes, for two codes in the same run:
 
 * ``cached``: the provider as it is;
-* ``per trigger``: the lookup the provider made before, once per trigger (the same ``_look_up`` without the cache).
+* ``per trigger``: the lookup the provider made before, once per trigger (the same ``_look_up`` without the cache);
+* ``cached + frozen heap``: the provider as it is, in a process whose heap was collected and frozen (``gc.freeze()``)
+  before the start: not the provider's doing but a deployment's choice, to show what the full collections cost.
 
 The connection comes from ``AIRFLOW_CONN_WAN_DEFAULT`` (the cheapest backend: no database, no secrets manager); a
 database or a remote secrets backend makes each lookup slower, and the uncached figure larger. The child first imports
@@ -46,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe
 from triggerer_density import _create_tasks
 
-CODES = ("cached", "per trigger")
+CODES = ("cached", "per trigger", "cached + frozen heap")
 GENERATION = 30.0
 HEARTBEAT = 0.010
 
@@ -103,10 +105,15 @@ async def _child_main(code: str, ids: list[str]) -> dict[str, Any]:
 
     end_time = time.time() + 600
     triggers = [WanTaskTrigger(task_id=t, poll_interval=15.0, end_time=end_time) for t in ids]
+    if code == "cached + frozen heap":
+        # not the provider's doing, a deployment's choice (Airflow's scheduler does it before forking): what is
+        # already there is left out of every later full collection, so those walk only what is new
+        gc.collect()
+        gc.freeze()
     heartbeat = Heartbeat()
     collections = FullCollections()
     gc.callbacks.append(collections)
-    objects_before = len(gc.get_objects())
+    objects_before = len(gc.get_objects()) + gc.get_freeze_count()
     beat = asyncio.create_task(heartbeat.run())
     await asyncio.sleep(0.5)  # the heartbeat runs before the triggers start
     began = time.monotonic()
@@ -130,6 +137,14 @@ async def _child_main(code: str, ids: list[str]) -> dict[str, Any]:
     first = sorted(late for at, late in wakeups if at - began <= 10.0)
     everything = sorted(late for _, late in wakeups)
     full = [(at - began, seconds) for at, seconds in collections.done if at >= began]
+
+    def during_full_collection(at: float, late: float) -> bool:
+        woke_after = at - late - HEARTBEAT
+        return any(start < at and start + seconds > woke_after for start, seconds in collections.done)
+
+    outside_at, outside = max(
+        ((at, late) for at, late in wakeups if not during_full_collection(at, late)), key=lambda w: w[1]
+    )
     return {
         "code": code,
         "triggers": len(ids),
@@ -140,6 +155,8 @@ async def _child_main(code: str, ids: list[str]) -> dict[str, Any]:
         "stall_max_ms": worst * 1000,
         "stall_max_ended_s": worst_at - began,
         "p99_ms": everything[int(len(everything) * 0.99)] * 1000,
+        "stall_outside_gc_ms": outside * 1000,
+        "stall_outside_gc_ended_s": outside_at - began,
         "objects_before": objects_before,
         "full_gcs": [[round(at, 2), round(seconds * 1000, 1)] for at, seconds in full],
     }
@@ -154,7 +171,7 @@ def child(code: str, ids_path: str) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--triggers", type=int, default=1000, help="triggers started together (default 1000)")
-    parser.add_argument("--codes", default=",".join(CODES), help="comma-separated: cached,per trigger")
+    parser.add_argument("--codes", default=",".join(CODES), help="comma-separated, of: " + "; ".join(CODES))
     parser.add_argument("--child", choices=CODES, help=argparse.SUPPRESS)
     parser.add_argument("--ids", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -206,8 +223,9 @@ def main() -> int:
             r = rows[-1]
             print(
                 f"  {code}: longest stall {r['stall_max_ms']:.0f} ms, ending {r['stall_max_ended_s']:.2f} s after the "
-                f"start; heap {r['objects_before']} objects; full collections (s after the start, ms): "
-                f"{r['full_gcs']}",
+                f"start; outside full collections {r['stall_outside_gc_ms']:.0f} ms, ending "
+                f"{r['stall_outside_gc_ended_s']:.2f} s after the start; heap {r['objects_before']} objects; full "
+                f"collections (s after the start, ms): {r['full_gcs']}",
                 flush=True,
             )
     finally:
@@ -217,23 +235,25 @@ def main() -> int:
     print(f"\n{args.triggers} WanTaskTriggers started in one loop iteration; connection from AIRFLOW_CONN_WAN_DEFAULT")
     print(
         "\n| connection lookup | triggers ok | longest stall, first 10 s | p99, first 10 s | longest stall, whole run "
-        "| it ended | p99, whole run | full GCs: count, longest | run |"
+        "| it ended | p99, whole run | full GCs: count, longest | longest stall outside full GCs | run |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         gcs = r["full_gcs"]
         longest_gc = f"{max(ms for _, ms in gcs):.0f} ms" if gcs else "-"
         print(
             f"| {r['code']} | {r['succeeded']}/{r['triggers']} | {r['stall_first_10s_ms']:.0f} ms | "
             f"{r['p99_first_10s_ms']:.1f} ms | {r['stall_max_ms']:.0f} ms | {r['stall_max_ended_s']:.2f} s | "
-            f"{r['p99_ms']:.1f} ms | {len(gcs)}, {longest_gc} | {r['run_s']:.0f} s |"
+            f"{r['p99_ms']:.1f} ms | {len(gcs)}, {longest_gc} | {r['stall_outside_gc_ms']:.0f} ms | "
+            f"{r['run_s']:.0f} s |"
         )
     cached = next((r for r in rows if r["code"] == "cached"), None)
     if cached is not None:
         ok = cached["succeeded"] == cached["triggers"] and cached["stall_max_ms"] < 50
         print(
             f"\ngoal: {cached['triggers']} triggers starting together, longest loop stall < 50 ms: "
-            f"{'met' if ok else 'MISSED'} ({cached['stall_max_ms']:.0f} ms)"
+            f"{'met' if ok else 'MISSED'} ({cached['stall_max_ms']:.0f} ms; outside the interpreter's full garbage "
+            f"collections {cached['stall_outside_gc_ms']:.0f} ms)"
         )
     return 0
 
