@@ -1,6 +1,7 @@
 """
 The S3 sink sends parts concurrently while the download goes on. Through a small HTTP proxy in front of moto (real
-HTTP both ways) that counts the UploadPart requests in flight, delays them, and refuses the one it is told to:
+HTTP both ways) that counts the UploadPart requests in flight, holds the first ones until three are in flight
+(whatever the machine's speed), and refuses the one it is told to:
 
 * the parts overlap, but never more than ``parts_in_flight`` at once, and the object lands byte-identical;
 * a part S3 refuses while others are in flight fails the transfer with our own words, the parts in flight finish,
@@ -13,7 +14,6 @@ import base64
 import hashlib
 import http.client
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,14 +33,18 @@ MiB = 1024 * 1024
 
 
 class PartProxy(ThreadingHTTPServer):
-    """Forwards every request to moto; UploadPart requests wait ``delay`` seconds first, one may be refused."""
+    """
+    Forwards every request to moto. UploadPart requests wait until ``hold_until`` of them are in flight at once (at
+    most 10 s), then all pass; the one numbered ``refuse_part`` is refused.
+    """
 
     daemon_threads = True
 
     def __init__(self, upstream: str) -> None:
         super().__init__(("127.0.0.1", 0), _Forward)
         self.upstream = urlsplit(upstream)
-        self.delay = 0.0
+        self.hold_until = 0
+        self.opened = threading.Event()
         self.refuse_part: int | None = None
         self.lock = threading.Lock()
         self.in_flight = 0
@@ -69,8 +73,10 @@ class _Forward(BaseHTTPRequestHandler):
                 proxy.parts_seen.append(part)
                 proxy.in_flight += 1
                 proxy.most_in_flight = max(proxy.most_in_flight, proxy.in_flight)
+                if proxy.in_flight >= proxy.hold_until:
+                    proxy.opened.set()
+            proxy.opened.wait(10)
         try:
-            time.sleep(proxy.delay if part is not None else 0.0)
             if part is not None and part == proxy.refuse_part:
                 error = b"<Error><Code>BadDigest</Code><Message>refused by the test proxy</Message></Error>"
                 self.send_response(400)
@@ -143,10 +149,10 @@ def _store(task_id: str) -> dict[str, Any]:
 
 
 def test_parts_overlap_within_the_bound_and_land_whole(proxy: PartProxy, moto_s3: MotoS3, wan_connection: Any) -> None:
-    # 26 MiB in 5 MiB parts: six parts; each UploadPart held 0.3 s so that the overlap is certain
+    # 26 MiB in 5 MiB parts: six parts; the first ones are held until three are in flight
     wan_connection.configure(payload_bytes=26 * MiB)
     task_id, served = _generate(26 * MiB)
-    proxy.delay = 0.3
+    proxy.hold_until = 3
     result = _store(task_id)
     assert sorted(proxy.parts_seen) == [1, 2, 3, 4, 5, 6]
     assert proxy.most_in_flight == S3Sink("b").parts_in_flight == 3
@@ -161,7 +167,7 @@ def test_a_refused_part_aborts_the_upload_and_keeps_nothing(
 ) -> None:
     wan_connection.configure(payload_bytes=26 * MiB)
     task_id, _ = _generate(26 * MiB)
-    proxy.delay = 0.2
+    proxy.hold_until = 3
     proxy.refuse_part = 2
     with pytest.raises(WanRetryableError, match=r"S3 answered HTTP 400 to part 2 of s3://wan-videos/wan/") as caught:
         _store(task_id)
