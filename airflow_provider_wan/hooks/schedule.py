@@ -66,6 +66,8 @@ HISTORY_SIZE = 50
 #: run wakes the sleeping triggers of the kind to plan again
 CONFIDENT_AFTER = 10
 YOUNG_SPREAD = 0.1
+#: sleepers woken per event-loop iteration when a run is learned (each re-plans, which reads the kind's queue)
+WAKE_BATCH = 50
 #: the spread is never taken as less than this fraction of the mean run (clock rounding, unseen variation)
 MIN_SPREAD = 0.03
 # DashScope reports task times in UTC+8 (Beijing), whatever the region.
@@ -127,8 +129,11 @@ class RunHistory:
             # a young estimate moves a lot with each run (the first one turns the fallback interval into a plan):
             # the tasks of the kind asleep on the old plan plan again; a confident one moves too little to matter
             sleepers = self._sleepers.pop(kind, set()) if len(runs) <= CONFIDENT_AFTER else set()
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for future in sleepers:
-            future.get_loop().call_soon_threadsafe(_wake, future)
+            by_loop.setdefault(future.get_loop(), []).append(future)
+        for loop, futures in by_loop.items():
+            loop.call_soon_threadsafe(_wake, futures)
 
     def estimate(self, kind: str) -> tuple[float, float] | None:
         """Mean run and its spread (standard deviation, with floors) in seconds; None before the first run."""
@@ -176,9 +181,14 @@ class RunHistory:
         free = [max(now, started + shortest) for started in running] + [now] * max(0, slots - len(running))
         heapq.heapify(free)
         ahead = sum(1 for e, t in others if e.started is None and (e.submitted, t) < (submitted, task.task_id))
-        for _ in range(ahead):
+        # the first tasks ahead one by one; past a few rounds of the slots a bound does (a big batch stays cheap):
+        # of the rest and ours, some slot serves ceil((rest + 1) / slots), ours last, each a shortest run after the
+        # previous one
+        steps = min(ahead, 4 * slots)
+        for _ in range(steps):
             heapq.heappush(free, heapq.heappop(free) + shortest)
-        return free[0]
+        rest = ahead - steps
+        return free[0] + (-(-(rest + 1) // slots) - 1) * shortest
 
     async def news(self, kind: str, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a run of ``kind`` that changes its young estimate; True if one came."""
@@ -197,9 +207,13 @@ class RunHistory:
         return future.done() and not future.cancelled()
 
 
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _wake(futures: list[asyncio.Future[None]]) -> None:
+    """Wake :data:`WAKE_BATCH` sleepers per loop iteration: a big batch re-plans without holding the loop."""
+    for future in futures[:WAKE_BATCH]:
+        if not future.done():
+            future.set_result(None)
+    if len(futures) > WAKE_BATCH:
+        futures[0].get_loop().call_soon(_wake, futures[WAKE_BATCH:])
 
 
 #: what this process has seen, shared by every trigger of a triggerer and every wait of a worker
@@ -279,8 +293,9 @@ class PollSchedule:
         Sleep until the next read of ``task`` (read at ``read_at``, Unix seconds), and never past ``until``.
 
         While the kind's estimate is young, each run learned meanwhile (another task of the kind ended) re-plans
-        the read from the same ``read_at``: the first video of a batch to end brings its siblings' reads forward
-        from the fallback interval to its window. A re-plan never sends a read by itself; it only moves the next one.
+        the read from the same ``read_at``: the first video of a batch to end brings its siblings' reads forward from
+        the fallback interval to their window, and moves its queued siblings' reads to when they could be done. A
+        re-plan never sends a read by itself; it only moves the next one.
         """
         while True:
             wait = min(read_at + self.next_gap(task, read_at), until) - time.time()

@@ -135,6 +135,21 @@ def test_pending_reads_wait_for_the_queue_ahead():
     assert read(_pending("ours", T0 + 10), later) == pytest.approx(shortest)
 
 
+def test_a_long_queue_is_bounded_cheaply_and_never_later_than_its_exact_place():
+    history, shortest, slots = RunHistory(), 30.0, 5
+    started = [T0 - 10, T0 - 20, T0 - 25, T0 - 5, T0]  # the running ones free their slots at different times
+    for i, start in enumerate(started):
+        history.see(KIND, _running(start, f"r{i}"), T0, keep=1000)
+    for i in range(200):
+        history.see(KIND, _pending(f"q{i:03}", T0 + i), T0, keep=1000)
+    for position in (0, 7, 19, 20, 21, 150, 199):
+        exact = sorted(start + shortest for start in started)
+        for _ in range(position):  # FIFO, every task ahead running the shortest run: one slot at a time
+            heapq.heapreplace(exact, exact[0] + shortest)
+        ours = history.earliest_start(KIND, _pending(f"q{position:03}", T0 + position), T0, shortest, slots)
+        assert exact[0] - shortest <= ours <= exact[0], position
+
+
 def test_pending_never_read_more_often_than_the_window():
     history = _learned(*[2.0] * 10)  # runs so short the shortest likely one is ~2 s
     schedule = PollSchedule(interval=15, kind=KIND, history=history)
@@ -159,6 +174,24 @@ def test_a_young_kind_wakes_its_sleepers_a_confident_one_does_not():
     assert 0.9 <= asyncio.run(scenario(RunHistory())) < 1.5
     # confident (10 runs of 60 s): one more run is not worth a wake-up; it sleeps to the deadline
     assert asyncio.run(scenario(_learned(*[60.0] * 10))) >= 2.4
+
+
+def test_a_big_batch_is_woken_fifty_per_loop_iteration():
+    async def scenario() -> list[int]:
+        history = RunHistory()
+        sleepers = [asyncio.create_task(history.news(KIND, 30)) for _ in range(120)]
+        await asyncio.sleep(0)  # all asleep
+        history.record(KIND, _task("first", TaskStatus.SUCCEEDED, T0, T0, T0 + 30))
+        done = []
+        for _ in range(6):
+            await asyncio.sleep(0)
+            done.append(sum(s.done() for s in sleepers))
+        assert all(s.result() for s in sleepers)
+        return done
+
+    done = asyncio.run(scenario())
+    assert done[-1] == 120
+    assert all(b - a <= 50 for a, b in zip([0, *done[:-1]], done, strict=True)), done
 
 
 # --- a batch on a fake clock: the plan against the SDK's wait() ---------------------------------------------------
