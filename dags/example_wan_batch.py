@@ -85,13 +85,13 @@ with DAG(
         map_index_template="{{ task.prompt[:40] }}",
     ).expand(prompt=load_prompts())
 
-    # one transfer per video: map each generation's result dict to its DashScope task id
+    # one transfer per video, each given its generation's result (task id, model, prompt)
     videos_to_gcs = WanVideoToGCSOperator.partial(
         task_id="video_to_gcs",
         bucket_name=GCS_BUCKET,
         # save every video already paid for, even when another prompt of the batch failed
         trigger_rule="all_done",
-    ).expand(wan_task_id=generate_videos.output.map(lambda result: result["task_id"]))
+    ).expand(wan_task_id=generate_videos.output)
 
     # ...and still fail the run when any prompt failed, so it does not go unnoticed (a @task rather than the
     # standard provider's EmptyOperator, which Airflow 2.11 does not bundle)

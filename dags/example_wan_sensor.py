@@ -62,8 +62,8 @@ with DAG(
 
     video_to_gcs = WanVideoToGCSOperator(
         task_id="video_to_gcs",
-        # the sensor returns the finished task's result dict, like the operators do
-        wan_task_id="{{ ti.xcom_pull(task_ids='wait_for_video')['task_id'] }}",
+        # the sensor returns the finished task's result (WanResult), like the operators do
+        wan_task_id=wait_for_video.output,
         bucket_name=GCS_BUCKET,
     )
     wait_for_video >> video_to_gcs

@@ -63,13 +63,12 @@ with DAG(
     # [START howto_transfer_wan_to_gcs]
     video_to_gcs = WanVideoToGCSOperator(
         task_id="video_to_gcs",
-        # only the task id travels through XCom (key "wan_task_id"); a fresh signed link is fetched from DashScope
-        wan_task_id=generate_video.output["wan_task_id"],
+        # the generation's result (airflow_provider_wan.results.WanResult): its wan_task_id names the video (a fresh
+        # signed link is fetched from DashScope), its model and cost go into the object's metadata
+        wan_task_id=generate_video.output,
         bucket_name=GCS_BUCKET,
         # Jinja first, then {wan_task_id} becomes the DashScope task id: one object per video, reruns included
         object_name="wan/{{ dag.dag_id }}/{wan_task_id}.mp4",
-        # recorded in the object's metadata with the cost estimate (DashScope's task record has no model name)
-        model="{{ ti.xcom_pull(task_ids='generate_video')['model'] }}",
         # also write wan/<dag id>/<task id>.json: prompts, usage, cost, size, checksums
         write_sidecar=True,
         # and wan/<dag id>/<task id>.png: the first frame, for previews (needs PyAV: the [video] extra)

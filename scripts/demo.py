@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         run_airflow(["dags", "test", DAG_ID], env, logs / "dags-test.log", f"airflow dags test {DAG_ID}")
 
         generated, transfer = read_results(env)
-        task_id = generated["task_id"]
+        task_id = generated["wan_task_id"]
         video = DEMO_DIR / f"{task_id}.mp4"
         poster = DEMO_DIR / f"{task_id}-poster.png"
         download(transfer, video, poster)

@@ -48,6 +48,7 @@ from airflow_provider_wan.hooks.lookup import LoopCache, import_off_loop
 from airflow_provider_wan.hooks.pacing import AsyncPacer, SyncPacer, sync_pacer
 from airflow_provider_wan.models import API_KEY_ENV
 from airflow_provider_wan.redact import clean_text, redact_url
+from airflow_provider_wan.results import WanTaskResult, task_id_of
 
 if TYPE_CHECKING:
     import aiohttp
@@ -158,8 +159,9 @@ class WanTask:
     @classmethod
     def from_result(cls, result: Mapping[str, Any]) -> WanTask:
         """The task a :meth:`to_result` dict describes (its video URL stays without the signature)."""
+        output = {**result, "task_id": task_id_of(result)}
         return cls.from_response(
-            {"request_id": result.get("request_id"), "output": dict(result), "usage": result.get("usage")}
+            {"request_id": result.get("request_id"), "output": output, "usage": result.get("usage")}
         )
 
     def raise_for_status(self) -> None:
@@ -178,10 +180,10 @@ class WanTask:
                 request_id=self.request_id,
             )
 
-    def to_result(self) -> dict[str, Any]:
-        """The JSON-serializable result dict pushed to XCom (the video URL without its signature)."""
+    def to_result(self) -> WanTaskResult:
+        """The task as the result contract says (:mod:`airflow_provider_wan.results`): the URL without its signature."""
         return {
-            "task_id": self.task_id,
+            "wan_task_id": self.task_id,
             "task_status": self.status.value,
             "video_url": redact_url(self.video_url),
             "orig_prompt": self.orig_prompt,

@@ -33,6 +33,7 @@ from airflow_provider_wan.create_record import (
 from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError, WanError, WanInvalidInputError
 from airflow_provider_wan.hooks.schedule import task_kind
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
+from airflow_provider_wan.lineage import LineageRecord, dashscope_namespace
 from airflow_provider_wan.media import LocalMedia, check_local_media, upload_all
 from airflow_provider_wan.models import (
     IMAGE2VIDEO_ENDPOINT,
@@ -44,6 +45,7 @@ from airflow_provider_wan.models import (
     models_of,
     request_cost_usd,
 )
+from airflow_provider_wan.results import WanResult
 from airflow_provider_wan.schema import (
     field_named,
     media_references,
@@ -172,6 +174,7 @@ class WanBaseVideoOperator(BaseOperator):
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
         self._wan_task_id: str | None = None
+        self.lineage_record: LineageRecord | None = None
         self._last_task: WanTask | None = None
         self._body: dict[str, Any] | None = None
         self._local_media: list[LocalMedia] = []
@@ -395,7 +398,7 @@ class WanBaseVideoOperator(BaseOperator):
         self.log.info("Created DashScope task %s (%s, request_id=%s)", task.task_id, self.model, task.request_id)
         return task.task_id
 
-    def _wait(self, task_id: str) -> dict[str, Any]:
+    def _wait(self, task_id: str) -> WanResult:
         """Wait for the task (in the worker or the triggerer) and return its result; the same on every path."""
         known = self._last_task if self._last_task is not None and self._last_task.task_id == task_id else None
         if not self.wait_for_completion:
@@ -450,7 +453,7 @@ class WanBaseVideoOperator(BaseOperator):
         resolution = getattr(self, "resolution", None) or getattr(self, "size", None)
         return task_kind(self.model, resolution, self.duration)
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> WanResult:
         """Resume after the trigger: validate the event, fail exactly as the sync path would, or return the result."""
         from airflow_provider_wan.triggers.wan import task_from_event
 
@@ -459,14 +462,34 @@ class WanBaseVideoOperator(BaseOperator):
         self.log.info("DashScope task %s %s", task.task_id, task.status.value)
         return self.result(task)
 
-    def result(self, task: WanTask) -> dict[str, Any]:
-        """The dict returned to XCom: the task's result plus model, region and the cost estimate."""
-        result = task.to_result()
-        region = self.hook.credentials.region
-        result.update(
-            model=self.model, region=region or "custom", estimated_cost_usd=self.estimated_cost_usd(self._body)
+    def result(self, task: WanTask) -> WanResult:
+        """The value returned to XCom (:class:`~airflow_provider_wan.results.WanResult`): the task's result plus
+        model, region and the cost estimate."""
+        credentials = self.hook.credentials
+        cost = self.estimated_cost_usd(self._body)
+        # for OpenLineage, recorded now: the listener may run in a forked process, after the task
+        self.lineage_record = LineageRecord(
+            namespace=dashscope_namespace(credentials.base_url),
+            wan_task_id=task.task_id,
+            model=self.model,
+            usage=dict(task.usage),
+            estimated_cost_usd=cost,
         )
-        return result
+        return {
+            **task.to_result(),
+            "model": self.model,
+            "region": credentials.region or "custom",
+            "estimated_cost_usd": cost,
+        }
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """
+        OpenLineage (with apache-airflow-providers-openlineage): the DashScope model as output and the ``wan`` run
+        facet (task id, model, usage, cost). See :doc:`/lineage`.
+        """
+        from airflow_provider_wan._openlineage import operator_lineage
+
+        return operator_lineage(self.lineage_record, model_is_input=False)
 
     def on_kill(self) -> None:
         task_id = self._wan_task_id

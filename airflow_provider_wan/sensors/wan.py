@@ -24,6 +24,7 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_wan.exceptions import WanError, WanRetryableError, WanTaskFailedError, WanTimeoutError
 from airflow_provider_wan.hooks.wan import WanHook, WanTask
+from airflow_provider_wan.results import WanResult
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -145,7 +146,7 @@ class WanTaskSensor(BaseSensorOperator):
             timeout=timedelta(seconds=self.timeout) + DEFER_TIMEOUT_MARGIN,
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> WanResult:
         """Resume after the trigger: the same outcome as a poke that saw the task end."""
         from airflow_provider_wan.triggers.wan import task_from_event
 
@@ -178,8 +179,15 @@ class WanTaskSensor(BaseSensorOperator):
             task_id=error.task_id,
         )
 
-    def result(self, task: WanTask) -> dict[str, Any]:
-        """The dict returned to XCom: the task's result (signed URL redacted) plus the region."""
-        result = task.to_result()
-        result["region"] = self.hook.credentials.region or "custom"
-        return result
+    def result(self, task: WanTask) -> WanResult:
+        """
+        The value returned to XCom (:class:`~airflow_provider_wan.results.WanResult`), the same as a submit
+        operator's: the task's result (signed URL redacted) plus the region. The model is None (DashScope's task
+        record does not name it), so there is no cost estimate either.
+        """
+        return {
+            **task.to_result(),
+            "model": None,
+            "region": self.hook.credentials.region or "custom",
+            "estimated_cost_usd": None,
+        }

@@ -35,7 +35,9 @@ from airflow_provider_wan.exceptions import (
     WanTransferIntegrityError,
 )
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
+from airflow_provider_wan.lineage import LineageRecord, dashscope_namespace, storage_dataset
 from airflow_provider_wan.models import cost_from_usage
+from airflow_provider_wan.results import WanStoredVideo, task_id_of
 from airflow_provider_wan.transfers.download import (
     READ_SIZE,
     Progress,
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 __all__ = [
+    "ASSET_EVENT_EXTRA",
     "DEFAULT_ASSET_ALIAS",
     "DEFAULT_OBJECT_NAME",
     "METADATA_LIMIT_BYTES",
@@ -77,6 +80,21 @@ SIDECAR_CONTENT_TYPE = "application/json"
 METADATA_LIMIT_BYTES = 8 * KiB
 #: every transfer announces its object through this asset alias unless told otherwise
 DEFAULT_ASSET_ALIAS = "wan_video_to_gcs"
+
+#: what an asset event's ``extra`` says of the video (the asset itself is the destination prefix)
+ASSET_EVENT_EXTRA = (
+    "uri",
+    "object",
+    "size",
+    "md5_hash",
+    "md5_hex",
+    "crc32c",
+    "generation",
+    "content_type",
+    "wan_task_id",
+    "model",
+    "uploaded",
+)
 
 # custom metadata keys
 META_TASK_ID = "wan_task_id"
@@ -175,7 +193,7 @@ class WanVideoTransferOperator(BaseOperator):
     def __init__(
         self,
         *,
-        wan_task_id: str,
+        wan_task_id: str | Mapping[str, Any],
         wan_conn_id: str = WanHook.default_conn_name,
         overwrite: bool = False,
         write_sidecar: bool = False,
@@ -218,6 +236,10 @@ class WanVideoTransferOperator(BaseOperator):
         self.download_timeout = download_timeout
         self.progress_interval = progress_interval
         self._killed = False
+        #: the object name as written in the DAG, before Jinja: its fixed head names the asset (see asset_uri)
+        self.key_template: str | None = None
+        #: what this run stored, for OpenLineage (get_openlineage_facets_on_complete)
+        self.lineage_record: LineageRecord | None = None
 
     @cached_property
     def hook(self) -> WanHook:
@@ -233,13 +255,24 @@ class WanVideoTransferOperator(BaseOperator):
 
     # -- names ----------------------------------------------------------------------------------------------------
     def _task_id(self) -> str:
-        value = str(self.wan_task_id if self.wan_task_id is not None else "").strip()
+        named = task_id_of(self.wan_task_id)
+        value = str(named if named is not None else "").strip()
         if not value or value in ("None", "null") or "/" in value or "?" in value:
+            shown = f"a {type(self.wan_task_id).__name__} without 'wan_task_id'" if named is None else repr(value)
             raise WanInvalidInputError(
-                f"wan_task_id: {self.wan_task_id!r} is not a DashScope task id (did the upstream task push its "
-                "'wan_task_id' XCom?)"
+                f"wan_task_id: {shown} is not a DashScope task id; give the task id or the upstream operator's "
+                "result (e.g. wan_task_id=generate.output)"
             )
         return value
+
+    def _upstream(self) -> Mapping[str, Any]:
+        """The upstream operator's or sensor's result, when ``wan_task_id`` is one; else empty."""
+        return self.wan_task_id if isinstance(self.wan_task_id, Mapping) else {}
+
+    def _model(self) -> str | None:
+        """The model: the ``model`` parameter, else the upstream result's."""
+        model = self.model or self._upstream().get("model")
+        return str(model) if model else None
 
     @staticmethod
     def object_key(template: str, task_id: str) -> str:
@@ -253,7 +286,7 @@ class WanVideoTransferOperator(BaseOperator):
         return f"{head}/{stem}.json" if head else f"{stem}.json"
 
     # -- execution ------------------------------------------------------------------------------------------------
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> WanStoredVideo:
         task_id = self._task_id()
         sink, key = self.destination(task_id)
         sink.check_key(key)
@@ -299,12 +332,13 @@ class WanVideoTransferOperator(BaseOperator):
         self._announce(context, result)
         return result
 
-    def _announce(self, context: Context, result: dict[str, Any]) -> None:
+    def _announce(self, context: Context, result: WanStoredVideo) -> None:
         """The asset event, and the console link (an extra link of the task) where the store has a console."""
         self._emit_asset_event(context, result)
         ti = context.get("ti")
-        if ti is not None and result.get("console_url"):
-            WanStoredObjectLink.persist(ti, result["console_url"])
+        console_url = result["console_url"]
+        if ti is not None and console_url:
+            WanStoredObjectLink.persist(ti, console_url)
 
     def on_kill(self) -> None:
         # the copy loop checks this flag between reads, then aborts the upload: no half object, no open session
@@ -396,7 +430,7 @@ class WanVideoTransferOperator(BaseOperator):
         sink.check_metadata_keys(self._metadata(sink, task, uuid.uuid4().hex, 1 << 40))
 
     def _metadata(self, sink: Sink, task: WanTask, transfer_id: str, source_bytes: int | None) -> dict[str, str]:
-        model = str(self.model) if self.model else None
+        model = self._model()
         cost = cost_from_usage(model, task.usage)
         extra = self.extra_metadata
         if not isinstance(extra, Mapping):
@@ -415,7 +449,9 @@ class WanVideoTransferOperator(BaseOperator):
             META_TRANSFER_ID: transfer_id,
         }
         prompts = {
-            META_ORIG_PROMPT: task.orig_prompt or (str(self.prompt) if self.prompt else None),
+            META_ORIG_PROMPT: task.orig_prompt
+            or (str(self.prompt) if self.prompt else None)
+            or self._upstream().get("orig_prompt"),
             META_ACTUAL_PROMPT: task.actual_prompt,
         }
         measure = (lambda text: len(encode_header_value(text))) if sink.ascii_metadata else _utf8_len
@@ -610,9 +646,9 @@ class WanVideoTransferOperator(BaseOperator):
             )
         return document
 
-    # -- result and asset event -----------------------------------------------------------------------------------
-    @staticmethod
+    # -- result, asset event, lineage -----------------------------------------------------------------------------
     def _result(
+        self,
         sink: Sink,
         key: str,
         stored: Stored,
@@ -621,9 +657,18 @@ class WanVideoTransferOperator(BaseOperator):
         uploaded: bool,
         sidecar_uri: str | None,
         poster_uri: str | None,
-    ) -> dict[str, Any]:
+    ) -> WanStoredVideo:
         md5 = stored.md5 or stored.metadata.get(META_SOURCE_MD5)
-        return {
+        metadata = stored.metadata
+        try:
+            usage = json.loads(metadata.get("wan_usage") or "{}")
+        except ValueError:
+            usage = {}
+        cost = metadata.get("wan_estimated_cost_usd")
+        result: WanStoredVideo = {
+            "wan_task_id": task_id,
+            # what the object records: a rerun reports the model and usage the first run stored
+            "model": metadata.get("wan_model") or self._model(),
             "uri": stored.uri,
             "bucket": sink.container,
             "object": key,
@@ -634,39 +679,75 @@ class WanVideoTransferOperator(BaseOperator):
             # a string: GCS generations are ~2**60, and XCom's JSON round trip turns big ints into floats
             "generation": None if stored.version is None else str(stored.version),
             "content_type": stored.content_type,
-            "wan_task_id": task_id,
             "uploaded": uploaded,
             "sidecar_uri": sidecar_uri,
             "poster_uri": poster_uri,
             # the object in the store's web console (built from the bucket and key: never a signed link)
             "console_url": sink.console_url(key),
+            "usage": usage if isinstance(usage, dict) else {},
+            "estimated_cost_usd": float(cost) if cost else None,
+            "asset_uri": self.asset_uri(sink, key) if self.asset_alias or self.outlets else None,
         }
+        self.lineage_record = self._lineage_record(sink, result)
+        return result
 
-    def _emit_asset_event(self, context: Context, result: dict[str, Any]) -> None:
+    def _lineage_record(self, sink: Sink, result: WanStoredVideo) -> LineageRecord:
+        """What OpenLineage will report, recorded now: the listener may run in a forked process, after the task."""
+        try:
+            # resolved already unless this run found its copy without asking DashScope; no request either way
+            namespace = dashscope_namespace(self.hook.credentials.base_url)
+        except WanError:
+            namespace = dashscope_namespace(None)
+        return LineageRecord(
+            namespace=namespace,
+            wan_task_id=result["wan_task_id"],
+            model=result["model"],
+            usage=result["usage"],
+            estimated_cost_usd=result["estimated_cost_usd"],
+            stored=storage_dataset(result["uri"], getattr(sink, "account_name", None)),
+        )
+
+    def asset_uri(self, sink: Sink, key: str) -> str:
+        """The asset announcing ``key``: its destination prefix, without the trailing ``/`` (Airflow strips it)."""
+        prefix = self.asset_prefix(key).rstrip("/")
+        return sink.uri(prefix) if prefix else sink.uri("").rstrip("/")
+
+    def asset_prefix(self, key: str) -> str:
+        """
+        The folder of ``key`` that names its asset: the fixed head of the object name as written in the DAG (up to
+        the last ``/`` before any Jinja or ``{wan_task_id}``), so every video of one destination, whatever its date
+        partition or task id, is an event of one asset. ``videos/{{ ds }}/{wan_task_id}.mp4`` -> ``videos/``.
+        """
+        template = self.key_template if self.key_template is not None else key
+        head = template.split("{", 1)[0].lstrip("/")
+        prefix = head[: head.rfind("/") + 1]
+        # a template whose head the rendered name does not start with (a templated bucket): the object's own folder
+        return prefix if key.startswith(prefix) else key[: key.rfind("/") + 1]
+
+    def _emit_asset_event(self, context: Context, result: WanStoredVideo) -> None:
         from airflow.providers.common.compat.sdk import Asset, AssetAlias
 
         from airflow_provider_wan.compat import asset_for_uri
 
         events = context.get("outlet_events")
-        if events is None:
+        if events is None or result["asset_uri"] is None:
             return
-        uri = result["uri"]
+        # one asset per destination prefix; the video is in the event's extra (no signed link: only the object)
         extra = {
-            key: result[key]
-            for key in (
-                "bucket",
-                "object",
-                "size",
-                "md5_hash",
-                "crc32c",
-                "generation",
-                "content_type",
-                "wan_task_id",
-                "uploaded",
-            )
+            key: result[key]  # type: ignore[literal-required]
+            for key in ASSET_EVENT_EXTRA
         }
         for outlet in self.outlets or []:
             if isinstance(outlet, AssetAlias):
-                events[outlet].add(asset_for_uri(uri), extra=extra)
-            elif isinstance(outlet, Asset) and outlet.uri == uri:
+                events[outlet].add(asset_for_uri(result["asset_uri"]), extra=extra)
+            elif isinstance(outlet, Asset) and outlet.uri == result["asset_uri"]:
                 events[outlet].extra.update(extra)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """
+        OpenLineage (with apache-airflow-providers-openlineage): the DashScope model as input, the stored object as
+        output, the ``wan`` run facet (task id, model, usage, cost). See :doc:`/lineage`.
+        """
+        from airflow_provider_wan._openlineage import operator_lineage
+
+        return operator_lineage(self.lineage_record, model_is_input=True)

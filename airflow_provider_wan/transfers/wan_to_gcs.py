@@ -63,17 +63,18 @@ class WanVideoToGCSOperator(WanVideoTransferOperator):
     ``wan_transfer_id``, and ``extra_metadata``. Never the signed link.
 
     Asset events: every ``AssetAlias`` in ``outlets`` (by default the alias ``wan_video_to_gcs``) receives an event
-    for ``Asset("gs://<bucket>/<object>")``, whose name cannot be known when the DAG is parsed; an ``Asset`` in
-    ``outlets`` whose URI is exactly ``gs://<bucket>/<object>`` gets the same ``extra``. Schedule a downstream DAG
-    with ``schedule=AssetAlias("wan_video_to_gcs")`` (or your own alias via ``asset_alias``). The event is emitted
-    by every successful run, a skipped rerun included (``extra["uploaded"]`` tells them apart), like any outlet.
+    for the destination prefix, ``Asset("gs://<bucket>/<fixed head of object_name>")`` (``gs://<bucket>/wan`` for
+    the default name), the video (URI, size, MD5, model, task id) in its ``extra``; an ``Asset`` in ``outlets``
+    with that URI gets the same ``extra``. Schedule a downstream DAG on the asset, or on
+    ``AssetAlias("wan_video_to_gcs")`` (or your own alias via ``asset_alias``). The event is emitted by every
+    successful run, a skipped rerun included (``extra["uploaded"]`` tells them apart), like any outlet.
 
     .. seealso::
         For more information on how to use this operator, take a look at the guide:
         :ref:`howto/operator:WanVideoToGCSOperator`
 
-    :param wan_task_id: the DashScope task id (templated), typically
-        ``"{{ ti.xcom_pull(task_ids='generate', key='wan_task_id') }}"``
+    :param wan_task_id: the upstream operator's or sensor's result (:class:`~airflow_provider_wan.results.WanResult`,
+        e.g. ``generate.output``), whose model and prompt are then recorded too; or a DashScope task id (templated)
     :param bucket_name: the GCS bucket (templated)
     :param object_name: the object name (templated; default ``wan/{wan_task_id}.mp4``). ``{wan_task_id}`` is
         replaced by the DashScope task id after Jinja rendering, e.g. ``"videos/{{ dag.dag_id }}/{wan_task_id}.mp4"``.
@@ -90,8 +91,8 @@ class WanVideoToGCSOperator(WanVideoTransferOperator):
         ``<object name without extension>.png`` (``.jpg``), made from the stored, verified object with a few ranged
         reads; a rerun keeps a poster made of the same object (default None: no poster; needs PyAV, the ``video``
         extra, checked before any download)
-    :param model: model name, for the metadata and the cost estimate (templated; DashScope's task record does
-        not name it), e.g. ``"{{ ti.xcom_pull(task_ids='generate')['model'] }}"``
+    :param model: model name, for the metadata and the cost estimate (templated; default: the upstream result's;
+        DashScope's task record does not name it)
     :param prompt: the prompt, recorded when the task record has none (templated)
     :param seed: the seed the video was generated with, recorded when given (templated)
     :param extra_metadata: more custom metadata for the object, str to str (templated)
@@ -123,6 +124,7 @@ class WanVideoToGCSOperator(WanVideoTransferOperator):
         super().__init__(**kwargs)
         self.bucket_name = bucket_name
         self.object_name = object_name
+        self.key_template = object_name
         self.gcp_conn_id = gcp_conn_id
         self.chunk_size = chunk_size
 

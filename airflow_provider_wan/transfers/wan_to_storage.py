@@ -30,8 +30,8 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
     matches. A failure anywhere leaves nothing behind; a rerun finds the verified object and uploads nothing; an
     expired result is a final error. See :doc:`/operators/wan_to_storage`.
 
-    :param wan_task_id: the DashScope task id (templated), typically
-        ``"{{ ti.xcom_pull(task_ids='generate', key='wan_task_id') }}"``
+    :param wan_task_id: the upstream operator's or sensor's result (:class:`~airflow_provider_wan.results.WanResult`,
+        e.g. ``generate.output``), whose model and prompt are then recorded too; or a DashScope task id (templated)
     :param destination: where the video goes (templated): a URI such as ``s3://my-bucket/wan/{wan_task_id}.mp4``,
         ``s3://aws_conn@my-bucket/...``, ``gs://bucket/...``, ``file:///data/videos/{wan_task_id}.mp4``, or an
         ``ObjectStoragePath``. ``{wan_task_id}`` is replaced by the task id after Jinja rendering; a URI ending
@@ -61,6 +61,7 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
         super().__init__(**kwargs)
         # an ObjectStoragePath carries its connection beside the URI
         self.destination_uri = str(destination)
+        self.key_template = _key_of(self.destination_uri)
         self.conn_id = conn_id or getattr(destination, "conn_id", None)
         if not isinstance(part_size, int) or part_size < 256 * 1024 or part_size % (256 * 1024):
             raise WanInvalidInputError(f"part_size: {part_size!r} is not a positive multiple of 256 KiB")
@@ -79,3 +80,11 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
             if hasattr(sink, name):
                 setattr(sink, name, max(self.part_size_bytes, 5 * MiB) if name == "part_size" else self.part_size_bytes)
         return sink, parsed.key
+
+
+def _key_of(uri: str) -> str:
+    """The object name part of a (not yet rendered) destination URI: what follows the bucket."""
+    text = uri.strip()
+    if "://" not in text:
+        return text.lstrip("/")
+    return text.split("://", 1)[1].partition("/")[2]

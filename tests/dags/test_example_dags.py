@@ -100,11 +100,11 @@ def test_text_to_video(example_env: dict[str, Any]) -> None:
     assert generated["estimated_cost_usd"] == pytest.approx(0.10)
     assert "?" not in (generated["video_url"] or ""), "the signed URL's signature must not reach XCom"
     transfer = result.xcoms[("video_to_gcs", "return_value")]
-    assert transfer["wan_task_id"] == generated["task_id"]
-    assert transfer["object"] == f"wan/example_wan_text_to_video/{generated['task_id']}.mp4"
+    assert transfer["wan_task_id"] == generated["wan_task_id"]
+    assert transfer["object"] == f"wan/example_wan_text_to_video/{generated['wan_task_id']}.mp4"
     assert _video(example_env["bucket"], transfer)[:2] == (832, 480)
     # the sidecar the example asks for
-    sidecar = example_env["bucket"].get_blob(f"wan/example_wan_text_to_video/{generated['task_id']}.json")
+    sidecar = example_env["bucket"].get_blob(f"wan/example_wan_text_to_video/{generated['wan_task_id']}.json")
     assert sidecar is not None
     document = json.loads(sidecar.download_as_bytes())
     assert document["model"] == "wan2.2-t2v-plus"
@@ -118,11 +118,11 @@ def test_text_to_video(example_env: dict[str, Any]) -> None:
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert struct.unpack(">II", data[16:24]) == (832, 480)
 
-    sent = _sim_task(example_env["simulator"], generated["task_id"])
+    sent = _sim_task(example_env["simulator"], generated["wan_task_id"])
     assert sent["parameters"]["size"] == "832*480"
     assert sent["parameters"]["seed"] == 42
     # the wait was deferred: `dag.test()` ran the trigger inline and left its row, with ids only, no key or URL
-    (kwargs,) = _trigger_kwargs(result, generated["task_id"])
+    (kwargs,) = _trigger_kwargs(result, generated["wan_task_id"])
     assert kwargs["wan_conn_id"] == "wan_default"
     assert kwargs["poll_interval"] == float(POLL_INTERVAL)
     assert example_env["simulator"].api_key not in json.dumps(kwargs, default=str)
@@ -135,13 +135,13 @@ def test_image_to_video(example_env: dict[str, Any]) -> None:
 
     generated = result.xcoms[("generate_video", "return_value")]
     transfer = result.xcoms[("video_to_gcs", "return_value")]
-    assert transfer["object"] == f"wan/{generated['task_id']}.mp4"
+    assert transfer["object"] == f"wan/{generated['wan_task_id']}.mp4"
     _, height, _, _ = _video(example_env["bucket"], transfer)
     assert height == 480
     # this example waits in the worker: no trigger
-    assert _trigger_kwargs(result, generated["task_id"]) == []
+    assert _trigger_kwargs(result, generated["wan_task_id"]) == []
     # the shipped PNG was read from disk and sent inline
-    sent = _sim_task(example_env["simulator"], generated["task_id"])
+    sent = _sim_task(example_env["simulator"], generated["wan_task_id"])
     assert _is_upload_of(sent["input"]["img_url"], example_env["folder"] / "assets" / "first_frame.png")
     assert sent["parameters"]["resolution"] == "480P"
 
@@ -157,7 +157,7 @@ def test_keyframe_to_video_reads_a_local_and_a_gcs_image(example_env: dict[str, 
     assert generated["model"] == "wan2.2-kf2v-flash"
     _video(bucket, result.xcoms[("video_to_gcs", "return_value")])
 
-    sent = _sim_task(example_env["simulator"], generated["task_id"])
+    sent = _sim_task(example_env["simulator"], generated["wan_task_id"])
     assets = Path(example_env["folder"]) / "assets"
     # the two frames differ in size, so their lengths tell them apart
     assert _is_upload_of(sent["input"]["first_frame_url"], assets / "first_frame.png")
@@ -172,7 +172,7 @@ def test_multishot_with_audio(example_env: dict[str, Any]) -> None:
 
     generated = result.xcoms[("generate_video", "return_value")]
     assert generated["estimated_cost_usd"] == pytest.approx(1.00)
-    sent = _sim_task(example_env["simulator"], generated["task_id"])
+    sent = _sim_task(example_env["simulator"], generated["wan_task_id"])
     assert sent["model"] == "wan2.6-t2v"
     assert sent["parameters"]["shot_type"] == "multi"
     assert sent["parameters"]["prompt_extend"] is True
@@ -191,12 +191,12 @@ def test_sensor_waits_for_a_task_submitted_without_waiting(example_env: dict[str
     submitted = result.xcoms[("submit", "return_value")]
     # the operator returned before the video existed
     assert submitted["task_status"] == "PENDING"
-    assert result.xcoms[("submit", "wan_task_id")] == submitted["task_id"]
+    assert result.xcoms[("submit", "wan_task_id")] == submitted["wan_task_id"]
     waited = result.xcoms[("wait_for_video", "return_value")]
-    assert waited["task_id"] == submitted["task_id"]
+    assert waited["wan_task_id"] == submitted["wan_task_id"]
     assert waited["task_status"] == "SUCCEEDED"
     transfer = result.xcoms[("video_to_gcs", "return_value")]
-    assert transfer["wan_task_id"] == submitted["task_id"]
+    assert transfer["wan_task_id"] == submitted["wan_task_id"]
     _video(example_env["bucket"], transfer)
     assert len(example_env["simulator"].tasks()) == 1, "waiting must never create a second task"
 
@@ -300,7 +300,7 @@ def test_reference_to_video_uploads_the_image_and_the_voice(example_env: dict[st
 
     generated = result.xcoms[("generate_video", "return_value")]
     assert generated["model"] == "wan2.7-r2v"
-    sent = _sim_task(example_env["simulator"], generated["task_id"])
+    sent = _sim_task(example_env["simulator"], generated["wan_task_id"])
     assets = Path(example_env["folder"]) / "assets"
     [item] = sent["input"]["media"]
     assert item["type"] == "reference_image"
@@ -320,13 +320,13 @@ def test_video_edit_and_continuation(example_env: dict[str, Any]) -> None:
     _succeeded(result)
 
     assets = Path(example_env["folder"]) / "assets"
-    edited = _sim_task(example_env["simulator"], result.xcoms[("edit_video", "return_value")]["task_id"])
+    edited = _sim_task(example_env["simulator"], result.xcoms[("edit_video", "return_value")]["wan_task_id"])
     assert edited["model"] == "wan2.7-videoedit"
     [video] = edited["input"]["media"]
     assert video["type"] == "video"
     assert _is_upload_of(video["url"], assets / "clip.mp4")
     assert edited["parameters"]["audio_setting"] == "origin"
-    continued = _sim_task(example_env["simulator"], result.xcoms[("continue_video", "return_value")]["task_id"])
+    continued = _sim_task(example_env["simulator"], result.xcoms[("continue_video", "return_value")]["wan_task_id"])
     assert continued["input"]["media"][0]["type"] == "first_clip"
     for transfer in ("edited_to_gcs", "continued_to_gcs"):
         _video(example_env["bucket"], result.xcoms[(transfer, "return_value")])
@@ -340,7 +340,7 @@ def test_wan3_first_and_last_frame(example_env: dict[str, Any]) -> None:
     generated = result.xcoms[("generate_video", "return_value")]
     assert generated["model"] == "wan3.0-video"
     assert generated["estimated_cost_usd"] == pytest.approx(0.294)
-    sent = _sim_task(example_env["simulator"], generated["task_id"])
+    sent = _sim_task(example_env["simulator"], generated["wan_task_id"])
     assert [m["type"] for m in sent["input"]["media"]] == ["first_frame", "last_frame"]
     assert sent["parameters"] == {"resolution": "720P", "duration": 5, "audio": False}
     transfer = result.xcoms[("video_to_gcs", "return_value")]

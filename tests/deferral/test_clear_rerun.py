@@ -88,7 +88,7 @@ def test_clear_and_rerun_reattaches_then_a_changed_prompt_makes_one_new_video(
     # pushed again, exactly as a fresh run pushes them
     assert stack.xcom(dag_id, run_id, "generate", key="wan_task_id") == first_id
     result = stack.xcom(dag_id, run_id, "generate")
-    assert result["task_id"] == first_id
+    assert result["wan_task_id"] == first_id
     assert result["task_status"] == "SUCCEEDED"
     assert stack.xcom(dag_id, run_id, "to_gcs")["wan_task_id"] == first_id
     assert _blob_task_ids(bucket) == {f"wan/{first_id}.mp4": first_id}

@@ -37,7 +37,7 @@ def test_deferred_run_succeeds_with_the_result_in_xcom(wan_conn, wan_simulator):
     assert result.tasks["generate"] == ("success", 1)
     value = result.xcoms[("generate", "return_value")]
     assert value["task_status"] == "SUCCEEDED"
-    assert value["task_id"] == result.xcoms[("generate", "wan_task_id")]
+    assert value["wan_task_id"] == result.xcoms[("generate", "wan_task_id")]
     assert value["model"] == "wan2.5-t2v-preview"
     assert "Signature" not in str(value["video_url"])
     assert wan_simulator.stats()["tasks_created"] == 1

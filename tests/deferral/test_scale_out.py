@@ -38,7 +38,7 @@ def test_batch_through_celery_workers_and_two_triggerers():
             assert [r["state"] for r in rows] == ["success"] * VIDEOS
             results = [stack.xcom("scale_out", run_id, "generate", map_index=i) for i in range(VIDEOS)]
             assert {r["task_status"] for r in results} == {"SUCCEEDED"}
-            assert len({r["task_id"] for r in results}) == VIDEOS
+            assert len({r["wan_task_id"] for r in results}) == VIDEOS
         stats = sim.stats()
         assert stats["tasks_created"] == VIDEOS
         gets = stats["requests"].get("get_task", 0)

@@ -44,7 +44,7 @@ def test_sensor_returns_the_result(wan_conn, wan_simulator, deferrable):
     result = run_dag(_sensor_dag(f"wan_sensor_ok_{deferrable}", task_id, deferrable=deferrable))
     assert result.state == "success"
     value = result.xcoms[("wait", "return_value")]
-    assert value["task_id"] == task_id
+    assert value["wan_task_id"] == task_id
     assert value["task_status"] == "SUCCEEDED"
     assert value["region"] == "custom"
     assert "Signature" not in str(value["video_url"])
@@ -148,7 +148,7 @@ def test_sensor_modes_end_to_end(airflow_stack, sim):
     created = airflow_stack.xcom(dag_id, run_id, "submit", key="wan_task_id")
     for sensor in ("wait_poke", "wait_reschedule", "wait_deferrable"):
         value = airflow_stack.xcom(dag_id, run_id, sensor)
-        assert value["task_id"] == created
+        assert value["wan_task_id"] == created
         assert value["task_status"] == "SUCCEEDED"
     # each mode waited its own way
     assert "up_for_reschedule" in seen["wait_reschedule"]

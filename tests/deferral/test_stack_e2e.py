@@ -76,7 +76,7 @@ def test_deferred_run_succeeds_with_result_in_xcom(airflow_stack, deferred_run):
     assert "deferred" in states
     result = airflow_stack.xcom(dag_id, run_id, "generate")
     wan_task_id = airflow_stack.xcom(dag_id, run_id, "generate", key="wan_task_id")
-    assert result["task_id"] == wan_task_id
+    assert result["wan_task_id"] == wan_task_id
     assert result["task_status"] == "SUCCEEDED"
     assert result["video_url"].endswith(f"/_files/{wan_task_id}.mp4")
     # the retry-safety record holds the id (beside the request's fingerprint) before the deferral: a retry would
@@ -150,7 +150,7 @@ def test_more_deferred_tasks_than_worker_slots(airflow_stack, sim):
     most_deferred = max(sum(1 for state in s.values() if state == "deferred") for s in samples)
     assert most_deferred > STACK_SLOTS, samples[-5:]
     assert airflow_stack.run_state(dag_id, run_id) == "success", airflow_stack.task_states(dag_id, run_id)
-    ids = {airflow_stack.xcom(dag_id, run_id, t)["task_id"] for t in tasks}
+    ids = {airflow_stack.xcom(dag_id, run_id, t)["wan_task_id"] for t in tasks}
     assert len(ids) == len(tasks)
     assert sim.stats()["tasks_created"] == len(tasks)
     print(f"\n{most_deferred} tasks deferred at once with {STACK_SLOTS} worker slots")

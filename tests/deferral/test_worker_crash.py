@@ -76,5 +76,5 @@ def test_worker_killed_while_polling_then_retry_reattaches(airflow_stack, sim):
     # exactly one video was paid for, and the retry returned its result
     assert sim.stats()["tasks_created"] == 1
     result = airflow_stack.xcom(dag_id, run_id, "generate")
-    assert result["task_id"] == created
+    assert result["wan_task_id"] == created
     assert result["task_status"] == "SUCCEEDED"

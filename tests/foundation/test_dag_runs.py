@@ -78,7 +78,7 @@ def test_text_to_video_result(connection, capfd, wan_simulator_api_key):
     assert result.tasks["generate"] == ("success", 1)
     value = result.xcoms[("generate", "return_value")]
     assert value["task_status"] == "SUCCEEDED"
-    assert value["task_id"] == result.xcoms[("generate", "wan_task_id")]
+    assert value["wan_task_id"] == result.xcoms[("generate", "wan_task_id")]
     assert value["video_url"].endswith(".mp4")
     assert value["estimated_cost_usd"] == pytest.approx(0.25)
     assert value["usage"]["video_ratio"] == "832*480"

@@ -152,7 +152,7 @@ def test_xcom_push_failing_after_the_create_then_retry_reattaches(connection, tm
     # the retry pushes exactly what a fresh run pushes
     assert result.xcoms[("generate", "wan_task_id")] == task["task_id"]
     value = result.xcoms[("generate", "return_value")]
-    assert value["task_id"] == task["task_id"]
+    assert value["wan_task_id"] == task["task_id"]
     assert value["task_status"] == "SUCCEEDED"
     assert value["estimated_cost_usd"] == pytest.approx(0.25)
     record = _stored_record(dag_id, result.run_id, backend)

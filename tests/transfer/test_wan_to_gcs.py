@@ -100,11 +100,10 @@ def test_generate_then_transfer_through_airflow(wan_connection: Any, gcs_emulato
             )
             WanVideoToGCSOperator(
                 task_id="to_gcs",
-                wan_task_id="{{{{ ti.xcom_pull(task_ids='generate', key='wan_task_id') }}}}",
+                # the generating operator's result: the task id, and the model the task record does not name
+                wan_task_id=generate.output,
                 bucket_name="{BUCKET}",
                 object_name="wan/{{{{ dag.dag_id }}}}/{{wan_task_id}}.mp4",
-                # the task record does not name the model; the generating operator's result dict does
-                model="{{{{ ti.xcom_pull(task_ids='generate')['model'] }}}}",
                 seed=42,
                 write_sidecar=True,
             ) << generate
@@ -141,6 +140,8 @@ def test_generate_then_transfer_through_airflow(wan_connection: Any, gcs_emulato
     assert all("Signature" not in value and "Expires=" not in value for value in metadata.values())
 
     assert returned == {
+        "wan_task_id": wan_task_id,
+        "model": MODEL,
         "uri": f"gs://{BUCKET}/{name}",
         "bucket": BUCKET,
         "object": name,
@@ -150,11 +151,14 @@ def test_generate_then_transfer_through_airflow(wan_connection: Any, gcs_emulato
         "crc32c": blob.crc32c,
         "generation": str(generation),
         "content_type": "video/mp4",
-        "wan_task_id": wan_task_id,
         "uploaded": True,
         "sidecar_uri": f"gs://{BUCKET}/wan/wan_transfer_e2e/{wan_task_id}.json",
         "poster_uri": None,
         "console_url": f"https://console.cloud.google.com/storage/browser/_details/{BUCKET}/{name}",
+        "usage": {"video_count": 1, "video_duration": 5, "video_ratio": "832*480"},
+        "estimated_cost_usd": 0.25,
+        # the fixed head of object_name: every video of this destination is an event of one asset
+        "asset_uri": f"gs://{BUCKET}/wan",
     }
     assert "Signature" not in json.dumps(list(result.xcoms.values()), default=str)
 
@@ -165,10 +169,15 @@ def test_generate_then_transfer_through_airflow(wan_connection: Any, gcs_emulato
     assert sidecar["video"]["md5_hash"] == blob.md5_hash
     assert sidecar["estimated_cost_usd"] == 0.25
 
-    # the asset event announcing the object, through the operator's asset alias
-    extras, aliases = asset_events(f"gs://{BUCKET}/{name}", result.run_id)
+    # the asset event announcing the object, through the operator's asset alias: the asset is the prefix, the
+    # video is in the extra
+    extras, aliases = asset_events(f"gs://{BUCKET}/wan", result.run_id)
     assert len(extras) == 1
     assert extras[0]["wan_task_id"] == wan_task_id
+    assert extras[0]["uri"] == f"gs://{BUCKET}/{name}"
+    assert extras[0]["size"] == len(served)
+    assert extras[0]["md5_hash"] == _md5_b64(served)
+    assert extras[0]["model"] == MODEL
     assert extras[0]["uploaded"] is True
     assert DEFAULT_ASSET_ALIAS in aliases
 
@@ -458,9 +467,10 @@ def test_mapped_transfers_announce_each_object(wan_connection: Any, gcs_emulator
     assert result.state == "success", result.tasks
     assert _names(bucket) == sorted(f"wan/{t}.mp4" for t in task_ids)
 
-    for task_id in task_ids:
-        extras, _ = asset_events(f"gs://{BUCKET}/wan/{task_id}.mp4", result.run_id)
-        assert len(extras) == 1
+    # one asset for the destination, one event per video
+    extras, _ = asset_events(f"gs://{BUCKET}/wan", result.run_id)
+    assert sorted(extra["wan_task_id"] for extra in extras) == sorted(task_ids)
+    assert sorted(extra["uri"] for extra in extras) == sorted(f"gs://{BUCKET}/wan/{t}.mp4" for t in task_ids)
 
 
 # --- memory: bounded by the chunk size, not by the video --------------------------------------------------------

@@ -19,7 +19,7 @@ from airflow_provider_wan.compat import AIRFLOW_V_3_0_PLUS
 from airflow_provider_wan.exceptions import WanFinalError, WanInvalidInputError, WanTransferIntegrityError
 from airflow_provider_wan.hooks.wan import WanHook
 from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
-from tests.airflow_run import run_dag, write_dag
+from tests.airflow_run import asset_events, run_dag, write_dag
 from tests.transfer.conftest import AZURE_CONN_ID, BUCKET
 
 T2V_ENDPOINT = "services/aigc/video-generation/video-synthesis"
@@ -150,10 +150,10 @@ def test_text_to_video_then_store_through_airflow(store: Store, wan_connection: 
             )
             store = WanVideoToStorageOperator(
                 task_id="store",
-                wan_task_id="{{{{ ti.xcom_pull(task_ids='generate', key='wan_task_id') }}}}",
+                # the generation's result: task id, model and prompt come from it
+                wan_task_id=generate.output,
                 destination="{destination}",
                 conn_id={store.conn_id!r},
-                model="{MODEL}",
                 seed=42,
                 write_sidecar=True,
             )
@@ -180,6 +180,16 @@ def test_text_to_video_then_store_through_airflow(store: Store, wan_connection: 
     sidecar = json.loads(store.read(uri.removesuffix(".mp4") + ".json")[0])
     assert sidecar["wan_task_id"] == wan_task_id
     assert "Signature" not in json.dumps(list(result.xcoms.values()), default=str)
+    assert returned["model"] == MODEL
+    assert returned["wan_task_id"] == wan_task_id
+
+    # one asset for the destination prefix (before the date partition), the video in the event's extra
+    assert returned["asset_uri"] == store.uri("wan")
+    extras, aliases = asset_events(store.uri("wan"), result.run_id)
+    assert [(e["uri"], e["size"], e["md5_hex"], e["model"]) for e in extras] == [
+        (uri, len(served), hashlib.md5(served).hexdigest(), MODEL)
+    ]
+    assert "wan_video_to_storage" in aliases
 
     # a rerun uploads nothing: the verified object is found before DashScope is asked anything
     downloads = wan_connection.stats()["requests"].get("download", 0)

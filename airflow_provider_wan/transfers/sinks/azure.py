@@ -83,6 +83,11 @@ class AzureBlobSink(Sink):
         return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
     @property
+    def account_name(self) -> str | None:
+        """The storage account (OpenLineage names Azure objects by it)."""
+        return getattr(self.client, "account_name", None)
+
+    @property
     def client(self) -> Any:
         """The container's client (``ContainerClient``)."""
         if self._client is None:

@@ -1,0 +1,144 @@
+"""
+OpenLineage, end to end: a real DAG run (``dag.test()``) with apache-airflow-providers-openlineage's listener and
+its HTTP transport posting to a real server on 127.0.0.1; the test reads the COMPLETE events it received.
+
+The run happens in a fresh process: the provider decides at import time (plugin loading, cached configuration)
+whether OpenLineage is on, so it must see the transport configured from the start. ``execute_in_thread`` makes
+the listener emit from a thread the task waits for, instead of a forked child.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.airflow_run import write_dag
+from tests.transfer.conftest import BUCKET
+
+pytest.importorskip("airflow.providers.openlineage", reason="needs apache-airflow-providers-openlineage")
+
+MODEL = "wan2.5-t2v-preview"
+
+
+@pytest.fixture
+def lineage_server() -> Iterator[list[dict[str, Any]]]:
+    """An OpenLineage HTTP endpoint on 127.0.0.1: every event POSTed to it, parsed, in arrival order."""
+    events: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            events.append(json.loads(body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    events.append({"url": f"http://127.0.0.1:{server.server_address[1]}"})
+    try:
+        yield events
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _complete(events: list[dict[str, Any]], job: str) -> dict[str, Any]:
+    found = [e for e in events if e.get("eventType") == "COMPLETE" and e.get("job", {}).get("name") == job]
+    assert len(found) == 1, [(e.get("eventType"), e.get("job", {}).get("name")) for e in events]
+    return found[0]
+
+
+def test_a_run_emits_model_in_video_out_and_the_wan_run_facet(
+    lineage_server: list[dict[str, Any]], wan_connection: Any, moto_s3: Any, tmp_path: Path
+) -> None:
+    url = lineage_server.pop(0)["url"]
+    folder = tmp_path / "videos"
+    dag_id = "wan_openlineage"
+    dag_file = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{dag_id}.py"
+    write_dag(
+        f"""
+        from datetime import datetime
+
+        from airflow.providers.common.compat.sdk import DAG
+
+        from airflow_provider_wan.operators.wan import WanTextToVideoOperator
+        from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+
+        with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+            generate = WanTextToVideoOperator(
+                task_id="generate", model="{MODEL}", prompt="a lighthouse at dawn", size="832*480", duration=5,
+                wait_for_completion=True, poll_interval=0.1,
+            )
+            WanVideoToStorageOperator(task_id="to_file", wan_task_id=generate.output, destination="file://{folder}/")
+            WanVideoToStorageOperator(
+                task_id="to_s3", wan_task_id=generate.output, destination="s3://{BUCKET}/lineage/{{wan_task_id}}.mp4"
+            )
+        """,
+        dag_id,
+    )
+    env = {
+        **os.environ,
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "http", "url": url, "endpoint": "api/v1/lineage"}),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "wan-tests",
+        "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True",
+        "AIRFLOW__OPENLINEAGE__DISABLED": "False",
+    }
+    script = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('ol_dag', sys.argv[1])\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "print('STATE', module.dag.test().state)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(dag_file)], check=False, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert "STATE success" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+
+    namespace = f"dashscope://{urlsplit(wan_connection.url).netloc}"
+    model_dataset = {"namespace": namespace, "name": MODEL}
+
+    generated = _complete(lineage_server, f"{dag_id}.generate")
+    wan = generated["run"]["facets"]["wan"]
+    task_id = wan["wanTaskId"]
+    assert [{k: d[k] for k in ("namespace", "name")} for d in generated["outputs"]] == [model_dataset]
+    assert generated["inputs"] == []
+    assert wan["model"] == MODEL
+    assert wan["estimatedCostUsd"] == pytest.approx(0.25)  # 480P at $0.05/s x 5 s, the catalogue's list price
+
+    to_file = _complete(lineage_server, f"{dag_id}.to_file")
+    assert [{k: d[k] for k in ("namespace", "name")} for d in to_file["inputs"]] == [model_dataset]
+    assert [{k: d[k] for k in ("namespace", "name")} for d in to_file["outputs"]] == [
+        {"namespace": "file", "name": f"{folder}/{task_id}.mp4"}
+    ]
+    to_s3 = _complete(lineage_server, f"{dag_id}.to_s3")
+    assert [{k: d[k] for k in ("namespace", "name")} for d in to_s3["outputs"]] == [
+        {"namespace": f"s3://{BUCKET}", "name": f"lineage/{task_id}.mp4"}
+    ]
+    for event in (to_file, to_s3):
+        facet = event["run"]["facets"]["wan"]
+        assert facet["wanTaskId"] == task_id
+        assert facet["model"] == MODEL  # from the upstream result: nothing re-passed
+        assert facet["usage"] == {"video_count": 1, "video_duration": 5, "video_ratio": "832*480"}
+        assert facet["videoDurationSeconds"] == 5
+        assert facet["resolution"] == "832*480"
+        assert facet["estimatedCostUsd"] == pytest.approx(0.25)
+        assert facet["_schemaURL"].endswith("#WanRunFacet")
+    # the events carry no signed link
+    assert "Signature" not in json.dumps(lineage_server)
+    assert (folder / f"{task_id}.mp4").stat().st_size > 10_000
