@@ -175,6 +175,14 @@ def fit_metadata(
     return metadata
 
 
+def _recorded_cost(metadata: Mapping[str, str]) -> float | None:
+    """The cost estimate an object's metadata records (``wan_estimated_cost_usd``), or None."""
+    try:
+        return float(metadata.get("wan_estimated_cost_usd") or "")
+    except ValueError:
+        return None
+
+
 # --- the operator layer --------------------------------------------------------------------------------------------
 class WanVideoTransferOperator(BaseOperator):
     """
@@ -613,7 +621,6 @@ class WanVideoTransferOperator(BaseOperator):
             usage = json.loads(usage)
         except ValueError:
             usage = {"unparsed": usage}
-        cost = metadata.get("wan_estimated_cost_usd")
         document: dict[str, Any] = {
             "wan_task_id": metadata.get(META_TASK_ID),
             "model": metadata.get("wan_model"),
@@ -623,7 +630,7 @@ class WanVideoTransferOperator(BaseOperator):
             "actual_prompt": metadata.get(META_ACTUAL_PROMPT),
             "prompts_truncated": metadata.get(META_PROMPTS_CUT) == "true",
             "usage": usage,
-            "estimated_cost_usd": float(cost) if cost else None,
+            "estimated_cost_usd": _recorded_cost(metadata),
             "submit_time": metadata.get("wan_submit_time"),
             "end_time": metadata.get("wan_end_time"),
             "extra_metadata": {k: v for k, v in metadata.items() if not k.startswith("wan_")},
@@ -664,7 +671,6 @@ class WanVideoTransferOperator(BaseOperator):
             usage = json.loads(metadata.get("wan_usage") or "{}")
         except ValueError:
             usage = {}
-        cost = metadata.get("wan_estimated_cost_usd")
         result: WanStoredVideo = {
             "wan_task_id": task_id,
             # what the object records: a rerun reports the model and usage the first run stored
@@ -685,7 +691,7 @@ class WanVideoTransferOperator(BaseOperator):
             # the object in the store's web console (built from the bucket and key: never a signed link)
             "console_url": sink.console_url(key),
             "usage": usage if isinstance(usage, dict) else {},
-            "estimated_cost_usd": float(cost) if cost else None,
+            "estimated_cost_usd": _recorded_cost(metadata),
             "asset_uri": self.asset_uri(sink, key) if self.asset_alias or self.outlets else None,
         }
         self.lineage_record = self._lineage_record(sink, result)
