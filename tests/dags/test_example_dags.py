@@ -110,7 +110,7 @@ def test_text_to_video(example_env: dict[str, Any]) -> None:
     assert document["model"] == "wan2.2-t2v-plus"
     assert document["video"]["md5_hash"] == transfer["md5_hash"]
     # ...and the poster: the first frame as PNG, beside the video, at its size
-    poster = example_env["bucket"].get_blob(f"wan/example_wan_text_to_video/{generated['task_id']}.png")
+    poster = example_env["bucket"].get_blob(f"wan/example_wan_text_to_video/{generated['wan_task_id']}.png")
     assert poster is not None
     assert transfer["poster_uri"] == f"gs://{poster.bucket.name}/{poster.name}"
     assert poster.content_type == "image/png"
