@@ -10,7 +10,8 @@ body holds an ``oss://`` URL). Files expire from that storage after 48 hours.
 Files are streamed: the form body is produced piece by piece while the socket sends it, so a 200 MB video costs a
 few hundred kilobytes of memory (``benchmarks/upload_memory.py``). Before anything is sent, every file is checked
 against the limits of its field (:data:`airflow_provider_wan.schema.MEDIA_SPECS`): existence, bytes, format (magic
-bytes), image sides, and WAV duration, which are cheap to read.
+bytes), image sides, and the duration of WAV audio and MP4/MOV video, which are cheap to read (a header; for
+MP4 the movie header found by seeking over the boxes). MP3 and AVI durations are left to DashScope.
 """
 
 from __future__ import annotations
@@ -262,6 +263,8 @@ def check_local_media(input_: dict[str, Any], model: str, *, gcp_conn_id: str | 
         if fmt not in spec.formats:
             raise _fail(ref, model, f"{name} is {'of an unknown format' if fmt is None else fmt}")
         _check_contents(ref, model, name, fmt, head, spec)
+        if fmt in ("MP4", "MOV") and spec.seconds:
+            _check_video_seconds(ref, model, name, opener, spec.seconds)
         found.append(LocalMedia(ref, name, size, fmt, opener, digest))
     return found
 
@@ -278,6 +281,18 @@ def _check_contents(ref: MediaRef, model: str, name: str, fmt: str, head: bytes,
         low, high = spec.seconds
         if seconds is not None and not low <= seconds <= high:
             raise _fail(ref, model, f"{name} lasts {seconds:.1f} s")
+
+
+def _check_video_seconds(
+    ref: MediaRef, model: str, name: str, opener: Callable[[], IO[bytes]], allowed: tuple[float, float]
+) -> None:
+    from airflow_provider_wan.transfers.mp4 import mp4_seconds
+
+    with opener() as file:
+        seconds = mp4_seconds(file)
+    low, high = allowed
+    if seconds is not None and not low <= seconds <= high:
+        raise _fail(ref, model, f"{name} lasts {seconds:.1f} s")
 
 
 class MultipartStream:

@@ -8,13 +8,18 @@ in constant memory: the walker keeps only a box header (at most 16 bytes) betwee
 
 It also asks for what every playable MP4 has: ``ftyp`` before the media (``moov``/``mdat``), and a ``moov`` box.
 It proves the container complete, not the video stream inside it.
+
+:func:`mp4_seconds` reads the length an MP4 or MOV declares (``moov``/``mvhd``) by seeking from box header to box
+header, so a media input's duration is checked before it is uploaded without reading the media data.
 """
 
 from __future__ import annotations
 
+import os
 import struct
+from typing import IO
 
-__all__ = ["Mp4BoxWalker", "mp4_problem"]
+__all__ = ["Mp4BoxWalker", "mp4_problem", "mp4_seconds"]
 
 #: boxes allowed before ``ftyp`` (a few muxers write these first)
 _BEFORE_FTYP = frozenset({b"free", b"skip", b"wide", b"uuid"})
@@ -114,3 +119,63 @@ def mp4_problem(data: bytes) -> str | None:
     walker = Mp4BoxWalker()
     walker.feed(data)
     return walker.problem(len(data))
+
+
+def _box_header(file: IO[bytes], offset: int, end: int) -> tuple[bytes, int, int] | None:
+    """(type, header length, box size) of the box at ``offset``; None when it is not a usable header."""
+    file.seek(offset)
+    header = file.read(16)
+    if len(header) < 8:
+        return None
+    size, kind = struct.unpack(">I4s", header[:8])
+    length = 8
+    if size == 1:
+        if len(header) < 16:
+            return None
+        size, length = struct.unpack(">Q", header[8:16])[0], 16
+    elif size == 0:
+        size = end - offset
+    return (kind, length, size) if size >= length else None
+
+
+def _find_box(file: IO[bytes], kind: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """(start of the body, end) of the first ``kind`` box among the boxes from ``start`` to ``end``."""
+    offset = start
+    while offset + 8 <= end:
+        found = _box_header(file, offset, end)
+        if found is None:
+            return None
+        box, length, size = found
+        if box == kind:
+            return offset + length, min(offset + size, end)
+        offset += size
+    return None
+
+
+def mp4_seconds(file: IO[bytes]) -> float | None:
+    """
+    The duration an MP4 or MOV file declares in its movie header (``moov``/``mvhd``), in seconds.
+
+    Only box headers and the ``mvhd`` body are read, wherever ``moov`` sits (before or after the media). None when
+    the file cannot seek, has no ``moov``/``mvhd``, or declares no duration (fragmented MP4s may not): the caller
+    then leaves the length to DashScope.
+    """
+    try:
+        if not file.seekable():
+            return None
+        end = file.seek(0, os.SEEK_END)
+        moov = _find_box(file, b"moov", 0, end)
+        mvhd = moov and _find_box(file, b"mvhd", *moov)
+        if not mvhd:
+            return None
+        file.seek(mvhd[0])
+        body = file.read(32)
+        if body[:1] == b"\x01" and len(body) >= 32:
+            timescale, duration = struct.unpack(">IQ", body[20:32])
+        elif body[:1] == b"\x00" and len(body) >= 20:
+            timescale, duration = struct.unpack(">II", body[12:20])
+        else:
+            return None
+    except (OSError, ValueError, struct.error):
+        return None
+    return duration / timescale if timescale and duration else None

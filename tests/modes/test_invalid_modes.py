@@ -43,6 +43,8 @@ def _files(tmp: Path) -> dict[str, str]:
         "@long_wav": str(write_wav(tmp / "long.wav", seconds=40)),
         "@wav": str(write_wav(tmp / "voice.wav", seconds=2)),
         "@mp4": str(write_mp4(tmp / "clip.mp4")),
+        "@long_mp4": str(write_mp4(tmp / "long.mp4", seconds=40, width=64, height=48)),
+        "@short_mp4": str(write_mp4(tmp / "short.mp4", seconds=1, width=64, height=48)),
     }
 
 
@@ -73,6 +75,12 @@ CASES: list[tuple[str, type, dict[str, Any], tuple[str, ...]]] = [
     ),
     ("i27-last-alone", I2V, dict(model="wan2.7-i2v", last_frame_url=IMG), ("media", "needs a first_frame")),
     ("i27-clip-is-png", I2V, dict(model="wan2.7-i2v", first_clip_url="@png"), ("first_clip", "MP4, MOV")),
+    (
+        "i27-clip-1s",
+        I2V,
+        dict(model="wan2.7-i2v", first_clip_url="@short_mp4"),
+        ("first_clip", "lasts 1.0 s", "2-10 s"),
+    ),
     ("i27-frame-21mb", I2V, dict(model="wan2.7-i2v", img_url="@big"), ("first_frame", "20 MB")),
     ("i27-duration", I2V, dict(model="wan2.7-i2v", img_url=IMG, duration=20), ("duration", "2-15")),
     (
@@ -133,6 +141,12 @@ CASES: list[tuple[str, type, dict[str, Any], tuple[str, ...]]] = [
     ),
     # --- wan2.7-videoedit
     ("edit-wav", EDIT, dict(model="wan2.7-videoedit", prompt="p", video_url="@wav"), ("media[0] (video)", "MP4, MOV")),
+    (
+        "edit-40s",
+        EDIT,
+        dict(model="wan2.7-videoedit", prompt="p", video_url="@long_mp4"),
+        ("media[0] (video)", "lasts 40.0 s", "1-30 s"),
+    ),
     (
         "edit-five-images",
         EDIT,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import struct
 
 import pytest
 
-from airflow_provider_wan.transfers.mp4 import Mp4BoxWalker, mp4_problem
+from airflow_provider_wan.transfers.mp4 import Mp4BoxWalker, mp4_problem, mp4_seconds
 
 
 def box(kind: bytes, body: bytes = b"") -> bytes:
@@ -90,3 +91,43 @@ def test_walked_length_must_equal_the_announced_length() -> None:
     problem = walker.problem(len(WHOLE) + 10)
     assert problem is not None
     assert "walked" in problem
+
+
+@pytest.mark.parametrize("seconds", [1, 3, 12])
+def test_mp4_seconds_of_real_encodes(seconds: int) -> None:
+    from airflow_provider_wan.testing._media import encode_mp4
+
+    data = encode_mp4(64, 48, seconds, False, fps=4)
+    assert mp4_seconds(io.BytesIO(data)) == pytest.approx(seconds, abs=0.3)
+
+
+def mvhd(version: int, timescale: int, duration: int) -> bytes:
+    if version == 1:
+        return box(b"mvhd", bytes([1, 0, 0, 0]) + bytes(16) + struct.pack(">IQ", timescale, duration) + bytes(80))
+    return box(b"mvhd", bytes(4) + bytes(8) + struct.pack(">II", timescale, duration) + bytes(80))
+
+
+@pytest.mark.parametrize(
+    ("data", "seconds"),
+    [
+        (FTYP + box(b"moov", mvhd(0, 1000, 7500)) + MDAT, 7.5),
+        (FTYP + MDAT + box(b"moov", box(b"trak") + mvhd(0, 600, 24000)), 40.0),  # moov after the media
+        (FTYP + large_box(b"mdat", bytes(64)) + box(b"moov", mvhd(1, 90000, 90000 * 31)), 31.0),
+        (FTYP + MDAT, None),  # no moov
+        (FTYP + box(b"moov", box(b"trak")), None),  # no mvhd
+        (FTYP + box(b"moov", mvhd(0, 1000, 0)), None),  # fragmented: no declared duration
+        (FTYP + box(b"moov", mvhd(0, 0, 10)), None),
+        (FTYP + struct.pack(">I", 3) + b"junk", None),  # a size smaller than its header
+        (b"", None),
+    ],
+)
+def test_mp4_seconds_reads_only_the_movie_header(data: bytes, seconds: float | None) -> None:
+    assert mp4_seconds(io.BytesIO(data)) == seconds
+
+
+def test_mp4_seconds_of_an_unseekable_stream_is_unknown() -> None:
+    class Pipe(io.RawIOBase):
+        def seekable(self) -> bool:
+            return False
+
+    assert mp4_seconds(Pipe()) is None  # type: ignore[arg-type]
