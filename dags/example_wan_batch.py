@@ -29,11 +29,11 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from airflow.providers.common.compat.sdk import DAG, Variable, task
+from airflow.providers.common.compat.sdk import DAG, AssetAlias, Variable, task
 
 from airflow_provider_wan.models import get_model
 from airflow_provider_wan.operators.wan import WanTextToVideoOperator
-from airflow_provider_wan.transfers.wan_to_gcs import WanVideoToGCSOperator
+from airflow_provider_wan.transfers.wan_to_gcs import DEFAULT_ASSET_ALIAS, WanVideoToGCSOperator
 
 DAG_ID = "example_wan_batch"
 GCS_BUCKET = "{{ var.value.get('wan_gcs_bucket', 'wan-example-videos') }}"
@@ -89,6 +89,9 @@ with DAG(
     videos_to_gcs = WanVideoToGCSOperator.partial(
         task_id="video_to_gcs",
         bucket_name=GCS_BUCKET,
+        # a mapped operator is built only when it runs, so its asset alias is named here too, for the DAG to
+        # declare it (Airflow 2.11 fails an event through an alias the DAG did not declare)
+        outlets=[AssetAlias(DEFAULT_ASSET_ALIAS)],
         # save every video already paid for, even when another prompt of the batch failed
         trigger_rule="all_done",
     ).expand(wan_task_id=generate_videos.output)
