@@ -60,6 +60,6 @@ with DAG(
 
     video_to_gcs = WanVideoToGCSOperator(
         task_id="video_to_gcs",
-        wan_task_id=generate_video.output["wan_task_id"],
+        wan_task_id=generate_video.output,
         bucket_name=GCS_BUCKET,
     )

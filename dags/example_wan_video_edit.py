@@ -68,8 +68,8 @@ with DAG(
     # [END howto_operator_wan_continue_clip]
 
     edited_to_gcs = WanVideoToGCSOperator(
-        task_id="edited_to_gcs", wan_task_id=edit_video.output["wan_task_id"], bucket_name=GCS_BUCKET
+        task_id="edited_to_gcs", wan_task_id=edit_video.output, bucket_name=GCS_BUCKET
     )
     continued_to_gcs = WanVideoToGCSOperator(
-        task_id="continued_to_gcs", wan_task_id=continue_video.output["wan_task_id"], bucket_name=GCS_BUCKET
+        task_id="continued_to_gcs", wan_task_id=continue_video.output, bucket_name=GCS_BUCKET
     )
