@@ -135,6 +135,7 @@ async def _child_main(code: str, ids: list[str]) -> dict[str, Any]:
     wakeups = heartbeat.wakeups[offset:]
     worst_at, worst = max(wakeups, key=lambda w: w[1])
     first = sorted(late for at, late in wakeups if at - began <= 10.0)
+    later = [late for at, late in wakeups if at - began > 10.0]
     everything = sorted(late for _, late in wakeups)
     full = [(at - began, seconds) for at, seconds in collections.done if at >= began]
 
@@ -153,6 +154,7 @@ async def _child_main(code: str, ids: list[str]) -> dict[str, Any]:
         "stall_first_10s_ms": first[-1] * 1000 if first else 0.0,
         "p99_first_10s_ms": first[int(len(first) * 0.99)] * 1000 if first else 0.0,
         "stall_max_ms": worst * 1000,
+        "stall_after_10s_ms": max(later, default=0.0) * 1000,
         "stall_max_ended_s": worst_at - began,
         "p99_ms": everything[int(len(everything) * 0.99)] * 1000,
         "stall_outside_gc_ms": outside * 1000,
@@ -224,7 +226,8 @@ def main() -> int:
             print(
                 f"  {code}: longest stall {r['stall_max_ms']:.0f} ms, ending {r['stall_max_ended_s']:.2f} s after the "
                 f"start; outside full collections {r['stall_outside_gc_ms']:.0f} ms, ending "
-                f"{r['stall_outside_gc_ended_s']:.2f} s after the start; heap {r['objects_before']} objects; full "
+                f"{r['stall_outside_gc_ended_s']:.2f} s after the start; after the first 10 s "
+                f"{r['stall_after_10s_ms']:.0f} ms; heap {r['objects_before']} objects; full "
                 f"collections (s after the start, ms): {r['full_gcs']}",
                 flush=True,
             )
