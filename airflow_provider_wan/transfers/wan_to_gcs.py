@@ -81,8 +81,11 @@ class WanVideoToGCSOperator(WanVideoTransferOperator):
         The task id makes the name unique per video and stable across reruns; the default leaves out ``{{ ds }}``,
         which Airflow 3 does not define for runs without a logical date
     :param wan_conn_id: the ``wan`` connection (default ``wan_default``)
-    :param gcp_conn_id: a Google Cloud connection (needs apache-airflow-providers-google); default: the
-        ``STORAGE_EMULATOR_HOST`` emulator when set, else Application Default Credentials
+    :param gcp_conn_id: a Google Cloud connection, used through the google provider's ``GCSHook`` (needs
+        apache-airflow-providers-google: an error names it otherwise); a given connection wins over the environment.
+        Default: the ``STORAGE_EMULATOR_HOST`` emulator when set, else Application Default Credentials
+    :param impersonation_chain: service account(s) to impersonate through ``gcp_conn_id``, as in Google's operators
+        (templated; default None)
     :param chunk_size: bytes per upload request, a multiple of 256 KiB (default 8 MiB); bounds the memory used
     :param overwrite: replace an object that holds something else than this task's video (default False)
     :param write_sidecar: also write ``<object name without extension>.json`` with the generation's full
@@ -105,7 +108,12 @@ class WanVideoToGCSOperator(WanVideoTransferOperator):
     :param progress_interval: seconds between two progress lines in the log (default 5.0)
     """
 
-    template_fields: Sequence[str] = (*WanVideoTransferOperator.template_fields, "bucket_name", "object_name")
+    template_fields: Sequence[str] = (
+        *WanVideoTransferOperator.template_fields,
+        "bucket_name",
+        "object_name",
+        "impersonation_chain",
+    )
 
     def __init__(
         self,
@@ -113,6 +121,7 @@ class WanVideoToGCSOperator(WanVideoTransferOperator):
         bucket_name: str,
         object_name: str = DEFAULT_OBJECT_NAME,
         gcp_conn_id: str | None = None,
+        impersonation_chain: str | Sequence[str] | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         **kwargs: Any,
     ) -> None:
@@ -126,6 +135,7 @@ class WanVideoToGCSOperator(WanVideoTransferOperator):
         self.object_name = object_name
         self.key_template = object_name
         self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
         self.chunk_size = chunk_size
 
     def _object_name(self, task_id: str) -> str:
@@ -138,5 +148,10 @@ class WanVideoToGCSOperator(WanVideoTransferOperator):
         bucket_name = str(self.bucket_name or "").strip()
         if not bucket_name:
             raise WanInvalidInputError("bucket_name: a GCS bucket name is required")
-        sink = GCSSink(bucket_name, gcp_conn_id=self.gcp_conn_id, chunk_size=self.chunk_size)
+        sink = GCSSink(
+            bucket_name,
+            gcp_conn_id=self.gcp_conn_id,
+            impersonation_chain=self.impersonation_chain,
+            chunk_size=self.chunk_size,
+        )
         return sink, self._object_name(task_id)

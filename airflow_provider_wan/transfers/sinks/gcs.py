@@ -6,7 +6,7 @@ CRC32C compared with what GCS computed. ``google.cloud.storage`` is imported ins
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -27,16 +27,25 @@ class GCSSink(Sink):
     A GCS bucket.
 
     :param bucket_name: the bucket
-    :param gcp_conn_id: a Google Cloud connection (needs apache-airflow-providers-google); default: the
-        ``STORAGE_EMULATOR_HOST`` emulator when set, else Application Default Credentials
+    :param gcp_conn_id: a Google Cloud connection (needs apache-airflow-providers-google); it wins over the
+        environment. Default: the ``STORAGE_EMULATOR_HOST`` emulator when set, else Application Default Credentials
+    :param impersonation_chain: service account(s) to impersonate through that connection, as in ``GCSHook``
     :param chunk_size: bytes per upload request, a multiple of 256 KiB (default 8 MiB)
     """
 
     kind = "GCS bucket"
 
-    def __init__(self, bucket_name: str, *, gcp_conn_id: str | None = None, chunk_size: int = 8 * 1024 * KiB) -> None:
+    def __init__(
+        self,
+        bucket_name: str,
+        *,
+        gcp_conn_id: str | None = None,
+        impersonation_chain: str | Sequence[str] | None = None,
+        chunk_size: int = 8 * 1024 * KiB,
+    ) -> None:
         super().__init__(bucket_name)
         self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
         self.chunk_size = chunk_size
         self._bucket: Bucket | None = None
 
@@ -54,7 +63,7 @@ class GCSSink(Sink):
     def client(self) -> Client:
         from airflow_provider_wan.gcs import storage_client
 
-        return storage_client(self.gcp_conn_id)
+        return storage_client(self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
 
     @property
     def bucket(self) -> Bucket:
