@@ -6,8 +6,6 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from airflow_provider_wan.exceptions import WanInvalidInputError
-
 if TYPE_CHECKING:
     from google.cloud import storage
 
@@ -32,6 +30,9 @@ def storage_client(
         try:
             from airflow.providers.google.cloud.hooks.gcs import GCSHook
         except ImportError:
+            # imported here: this module stays free of Airflow's import (the demo sets Airflow's home after it)
+            from airflow_provider_wan.exceptions import WanInvalidInputError
+
             raise WanInvalidInputError(
                 "gcp_conn_id/impersonation_chain: a Google Cloud connection needs apache-airflow-providers-google "
                 "(pip install 'airflow-provider-wan[google]'); leave both unset to use STORAGE_EMULATOR_HOST or "
