@@ -21,6 +21,7 @@ optional extra.
 from __future__ import annotations
 
 import base64
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,15 @@ class Upload(ABC):
     @abstractmethod
     def abort(self) -> None:
         """After any failure: nothing of this upload stays (best effort, never raises)."""
+
+    def write_whole(self, data: bytes) -> Stored:
+        """Write ``data`` as the whole object and commit it against its own size and MD5; abort on any failure."""
+        try:
+            self.write(data)
+            return self.commit(size=len(data), md5=hashlib.md5(data).digest(), crc32c=None)
+        except BaseException:
+            self.abort()
+            raise
 
 
 class Sink(ABC):

@@ -11,7 +11,6 @@ the connection is a ``wasb`` connection (connection string in the extra, or acco
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import os
 import re
@@ -182,13 +181,7 @@ class AzureBlobSink(Sink):
     def put_small(
         self, key: str, data: bytes, *, content_type: str, metadata: Mapping[str, str], replacing: Stored | None
     ) -> Stored:
-        upload = _AzureUpload(self, key, dict(metadata), replacing, content_type=content_type)
-        try:
-            upload.write(data)
-            return upload.commit(size=len(data), md5=hashlib.md5(data).digest(), crc32c=None)
-        except BaseException:
-            upload.abort()
-            raise
+        return _AzureUpload(self, key, dict(metadata), replacing, content_type=content_type).write_whole(data)
 
 
 class _AzureUpload(Upload):

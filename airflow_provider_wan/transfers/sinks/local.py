@@ -84,13 +84,7 @@ class LocalSink(Sink):
     def put_small(
         self, key: str, data: bytes, *, content_type: str, metadata: Mapping[str, str], replacing: Stored | None
     ) -> Stored:
-        upload = _LocalUpload(self, key, dict(metadata), replacing)
-        try:
-            upload.write(data)
-            return upload.commit(size=len(data), md5=hashlib.md5(data).digest(), crc32c=None)
-        except BaseException:
-            upload.abort()
-            raise
+        return _LocalUpload(self, key, dict(metadata), replacing).write_whole(data)
 
 
 class _LocalUpload(Upload):
