@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_wan.exceptions import WanFinalError, WanInvalidInputError
+from airflow_provider_wan.exceptions import WanFinalError, WanInvalidInputError, WanRetryableError
 
 if TYPE_CHECKING:
     from airflow_provider_wan.transfers.sinks import Sink, Stored
@@ -116,6 +116,12 @@ class StoredObjectReader(io.RawIOBase):
         if length <= 0:
             return 0
         data = self.sink.read_range(self.key, self.position, length, version=self.stored.version)
+        if len(data) > length:
+            # a store that ignored the range: these are not the bytes asked for, whatever they are
+            raise WanRetryableError(
+                f"poster: the store answered a read of {length} bytes from byte {self.position} of "
+                f"{self.sink.uri(self.key)} with {len(data)} bytes"
+            )
         view[: len(data)] = data
         self.position += len(data)
         self.fetched += len(data)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_wan.exceptions import WanInvalidInputError
+from airflow_provider_wan.exceptions import WanInvalidInputError, WanRetryableError
 from airflow_provider_wan.testing._media import encode_mp4
 from airflow_provider_wan.transfers.poster import (
     READ_BUFFER,
@@ -56,3 +56,22 @@ def test_a_frame_of_a_large_video_reads_a_few_ranges_not_the_file(tmp_path: Path
         assert (frame.width, frame.height) == (640, 360)
     # what PyAV asked for: the boxes' headers and the first frame's samples, a few buffers, not the 32 MiB
     assert reader.fetched <= 4 * READ_BUFFER < stored.size
+
+
+def test_a_store_that_ignores_the_range_is_refused_not_decoded(tmp_path: Path) -> None:
+    # a store (or proxy) answering a ranged read with the whole object: the reader must not hand those bytes on
+    path = tmp_path / "v.mp4"
+    path.write_bytes(encode_mp4(160, 96, 1, audio=False))
+
+    class WholeObjectSink(LocalSink):
+        def read_range(self, key: str, start: int, length: int, *, version: str | None) -> bytes:
+            return self._path(key).read_bytes()
+
+    sink = WholeObjectSink("/")
+    key = str(path).lstrip("/")
+    stored = sink.stat(key)
+    assert stored is not None
+    reader = StoredObjectReader(sink, key, stored)
+    reader.seek(100)
+    with pytest.raises(WanRetryableError, match=r"a read of 64 bytes from byte 100 of file:///.* with \d+ bytes"):
+        reader.read(64)
