@@ -50,6 +50,8 @@ class PartProxy(ThreadingHTTPServer):
         self.in_flight = 0
         self.most_in_flight = 0
         self.parts_seen: list[int] = []
+        #: part number -> bytes received
+        self.part_sizes: dict[int, int] = {}
 
     @property
     def url(self) -> str:
@@ -71,6 +73,7 @@ class _Forward(BaseHTTPRequestHandler):
         if part is not None:
             with proxy.lock:
                 proxy.parts_seen.append(part)
+                proxy.part_sizes[part] = len(body)
                 proxy.in_flight += 1
                 proxy.most_in_flight = max(proxy.most_in_flight, proxy.in_flight)
                 if proxy.in_flight >= proxy.hold_until:
@@ -155,6 +158,7 @@ def test_parts_overlap_within_the_bound_and_land_whole(proxy: PartProxy, moto_s3
     proxy.hold_until = 3
     result = _store(task_id)
     assert sorted(proxy.parts_seen) == [1, 2, 3, 4, 5, 6]
+    assert proxy.part_sizes == {1: 5 * MiB, 2: 5 * MiB, 3: 5 * MiB, 4: 5 * MiB, 5: 5 * MiB, 6: 1 * MiB}
     assert proxy.most_in_flight == S3Sink("b").parts_in_flight == 3
     stored = moto_s3.client.get_object(Bucket=BUCKET, Key=f"wan/{task_id}.mp4")
     assert stored["Body"].read() == served
@@ -178,3 +182,17 @@ def test_a_refused_part_aborts_the_upload_and_keeps_nothing(
     assert proxy.in_flight == 0
     assert moto_s3.client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert moto_s3.client.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
+
+
+def test_every_part_but_the_last_is_exactly_the_part_size_whatever_the_reads(proxy: PartProxy, moto_s3: MotoS3) -> None:
+    # a download hands over whatever has arrived: here 3 MiB + 7 bytes at a time, so no read ends on a part boundary
+    data = hashlib.sha256(b"wan").digest() * (26 * MiB // 32)
+    sink = S3Sink(BUCKET, part_size=5 * MiB)
+    upload = sink.open("wan/odd-reads.mp4", metadata={}, replacing=None)
+    step = 3 * MiB + 7
+    for start in range(0, len(data), step):
+        upload.write(data[start : start + step])
+    stored = upload.commit(size=len(data), md5=hashlib.md5(data).digest(), crc32c=None)
+    assert proxy.part_sizes == {1: 5 * MiB, 2: 5 * MiB, 3: 5 * MiB, 4: 5 * MiB, 5: 5 * MiB, 6: 1 * MiB}
+    assert stored.size == len(data)
+    assert moto_s3.client.get_object(Bucket=BUCKET, Key="wan/odd-reads.mp4")["Body"].read() == data
