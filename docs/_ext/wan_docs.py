@@ -4,6 +4,7 @@ Tables generated from the provider's code at docs build time, so the docs cannot
 * ``.. wan-models::`` (option ``:family: t2v|i2v|kf2v``): what each model accepts, from ``models.py``;
 * ``.. wan-prices::``: price per second, cost of a default video, limits and the price's source, from ``models.py``;
 * ``.. wan-regions::``: region -> base URL, from ``hooks/wan.py`` ``REGIONS``;
+* ``.. wan-config::``: the ``[wan]`` section of ``airflow.cfg``, from the provider info (``get_provider_info.py``);
 * ``.. wan-errors::``: every DashScope error code the provider classifies (``exceptions._CODE_CLASSES``) and what
   happens to it: resent by the hook or not (``hooks.classify`` + ``RetryPolicy``, evaluated, not paraphrased), then
   failed at once or left to Airflow retries, and what the same code does when a task ends FAILED;
@@ -281,6 +282,23 @@ class WanRegionsDirective(_GeneratedDirective):
         return _rst_table(["Region", "Base URL", "With a workspace id"], rows)
 
 
+class WanConfigDirective(_GeneratedDirective):
+    def rst(self) -> list[str]:
+        from airflow_provider_wan.get_provider_info import get_provider_info
+
+        options = get_provider_info()["config"]["wan"]["options"]
+        rows = [
+            [
+                f"``{name}``\n\n``AIRFLOW__WAN__{name.upper()}``",
+                option["type"],
+                "(none)" if option["default"] is None else f"``{option['default']}``",
+                option["description"],
+            ]
+            for name, option in options.items()
+        ]
+        return _rst_table(["Option and environment variable", "Type", "Default", "What it does"], rows, "24 8 8 60")
+
+
 class WanRetryPolicyDirective(_GeneratedDirective):
     def rst(self) -> list[str]:
         from airflow_provider_wan.hooks.wan import RetryPolicy
@@ -481,6 +499,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("wan-request-schema", WanRequestSchemaDirective)
     app.add_directive("wan-media-types", WanMediaTypesDirective)
     app.add_directive("wan-regions", WanRegionsDirective)
+    app.add_directive("wan-config", WanConfigDirective)
     app.add_directive("wan-errors", WanErrorsDirective)
     app.add_directive("wan-retry-policy", WanRetryPolicyDirective)
     app.add_directive("wan-simulator-help", WanSimulatorHelpDirective)
