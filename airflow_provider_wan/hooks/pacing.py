@@ -10,12 +10,15 @@ way TCP shares a link without a coordinator (additive increase, multiplicative d
   reads bunched up after a late one (a busy loop) can tip a full window over;
 * a process starts at :data:`START_FRACTION` of the ceiling and doubles each second it is held back (slow start).
   Its first 429 sets the rate to :data:`DECREASE` times what got through during the last second: the share it
-  really has. Processes starting together (a triggerer taking over) so start with about equal shares;
+  really has. Processes starting in the same instant so start with about equal shares, to within one read per
+  second (whole reads are counted); a process starting even half a second after the others finds the account
+  already full and lands on less;
 * then, while reads are held back, the rate grows by the same small amount in every process
   (:data:`INCREASE_PER_SECOND` of the ceiling per second) and a 429 takes :data:`CUT` off it, at most once per
   :data:`HOLD_SECONDS` (one overload sends several 429s before the cut is felt; they are one signal). Equal steps up
-  and proportional steps down pull every process towards an equal share, so processes with equal work finish
-  together instead of one of them trailing alone at a small share;
+  and proportional steps down pull every process towards an equal share, but slowly: the steps are small and 429s
+  rare by design, so the shares set at the start mostly last a run of a few minutes, and a process left with less
+  finishes after the others (benchmarks/RESULTS.md section 9 measures it);
 * a 429 again within :data:`PERSIST_SECONDS` of a cut is an overload the cut did not end (a new process arriving, a
   storm): each such cut is twice the last, up to half the rate;
 * after :data:`QUIET_SECONDS` without a 429 the increase speeds up, doubling every :data:`DOUBLING_SECONDS`: other

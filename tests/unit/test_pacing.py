@@ -8,6 +8,7 @@ import collections
 import heapq
 import itertools
 import random
+from collections.abc import Sequence
 
 import pytest
 
@@ -80,9 +81,12 @@ def share_an_account(processes: int, seconds: float, *, limit: int = 20, seed: i
     return {"ok": ok, "throttled": throttled, "pacers": pacers}
 
 
-def run_the_benchmark(processes: int, *, seed: int, pacer_class: type[Pacer] = Pacer) -> dict[str, float]:
+def run_the_benchmark(
+    processes: int, *, seed: int, pacer_class: type[Pacer] = Pacer, delays: Sequence[float] = ()
+) -> dict[str, float]:
     """
-    benchmarks/fair_share.py on a fake clock: ``processes`` triggerers, 300 triggers each, all started together;
+    benchmarks/fair_share.py on a fake clock: ``processes`` triggerers, 300 triggers each, all started together
+    (or each ``delays[i]`` seconds after the first: a triggerer that starts later, whose generations end later too);
     a read every 15 s after the last answer, generations of 60 s; each process's reads queue behind its pacer and
     leave one at a time at its next slot, as in :class:`AsyncPacer`. Reads arrive 1-10 ms after release (5% of
     releases 0-100 ms late: a busy loop), answers 2-20 ms later; a 429 is retried after the retry policy's backoff
@@ -105,9 +109,10 @@ def run_the_benchmark(processes: int, *, seed: int, pacer_class: type[Pacer] = P
     attempts: collections.Counter[int] = collections.Counter()
     finished = failed = gets = throttled = 0
     admitted: list[float] = []
+    delays = list(delays) or [0.0] * processes
     for process in range(processes):
         for trigger in range(triggers):
-            at(start, "acquire", process, process * triggers + trigger)
+            at(start + delays[process], "acquire", process, process * triggers + trigger)
     busy: list[tuple[float, bool]] = []
     next_sample = start
     while events and finished + failed < processes * triggers:
@@ -148,7 +153,7 @@ def run_the_benchmark(processes: int, *, seed: int, pacer_class: type[Pacer] = P
             pacer.on_answer(throttled=kind == "429")
             if kind == "ok":
                 attempts[trigger] = 0
-                if now >= start + 60:
+                if now >= start + delays[process] + 60:
                     finished += 1
                 else:
                     at(now + 15, "acquire", process, trigger)
@@ -191,6 +196,24 @@ def test_the_fair_share_benchmark_on_a_fake_clock_meets_the_goals(processes):
     # issue 14, acceptance 1: 429s under 1% of GETs, successful GETs at least 90% of the limit while reads wait,
     # every trigger succeeding. Six seeds: each must stay under 1% and succeed; utilization on their mean
     runs = [run_the_benchmark(processes, seed=seed) for seed in range(1, 7)]
+    assert [r["finished"] for r in runs] == [1.0] * 6, runs
+    assert max(r["throttled"] for r in runs) < 0.01, runs
+    assert sum(r["utilization"] for r in runs) / 6 >= 0.9, runs
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MISSED on the fake clock (benchmarks/RESULTS.md section 9): a process starting later slow-starts into an "
+    "account the others already fill, lands on the small share that got through, and the equal additive steps give it "
+    "its share back too slowly: it finishes long after the others, reading alone at that share",
+)
+@pytest.mark.parametrize("processes", [2, 3, 4])
+def test_the_fair_share_benchmark_with_processes_starting_up_to_5_s_apart(processes):
+    # the same goals when the triggerers do not start in the same second (a fleet restarting, one joining late)
+    runs = []
+    for seed in range(1, 7):
+        starts = random.Random(seed)
+        runs.append(run_the_benchmark(processes, seed=seed, delays=[starts.uniform(0, 5) for _ in range(processes)]))
     assert [r["finished"] for r in runs] == [1.0] * 6, runs
     assert max(r["throttled"] for r in runs) < 0.01, runs
     assert sum(r["utilization"] for r in runs) / 6 >= 0.9, runs
