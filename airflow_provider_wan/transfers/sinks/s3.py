@@ -183,16 +183,32 @@ class _S3Upload(Upload):
     def write(self, chunk: bytes) -> None:
         self.pieces.append(chunk)
         self.buffered += len(chunk)
-        if self.buffered >= self.sink.part_size:
-            self._send_part()
+        # every part but the last is exactly part_size: the memory bound holds whatever size the reads come in,
+        # and the same video is cut into the same parts on every run
+        while self.buffered >= self.sink.part_size:
+            self._send_part(self._take(self.sink.part_size))
 
-    def _take(self) -> bytes:
-        data = b"".join(self.pieces)
-        self.pieces, self.buffered = [], 0
-        return data
+    def _take(self, size: int | None = None) -> bytes:
+        """The first ``size`` buffered bytes (all of them by default); the rest stays buffered."""
+        if size is None or size >= self.buffered:
+            taken, self.pieces, self.buffered = self.pieces, [], 0
+            return b"".join(taken)
+        # whole pieces, then the head of the one that crosses the boundary: no copy of the whole buffer
+        head: list[bytes] = []
+        need = size
+        while need:
+            piece = self.pieces[0]
+            if len(piece) <= need:
+                head.append(self.pieces.pop(0))
+                need -= len(piece)
+            else:
+                head.append(piece[:need])
+                self.pieces[0] = piece[need:]
+                need = 0
+        self.buffered -= size
+        return b"".join(head)
 
-    def _send_part(self) -> None:
-        data = self._take()
+    def _send_part(self, data: bytes) -> None:
         if self.upload_id is None:
             started = self.client.create_multipart_upload(
                 Bucket=self.sink.container,
@@ -268,7 +284,7 @@ class _S3Upload(Upload):
             expected = md5.hex()
         else:
             if self.buffered:
-                self._send_part()
+                self._send_part(self._take())
             parts = self._finish_parts()
             self._stop_pool()
             self.committed = True
