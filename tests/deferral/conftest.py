@@ -11,10 +11,8 @@ Fixtures of the deferral tests.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
@@ -36,25 +34,6 @@ T2V_BODY = {"model": "wan2.5-t2v-preview", "input": {"prompt": "a lighthouse at 
 STACK_SLOTS = 2
 #: the scheduler declares a task dead after this many seconds without a heartbeat (default 300)
 STACK_HEARTBEAT_TIMEOUT = 10
-
-
-@pytest.fixture
-def wan_conn(monkeypatch: pytest.MonkeyPatch, wan_simulator: Any) -> str:  # noqa: F811
-    """``wan_default`` pointing at the in-process simulator (reset for this test); returns the API key."""
-    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())
-    return str(wan_simulator.api_key)
-
-
-@pytest.fixture
-async def close_wan_sessions() -> AsyncIterator[None]:
-    """Close the hook's per-event-loop aiohttp session at the end of an async test (no 'Unclosed' noise)."""
-    yield
-    from airflow_provider_wan.hooks import wan as hook_module
-
-    loop = asyncio.get_running_loop()
-    state = hook_module._loop_state.pop(id(loop), None)
-    if state is not None and state[0] is loop:
-        await state[1].close()
 
 
 # --- the real stack ------------------------------------------------------------------------------------------------

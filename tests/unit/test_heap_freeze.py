@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_wan.hooks import wan as hook_module
 from airflow_provider_wan.hooks.wan import WanHook
 from airflow_provider_wan.triggers import wan as trigger_module
 from airflow_provider_wan.triggers.wan import WanTaskTrigger, freeze_heap_once
@@ -27,12 +26,11 @@ ENDPOINT = "services/aigc/video-generation/video-synthesis"
 
 
 @pytest.fixture
-def fresh_process(monkeypatch: pytest.MonkeyPatch, wan_simulator: Any) -> Iterator[Any]:
+def fresh_process(monkeypatch: pytest.MonkeyPatch, wan_simulator: Any, wan_conn: str) -> Iterator[Any]:
     """As in a triggerer process before its first Wan trigger: nothing frozen, nothing decided; unfrozen after."""
     gc.unfreeze()
     monkeypatch.setattr(trigger_module, "_heap_decided_in", set())
     monkeypatch.delenv("AIRFLOW__WAN__FREEZE_HEAP_IN_TRIGGERER", raising=False)
-    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())
     wan_simulator.configure(pending_seconds=0, generation_seconds=0.1)
     try:
         yield wan_simulator
@@ -47,18 +45,12 @@ async def _run_one_trigger() -> str:
     finally:
         hook.close()
     trigger = WanTaskTrigger(task_id=task_id, poll_interval=0.1, end_time=time.time() + 30)
-    try:
-        events = [event.payload async for event in trigger.run()]
-    finally:
-        import asyncio
-
-        state = hook_module._loop_state.pop(id(asyncio.get_running_loop()), None)
-        if state is not None:
-            await state[1].close()
+    events = [event.payload async for event in trigger.run()]
     assert len(events) == 1
     return str(events[0]["status"])
 
 
+@pytest.mark.usefixtures("close_wan_sessions")
 async def test_the_first_trigger_freezes_the_heap_once_per_process(fresh_process: Any) -> None:
     assert gc.get_freeze_count() == 0
     assert await _run_one_trigger() == "success"
@@ -70,12 +62,14 @@ async def test_the_first_trigger_freezes_the_heap_once_per_process(fresh_process
     assert gc.get_freeze_count() == 0, "a second trigger of the same process froze the heap again"
 
 
+@pytest.mark.usefixtures("close_wan_sessions")
 async def test_the_option_off_leaves_the_heap_unfrozen(fresh_process: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__WAN__FREEZE_HEAP_IN_TRIGGERER", "False")
     assert await _run_one_trigger() == "success"
     assert gc.get_freeze_count() == 0
 
 
+@pytest.mark.usefixtures("close_wan_sessions")
 async def test_a_value_that_is_not_a_boolean_leaves_the_heap_unfrozen_and_says_so(
     fresh_process: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
