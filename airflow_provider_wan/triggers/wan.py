@@ -236,7 +236,7 @@ class WanTaskTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the task ends or the deadline passes; yield exactly one event, then return."""
         # before this process's first trigger allocates its long-lived state (client, schedule, coroutines)
-        pass  # BROKEN
+        freeze_heap_once()
         task_id = self.wan_task_id
         polls = 0
         last: WanTask | None = None
