@@ -10,8 +10,8 @@ body holds an ``oss://`` URL). Files expire from that storage after 48 hours.
 Files are streamed: the form body is produced piece by piece while the socket sends it, so a 200 MB video costs a
 few hundred kilobytes of memory (``benchmarks/upload_memory.py``). Before anything is sent, every file is checked
 against the limits of its field (:data:`airflow_provider_wan.schema.MEDIA_SPECS`): existence, bytes, format (magic
-bytes), image sides, and the duration of WAV audio and MP4/MOV video, which are cheap to read (a header; for
-MP4 the movie header found by seeking over the boxes). MP3 and AVI durations are left to DashScope.
+bytes), image sides, and the duration of audio and video (:mod:`airflow_provider_wan.durations`: WAV, MP3, AVI,
+MP4 and MOV, from their headers or frame headers).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import os
 import posixpath
 import re
 import stat
-import struct
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from airflow_provider_wan.durations import media_seconds
 from airflow_provider_wan.exceptions import WanInvalidInputError, WanRetryableError
 from airflow_provider_wan.images import image_size, sniff_format
 from airflow_provider_wan.schema import MediaRef, MediaSpec, is_remote, media_references
@@ -50,7 +50,6 @@ __all__ = [
     "sniff_media",
     "upload_all",
     "upload_media",
-    "wav_seconds",
 ]
 
 #: bytes read from the start of a file to learn its format and, for images, its sides
@@ -78,23 +77,6 @@ def sniff_media(head: bytes, name: str) -> str | None:
     suffix = posixpath.splitext(name.lower())[1]
     if suffix in (".txt", ".md"):
         return suffix[1:].upper()
-    return None
-
-
-def wav_seconds(head: bytes) -> float | None:
-    """Duration of a PCM WAV from its header (fmt and data chunk sizes), None when the header is unusual."""
-    try:
-        offset = 12
-        byte_rate = None
-        while offset + 8 <= len(head):
-            chunk, size = head[offset : offset + 4], struct.unpack("<I", head[offset + 4 : offset + 8])[0]
-            if chunk == b"fmt ":
-                byte_rate = struct.unpack("<I", head[offset + 16 : offset + 20])[0]
-            elif chunk == b"data":
-                return size / byte_rate if byte_rate else None
-            offset += 8 + size + (size & 1)
-    except struct.error:
-        return None
     return None
 
 
@@ -263,8 +245,8 @@ def check_local_media(input_: dict[str, Any], model: str, *, gcp_conn_id: str | 
         if fmt not in spec.formats:
             raise _fail(ref, model, f"{name} is {'of an unknown format' if fmt is None else fmt}")
         _check_contents(ref, model, name, fmt, head, spec)
-        if fmt in ("MP4", "MOV") and spec.seconds:
-            _check_video_seconds(ref, model, name, opener, spec.seconds)
+        if spec.seconds:
+            _check_seconds(ref, model, name, media_seconds(fmt, head, opener), spec.seconds)
         found.append(LocalMedia(ref, name, size, fmt, opener, digest))
     return found
 
@@ -276,23 +258,19 @@ def _check_contents(ref: MediaRef, model: str, name: str, fmt: str, head: bytes,
             width, height = sides
             if not (spec.min_side <= width <= spec.max_side and spec.min_side <= height <= spec.max_side):
                 raise _fail(ref, model, f"{name} is {width}x{height} px")
-    if fmt == "WAV" and spec.seconds:
-        seconds = wav_seconds(head)
-        low, high = spec.seconds
-        if seconds is not None and not low <= seconds <= high:
-            raise _fail(ref, model, f"{name} lasts {seconds:.1f} s")
 
 
-def _check_video_seconds(
-    ref: MediaRef, model: str, name: str, opener: Callable[[], IO[bytes]], allowed: tuple[float, float]
+def _check_seconds(
+    ref: MediaRef, model: str, name: str, lasts: tuple[float, float] | None, allowed: tuple[float, float]
 ) -> None:
-    from airflow_provider_wan.transfers.mp4 import mp4_seconds
-
-    with opener() as file:
-        seconds = mp4_seconds(file)
+    """Refuse a file that certainly lasts less or more than ``allowed`` (``lasts``: at least, at most seconds)."""
     low, high = allowed
-    if seconds is not None and not low <= seconds <= high:
-        raise _fail(ref, model, f"{name} lasts {seconds:.1f} s")
+    if lasts is None or (lasts[1] >= low and lasts[0] <= high):
+        return
+    seconds = lasts[1] if lasts[1] < low else lasts[0]
+    # one decimal, unless it would round into the range (30.04 s is not "30.0 s" where 3-30 s is allowed)
+    shown = f"{seconds:.1f}" if not low <= round(seconds, 1) <= high else f"{seconds:.2f}"
+    raise _fail(ref, model, f"{name} lasts {shown} s")
 
 
 class MultipartStream:

@@ -38,3 +38,53 @@ def media_set(folder: Path) -> dict[str, str]:
         "audio": str(write_wav(folder / "audio.wav", seconds=4.0)),
         "clip": str(write_mp4(folder / "clip.mp4")),
     }
+
+
+def encode_mp3(seconds: float, *, rate: int = 44100, xing: bool = True, id3: bool = True) -> bytes:
+    """A real MP3 (PyAV's LAME), a tone lasting ``seconds``, with or without its Xing/Info header and ID3v2 tag."""
+    import fractions
+    import io
+
+    import av
+
+    tone = b"".join(struct.pack("<h", int(6000 * math.sin(2 * math.pi * 440 * k / rate))) for k in range(rate))
+    buffer = io.BytesIO()
+    options = {"write_xing": "1" if xing else "0", "id3v2_version": "4" if id3 else "0"}
+    with av.open(buffer, "w", format="mp3", options=options) as container:
+        stream = container.add_stream("libmp3lame", rate=rate)
+        stream.layout = "mono"
+        stream.bit_rate = 64_000
+        total = round(seconds * rate)
+        for start in range(0, total, 1152):
+            count = min(1152, total - start)
+            frame = av.AudioFrame(format="s16", layout="mono", samples=count)
+            offset = start % rate
+            frame.planes[0].update((tone + tone)[offset * 2 : (offset + count) * 2])
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, fractions.Fraction(1, rate)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def encode_avi(seconds: float, *, fps: int = 8, width: int = 64, height: int = 48) -> bytes:
+    """A real AVI (MPEG-4 Part 2 video) lasting ``seconds``."""
+    import io
+
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(round(seconds * fps)):
+            frame = av.VideoFrame(width, height, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([(index * 9) % 256]) * (plane.line_size * plane.height))
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()

@@ -5,6 +5,7 @@ counters stay at 0, uploads included), with a message naming the parameter, the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from airflow_provider_wan.operators.wan import (
     WanVideoOperator,
 )
 from tests.foundation.images import write_png
-from tests.modes.media_files import write_mp4, write_wav
+from tests.modes.media_files import encode_avi, encode_mp3, write_mp4, write_wav
 
 T2V, I2V, R2V, EDIT = WanTextToVideoOperator, WanImageToVideoOperator, WanReferenceToVideoOperator, WanVideoEditOperator
 VACE, S2V, ANIMATE, ANY = WanVaceOperator, WanSpeechToVideoOperator, WanAnimateOperator, WanVideoOperator
@@ -33,18 +34,34 @@ def _ref(n: int) -> list[dict[str, str]]:
     return [{"type": "reference_image", "url": f"https://example.com/{i}.png"} for i in range(n)]
 
 
-def _files(tmp: Path) -> dict[str, str]:
-    big = tmp / "big.png"
-    big.write_bytes(write_png(tmp / "seed.png", 400, 400).read_bytes() + b"\0" * (21 * 1024 * 1024))
+def _files(tmp: Path) -> dict[str, Callable[[], str]]:
+    """The local files the cases name, each made when a case uses it."""
+
+    def big() -> str:
+        path = tmp / "big.png"
+        path.write_bytes(write_png(tmp / "seed.png", 400, 400).read_bytes() + b"\0" * (21 * 1024 * 1024))
+        return str(path)
+
+    def data(name: str, content: Callable[[], bytes]) -> Callable[[], str]:
+        def make() -> str:
+            (tmp / name).write_bytes(content())
+            return str(tmp / name)
+
+        return make
+
     return {
-        "@png": str(write_png(tmp / "frame.png", 640, 480)),
-        "@tiny": str(write_png(tmp / "tiny.png", 100, 100)),
-        "@big": str(big),
-        "@long_wav": str(write_wav(tmp / "long.wav", seconds=40)),
-        "@wav": str(write_wav(tmp / "voice.wav", seconds=2)),
-        "@mp4": str(write_mp4(tmp / "clip.mp4")),
-        "@long_mp4": str(write_mp4(tmp / "long.mp4", seconds=40, width=64, height=48)),
-        "@short_mp4": str(write_mp4(tmp / "short.mp4", seconds=1, width=64, height=48)),
+        "@png": lambda: str(write_png(tmp / "frame.png", 640, 480)),
+        "@tiny": lambda: str(write_png(tmp / "tiny.png", 100, 100)),
+        "@big": big,
+        "@long_wav": lambda: str(write_wav(tmp / "long.wav", seconds=40)),
+        "@wav": lambda: str(write_wav(tmp / "voice.wav", seconds=2)),
+        "@mp4": lambda: str(write_mp4(tmp / "clip.mp4")),
+        "@long_mp4": lambda: str(write_mp4(tmp / "long.mp4", seconds=40, width=64, height=48)),
+        "@short_mp4": lambda: str(write_mp4(tmp / "short.mp4", seconds=1, width=64, height=48)),
+        "@long_mp3": data("long.mp3", lambda: encode_mp3(40)),
+        "@long_mp3_no_header": data("long-cbr.mp3", lambda: encode_mp3(40, xing=False, rate=16000)),
+        "@short_mp3_voice": data("short.mp3", lambda: encode_mp3(0.5)),
+        "@long_avi": data("long.avi", lambda: encode_avi(31)),
     }
 
 
@@ -59,6 +76,18 @@ CASES: list[tuple[str, type, dict[str, Any], tuple[str, ...]]] = [
     ("t27-prompt", T2V, dict(model="wan2.7-t2v", prompt="p" * 5001), ("prompt", "5000")),
     ("t27-audio-ogg", T2V, dict(model="wan2.7-t2v", prompt="p", audio_url="https://x.org/a.ogg"), ("audio_url", "WAV")),
     ("t27-audio-40s", T2V, dict(model="wan2.7-t2v", prompt="p", audio_url="@long_wav"), ("audio_url", "3-30 s")),
+    (
+        "t27-audio-mp3-40s",
+        T2V,
+        dict(model="wan2.7-t2v", prompt="p", audio_url="@long_mp3"),
+        ("audio_url", "long.mp3 lasts 40.0 s", "3-30 s"),
+    ),
+    (
+        "t27-audio-mp3-without-xing-40s",
+        T2V,
+        dict(model="wan2.7-t2v", prompt="p", audio_url="@long_mp3_no_header"),
+        ("audio_url", "long-cbr.mp3 lasts 40.0 s", "3-30 s"),
+    ),
     # --- wan2.7-i2v
     ("i27-nothing", I2V, dict(model="wan2.7-i2v", prompt="p"), ("media", "first_frame or first_clip")),
     (
@@ -110,6 +139,12 @@ CASES: list[tuple[str, type, dict[str, Any], tuple[str, ...]]] = [
         R2V,
         dict(model="wan2.7-r2v", prompt="p", reference_images=[IMG], reference_voices={IMG: "@mp4"}),
         ("reference_voice", "WAV, MP3"),
+    ),
+    (
+        "r27-voice-mp3-half-second",
+        R2V,
+        dict(model="wan2.7-r2v", prompt="p", reference_images=[IMG], reference_voices={IMG: "@short_mp3_voice"}),
+        ("reference_voice", "short.mp3 lasts 0.5 s", "1-10 s"),
     ),
     (
         "r27-reference-urls",
@@ -343,6 +378,12 @@ CASES: list[tuple[str, type, dict[str, Any], tuple[str, ...]]] = [
         ("image_url", "[200, 4096]"),
     ),
     (
+        "animate-avi-31s",
+        ANIMATE,
+        dict(model="wan2.2-animate-move", image_url=IMG, video_url="@long_avi"),
+        ("video_url", "long.avi lasts 31.0 s", "2-30 s"),
+    ),
+    (
         "animate-prompt",
         ANIMATE,
         dict(model="wan2.2-animate-move", image_url=IMG, video_url=VID, prompt="dance"),
@@ -368,7 +409,7 @@ def test_invalid_input_of_a_new_mode_fails_before_any_request(
 
     def real(value: Any) -> Any:
         if isinstance(value, str):
-            return files.get(value, value)
+            return files[value]() if value in files else value
         if isinstance(value, list):
             return [real(v) for v in value]
         if isinstance(value, dict):

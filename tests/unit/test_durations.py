@@ -1,0 +1,112 @@
+"""How long audio and video files last, read from their headers (airflow_provider_wan/durations.py), on real encodes."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_wan.durations import avi_seconds, media_seconds, mp3_seconds, wav_seconds
+from airflow_provider_wan.exceptions import WanInvalidInputError
+from airflow_provider_wan.media import check_local_media
+from tests.modes.media_files import encode_avi, encode_mp3, write_wav
+
+
+class Pipe(io.RawIOBase):
+    """A stream that cannot seek (a pipe, a socket): readers must go forward only."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        chunk = self._data.read(min(len(buffer), 1000))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+@pytest.mark.parametrize("rate", [44100, 16000, 8000])
+@pytest.mark.parametrize("seconds", [0.5, 3.0, 30.0])
+def test_an_mp3_with_a_xing_and_lame_header_is_exact(rate: int, seconds: float) -> None:
+    # PyAV's LAME writes an Info header (frame count) and a LAME tag (encoder delay and padding): nothing is guessed
+    data = encode_mp3(seconds, rate=rate)
+    assert mp3_seconds(io.BytesIO(data)) == pytest.approx(seconds, abs=1e-9)
+    assert media_seconds("MP3", data[:10], lambda: io.BytesIO(data)) == (pytest.approx(seconds), pytest.approx(seconds))
+
+
+@pytest.mark.parametrize("rate", [48000, 44100, 16000, 8000])
+@pytest.mark.parametrize("seconds", [2.0, 30.0])
+def test_an_mp3_without_a_header_is_walked_frame_by_frame(rate: int, seconds: float) -> None:
+    # no Xing/Info header: every frame is counted (MPEG-1 at 32-48 kHz, MPEG-2 at 16-24, MPEG-2.5 at 8-12 kHz);
+    # the encoder's delay and padding are in the count, so the range ends above the audio and starts below it
+    data = encode_mp3(seconds, rate=rate, xing=False)
+    counted = mp3_seconds(io.BytesIO(data))
+    assert counted is not None
+    assert seconds <= counted <= seconds + 2304 / rate
+    shortest, longest = media_seconds("MP3", data[:10], lambda: io.BytesIO(data))  # type: ignore[misc]
+    assert shortest <= seconds <= longest == counted
+    # the same through a stream that cannot seek, and without the ID3 tag in front
+    assert mp3_seconds(Pipe(data)) == counted  # type: ignore[arg-type]
+    bare = encode_mp3(seconds, rate=rate, xing=False, id3=False)
+    assert bare[:3] != b"ID3"
+    assert mp3_seconds(io.BytesIO(bare)) == counted
+
+
+def test_an_mp3_ending_in_an_id3v1_tag_is_walked_to_it_but_garbage_is_not_guessed() -> None:
+    data = encode_mp3(4.0, xing=False)
+    counted = mp3_seconds(io.BytesIO(data))
+    assert mp3_seconds(io.BytesIO(data + b"TAG" + bytes(125))) == counted
+    # bytes that are no frame where a frame should start: the length is unknown, not a guess
+    assert mp3_seconds(io.BytesIO(data + b"\x00garbage" * 50)) is None
+    # a file cut in the middle of its last frame still counts the frames it has
+    assert mp3_seconds(io.BytesIO(data[:-100])) == counted
+
+
+def test_what_is_not_an_mp3_has_no_mp3_length() -> None:
+    assert mp3_seconds(io.BytesIO(b"")) is None
+    assert mp3_seconds(io.BytesIO(bytes(100_000))) is None
+    # one frame sync followed by nothing that fits: a sync alone is not a frame
+    assert mp3_seconds(io.BytesIO(b"\x00" * 10 + b"\xff\xfb\x90\x64" + b"\x01" * 1000)) is None
+
+
+@pytest.mark.parametrize("seconds", [1.0, 2.5, 31.0])
+def test_an_avi_declares_its_length_in_its_first_bytes(seconds: float) -> None:
+    data = encode_avi(seconds)
+    assert avi_seconds(data[: 256 * 1024]) == pytest.approx(seconds)
+    assert media_seconds("AVI", data, lambda: io.BytesIO(data)) == (pytest.approx(seconds), pytest.approx(seconds))
+
+
+def test_an_avi_header_that_is_cut_or_missing_says_nothing() -> None:
+    data = encode_avi(3.0)
+    assert avi_seconds(data[:40]) is None
+    assert avi_seconds(b"RIFF" + struct.pack("<I", 4) + b"WAVE") is None
+    # the main header alone (no video stream header): frames x microseconds per frame
+    hdrl = b"hdrl" + b"avih" + struct.pack("<I", 56) + struct.pack("<5I", 125_000, 0, 0, 0, 24) + bytes(36)
+    only_main = b"RIFF" + struct.pack("<I", 12 + len(hdrl)) + b"AVI " + b"LIST" + struct.pack("<I", len(hdrl)) + hdrl
+    assert avi_seconds(only_main) == pytest.approx(3.0)
+
+
+def test_a_wav_declares_its_length(tmp_path: Path) -> None:
+    data = write_wav(tmp_path / "a.wav", seconds=3.5).read_bytes()
+    assert wav_seconds(data[:1000]) == pytest.approx(3.5)
+    assert wav_seconds(data[:20]) is None
+
+
+def test_local_media_are_refused_only_outside_the_range_they_certainly_lie_in(tmp_path: Path) -> None:
+    # wan2.7-t2v takes audio of 3-30 s. A header-less MP3 of 30 s counts up to 2,304 samples more (30.1 s at
+    # 16 kHz): it is taken, as DashScope takes it; one of 31 s is certainly too long, and says by how much
+    def audio(name: str, content: bytes) -> dict[str, str]:
+        (tmp_path / name).write_bytes(content)
+        return {"audio_url": str(tmp_path / name)}
+
+    taken = check_local_media(audio("edge.mp3", encode_mp3(30.0, rate=16000, xing=False)), "wan2.7-t2v")
+    assert [(m.format, m.ref.parameter) for m in taken] == [("MP3", "audio_url")]
+    assert check_local_media(audio("exact.mp3", encode_mp3(30.0)), "wan2.7-t2v")[0].format == "MP3"
+    with pytest.raises(WanInvalidInputError, match=r"audio_url: long\.mp3 lasts (30\.9|31\.0) s; wan2\.7-t2v takes"):
+        check_local_media(audio("long.mp3", encode_mp3(31.0, rate=16000, xing=False)), "wan2.7-t2v")
+    with pytest.raises(WanInvalidInputError, match=r"lasts 30\.04 s"):
+        check_local_media(audio("just-over.mp3", encode_mp3(30.04)), "wan2.7-t2v")
