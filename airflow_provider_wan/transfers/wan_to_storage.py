@@ -15,6 +15,7 @@ from typing import Any
 from airflow_provider_wan.exceptions import WanInvalidInputError
 from airflow_provider_wan.transfers.base import DEFAULT_OBJECT_NAME, TASK_ID_PLACEHOLDER, WanVideoTransferOperator
 from airflow_provider_wan.transfers.sinks import Destination, Sink, sink_for
+from airflow_provider_wan.transfers.sinks.gcs import GCSSink
 
 __all__ = ["WanVideoToStorageOperator"]
 
@@ -38,6 +39,8 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
         with ``/`` gets ``{wan_task_id}.mp4`` appended
     :param conn_id: the store's Airflow connection (default: the one in the URI, else the client's own
         credentials); it wins over the one in the URI
+    :param impersonation_chain: ``gs://`` destinations only: service account(s) to impersonate through the
+        connection, as in Google's operators (templated)
     :param part_size: bytes buffered per upload request, at least 5 MiB for S3, a multiple of 256 KiB for GCS
         (default 8 MiB): bounds the memory used (S3 holds up to four parts: three being sent, one filling)
     :param kwargs: the parameters of
@@ -47,13 +50,18 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
         ``progress_interval``)
     """
 
-    template_fields: Sequence[str] = (*WanVideoTransferOperator.template_fields, "destination_uri")
+    template_fields: Sequence[str] = (
+        *WanVideoTransferOperator.template_fields,
+        "destination_uri",
+        "impersonation_chain",
+    )
 
     def __init__(
         self,
         *,
         destination: Any,
         conn_id: str | None = None,
+        impersonation_chain: str | Sequence[str] | None = None,
         part_size: int = 8 * MiB,
         **kwargs: Any,
     ) -> None:
@@ -63,6 +71,7 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
         self.destination_uri = str(destination)
         self.key_template = _key_of(self.destination_uri)
         self.conn_id = conn_id or getattr(destination, "conn_id", None)
+        self.impersonation_chain = impersonation_chain
         if not isinstance(part_size, int) or part_size < 256 * 1024 or part_size % (256 * 1024):
             raise WanInvalidInputError(f"part_size: {part_size!r} is not a positive multiple of 256 KiB")
         self.part_size_bytes = part_size
@@ -76,6 +85,13 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
             uri += DEFAULT_OBJECT_NAME.rpartition("/")[2]
         parsed = Destination.parse(uri.replace(TASK_ID_PLACEHOLDER, task_id), self.conn_id)
         sink = sink_for(parsed)
+        if self.impersonation_chain:
+            if not isinstance(sink, GCSSink):
+                raise WanInvalidInputError(
+                    f"impersonation_chain: only gs:// destinations impersonate a service account; {parsed.scheme}:// "
+                    "takes its identity from the connection (conn_id)"
+                )
+            sink.impersonation_chain = self.impersonation_chain
         for name in ("part_size", "chunk_size"):
             if hasattr(sink, name):
                 setattr(sink, name, max(self.part_size_bytes, 5 * MiB) if name == "part_size" else self.part_size_bytes)

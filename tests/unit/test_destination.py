@@ -50,3 +50,28 @@ def test_header_values_stay_ascii_and_round_trip() -> None:
         assert encoded.isascii()
         assert "\n" not in encoded
         assert unquote(encoded) == text
+
+
+@pytest.mark.parametrize("chain", ["sa@p.iam.gserviceaccount.com", ["a@p.iam.gserviceaccount.com", "b@p.iam"]])
+def test_impersonation_reaches_a_gcs_destination(chain: str | list[str]) -> None:
+    from airflow_provider_wan.transfers.sinks.gcs import GCSSink
+    from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+
+    operator = WanVideoToStorageOperator(
+        task_id="store", wan_task_id="t-1", destination="gs://bucket/wan/", impersonation_chain=chain
+    )
+    assert "impersonation_chain" in operator.template_fields
+    sink, key = operator.destination("t-1")
+    assert isinstance(sink, GCSSink)
+    assert (sink.container, key, sink.impersonation_chain) == ("bucket", "wan/t-1.mp4", chain)
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/x.mp4", "abfs://videos@acct.dfs.core.windows.net/x.mp4", "file:///tmp/x"])
+def test_impersonation_elsewhere_is_refused_by_name(uri: str) -> None:
+    from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+
+    operator = WanVideoToStorageOperator(
+        task_id="store", wan_task_id="t-1", destination=uri, impersonation_chain="sa@p.iam.gserviceaccount.com"
+    )
+    with pytest.raises(WanInvalidInputError, match=r"^impersonation_chain: only gs:// destinations .*conn_id"):
+        operator.destination("t-1")
