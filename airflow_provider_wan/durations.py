@@ -144,7 +144,7 @@ class _Frame:
 
 
 class _Reader:
-    """Reads forward through a file handle, keeping only what has not been passed yet."""
+    """Reads forward through a file handle, keeping only the bytes not yet passed (compacted now and then)."""
 
     def __init__(self, file: IO[bytes]) -> None:
         self.file = file
@@ -152,23 +152,26 @@ class _Reader:
         self.offset = 0  # of buffer[0] in the file
 
     def peek(self, at: int, count: int) -> bytes:
-        """``count`` bytes from file offset ``at`` (never before the last ``at``), fewer at the end of the file."""
-        if at >= self.offset + len(self.buffer):
-            skip = at - self.offset - len(self.buffer)
+        """``count`` bytes from file offset ``at`` (never before an earlier ``at``), fewer at the end of the file."""
+        start = at - self.offset
+        if start >= len(self.buffer):
+            skip = start - len(self.buffer)
             if skip and self.file.seekable():
                 self.file.seek(at)
             elif skip:
                 self.file.read(skip)
-            self.buffer = b""
-        else:
-            self.buffer = self.buffer[at - self.offset :]
-        self.offset = at
-        while len(self.buffer) < count:
-            more = self.file.read(max(_CHUNK, count - len(self.buffer)))
-            if not more:
-                break
-            self.buffer += more
-        return self.buffer[:count]
+            self.buffer, self.offset, start = b"", at, 0
+        if start + count > len(self.buffer):
+            pieces = [self.buffer[start:]]
+            have = len(pieces[0])
+            while have < count:
+                more = self.file.read(max(_CHUNK, count - have))
+                if not more:
+                    break
+                pieces.append(more)
+                have += len(more)
+            self.buffer, self.offset, start = b"".join(pieces), at, 0
+        return self.buffer[start : start + count]
 
 
 #: no MPEG audio frame is longer (MPEG-1 Layer II at 384 kbit/s and 32 kHz: 1,728 bytes)
