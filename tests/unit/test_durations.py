@@ -110,3 +110,17 @@ def test_local_media_are_refused_only_outside_the_range_they_certainly_lie_in(tm
         check_local_media(audio("long.mp3", encode_mp3(31.0, rate=16000, xing=False)), "wan2.7-t2v")
     with pytest.raises(WanInvalidInputError, match=r"lasts 30\.04 s"):
         check_local_media(audio("just-over.mp3", encode_mp3(30.04)), "wan2.7-t2v")
+
+
+@pytest.mark.parametrize(
+    ("header", "length", "samples", "rate"),
+    [
+        (bytes([0xFF, 0xE2, 0x18, 0xC0]), 72, 576, 8000),  # MPEG-2.5 Layer III, 8 kbit/s, 8 kHz, mono
+        (bytes([0xFF, 0xF3, 0x48, 0xC0]), 144, 576, 16000),  # MPEG-2 Layer III, 32 kbit/s, 16 kHz
+        (bytes([0xFF, 0xFB, 0x90, 0x00]), 417, 1152, 44100),  # MPEG-1 Layer III, 128 kbit/s, 44.1 kHz
+        (bytes([0xFF, 0xFD, 0x80, 0x00]), 417, 1152, 44100),  # MPEG-1 Layer II, 128 kbit/s (an MP2 named .mp3)
+    ],
+)
+def test_frames_of_every_mpeg_version_are_counted(header: bytes, length: int, samples: int, rate: int) -> None:
+    frame = header + bytes(length - 4)
+    assert mp3_seconds(io.BytesIO(frame * 1000)) == pytest.approx(1000 * samples / rate)
