@@ -250,7 +250,11 @@ def _mp3(file: IO[bytes]) -> tuple[float, float] | None:
     declared = _header_frames(first, reader.peek(offset, first.length))
     if declared is not None:
         frames, trim = declared
-        return max(0, frames * first.samples - trim) / first.rate, 0.0
+        if frames > 0:
+            return max(0, frames * first.samples - trim) / first.rate, 0.0
+        # an encoder writing to a pipe cannot go back to fill the count in: 0 says nothing, so the frames are
+        # counted, past the header's own frame (silence, not audio)
+        offset += first.length
     # no header: count the frames; their samples include the encoder's delay and padding, unknown here
     samples = 0
     while True:

@@ -124,3 +124,15 @@ def test_local_media_are_refused_only_outside_the_range_they_certainly_lie_in(tm
 def test_frames_of_every_mpeg_version_are_counted(header: bytes, length: int, samples: int, rate: int) -> None:
     frame = header + bytes(length - 4)
     assert mp3_seconds(io.BytesIO(frame * 1000)) == pytest.approx(1000 * samples / rate)
+
+
+def test_a_xing_header_left_unfilled_is_not_taken_for_zero_seconds() -> None:
+    # an encoder writing to a pipe cannot seek back to fill in the frame count: the header says 0 frames. That is no
+    # length (a real 30 s file refused as "0.0 s" would be a false refusal): the frames are counted instead
+    data = bytearray(encode_mp3(30.0, id3=False))
+    at = data.index(b"Info") + 8
+    data[at : at + 4] = bytes(4)
+    found = media_seconds("MP3", bytes(data[:10]), lambda: io.BytesIO(bytes(data)))
+    assert found is not None
+    shortest, longest = found
+    assert shortest <= 30.0 <= longest <= 30.0 + 2 * 1152 / 44100
