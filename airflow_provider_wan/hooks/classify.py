@@ -177,7 +177,27 @@ def _shape_problem(call: ApiCall, value: Any) -> str | None:
         task_id = output.get("task_id")
         if not isinstance(task_id, str) or not TASK_ID_PATTERN.fullmatch(task_id):
             return "no task_id" if task_id in (None, "") else "a task_id that is not a DashScope task id"
+    if call.answer == "task":
+        # a cache or proxy that mixed answers up: another task's record (its status, its video) is not this one's
+        # (a task_id of another JSON type reads as absent, like any field of the wrong type)
+        task_id = output.get("task_id")
+        if isinstance(task_id, str) and task_id not in ("", call.task_id):
+            return f"an answer about another task ({clean_text(task_id, 80)})"
     return None
+
+
+def _without_key(body: bytes, credentials: Credentials) -> bytes:
+    """
+    The body with every copy of our API key replaced: a gateway or proxy quoting the key it refused must not put
+    it into an error, a log, a trigger event or XCom. DashScope's own ``sk-`` keys are caught by their shape
+    (:mod:`airflow_provider_wan.redact`); a key of another shape only by its value, here, where it is known.
+    """
+    key = credentials.api_key
+    if len(key) < 4:
+        return body
+    for form in {key, json.dumps(key)[1:-1]}:
+        body = body.replace(form.encode("utf-8", "replace"), b"***")
+    return body
 
 
 def classify_answer(
@@ -199,6 +219,7 @@ def classify_answer(
     :param body: the body bytes as read, at most :data:`MAX_ANSWER_BYTES`
     :param truncated: the body went on beyond the cap and was not read further
     """
+    body = _without_key(body, credentials)
     value, problem = _parse(body) if not truncated else (None, f"a body over {MAX_ANSWER_BYTES} bytes")
     if 300 <= status < 400:
         return _redirect(call, status, headers, credentials)

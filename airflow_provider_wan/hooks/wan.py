@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
@@ -254,13 +254,16 @@ def _checked_base_url(base_url: str) -> str:
         problem = "it contains whitespace or control characters"
     else:
         try:
-            parts = urlsplit(url)
-            host, _ = parts.hostname, parts.port
-        except ValueError:
-            parts, host = None, None
-        if parts is None or parts.scheme.lower() not in ("http", "https"):
+            parts: SplitResult | None = urlsplit(url)
+        except ValueError:  # a bracketed host that is no IPv6 address
+            parts = None
+        if parts is None:
+            problem = "its host is in brackets but is no IPv6 address"
+        elif parts.scheme.lower() not in ("http", "https"):
             problem = "it does not start with http:// or https://"
-        elif not host:
+        elif not _has_valid_port(parts):
+            problem = "its port is not a number from 0 to 65535"
+        elif not parts.hostname:
             problem = "it names no host"
         elif parts.query or parts.fragment or "@" in parts.netloc:
             problem = "it carries a query string, a fragment or user info"
@@ -270,6 +273,14 @@ def _checked_base_url(base_url: str) -> str:
             f"{REGIONS[DEFAULT_REGION][1]!r}, or leave it empty and set the region."
         )
     return url
+
+
+def _has_valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
+    except ValueError:
+        return False
+    return True
 
 
 def credentials_from_connection(conn: Connection | None) -> Credentials:

@@ -138,6 +138,14 @@ TABLE: list[tuple[str, str, list[dict[str, Any]], str, int, int]] = [
         1,
         1,
     ),
+    (
+        "2xx about another task, always",
+        "get_task",
+        [{"kind": "answer", "status": 200, "body": {"output": {"task_id": "other-task"}}, "count": -1}],
+        RETRYABLE,
+        3,
+        1,
+    ),
     ("slow drip, then ok", "get_task", [{"kind": "drip", "delay": 0.1, "after_bytes": 2}], "ok", 2, 1),
     (
         "401 InvalidApiKey",

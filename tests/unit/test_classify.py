@@ -41,7 +41,7 @@ CREDENTIALS = Credentials(api_key=KEY, base_url="http://127.0.0.1:9/api/v1", reg
 CREATE = ApiCall.create_task("services/aigc/video-generation/video-synthesis", {"model": "wan2.5-t2v-preview"})
 READ = ApiCall.get_task("0b7c8f6e-1234-4c5d-9e8f-aaaaaaaaaaaa")
 LIST = ApiCall.list_tasks(page_size=1)
-OK_TASK = {"request_id": "r1", "output": {"task_id": "t-1", "task_status": "PENDING"}}
+OK_TASK = {"request_id": "r1", "output": {"task_id": READ.task_id, "task_status": "PENDING"}}
 
 
 def _body(value: object) -> bytes:
@@ -83,7 +83,8 @@ TABLE = [
     ("2xx output string", 200, {"output": "ok"}, WanCreateOutcomeUnknownError, WanRetryableError),
     ("2xx task_id numeric", 200, {"output": {"task_id": 7}}, WanCreateOutcomeUnknownError, None),
     ("2xx task_id missing", 200, {"output": {"task_status": "PENDING"}}, WanCreateOutcomeUnknownError, None),
-    ("2xx task_id with a slash", 200, {"output": {"task_id": "a/b"}}, WanCreateOutcomeUnknownError, None),
+    ("2xx task_id with a slash", 200, {"output": {"task_id": "a/b"}}, WanCreateOutcomeUnknownError, WanRetryableError),
+    ("2xx another task's id", 200, {"output": {"task_id": "t-2"}}, None, WanRetryableError),
     ("2xx JSON array", 200, [OK_TASK], WanCreateOutcomeUnknownError, WanRetryableError),
     ("2xx JSON null", 200, None, WanCreateOutcomeUnknownError, WanRetryableError),
     ("2xx empty", 200, b"", WanCreateOutcomeUnknownError, WanRetryableError),

@@ -1,0 +1,127 @@
+"""
+An attacker's review of the hook, the trigger and the sensor: answers and inputs nobody had listed, each served for
+real on 127.0.0.1 (the simulator's fault injection, or a tiny server sending exactly the hostile answer), each with
+the promise it broke.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from airflow_provider_wan.exceptions import (
+    WanAuthError,
+    WanInvalidInputError,
+    WanInvalidRequestError,
+    WanRetryableError,
+)
+from airflow_provider_wan.hooks.wan import RetryPolicy, WanHook
+from airflow_provider_wan.triggers.wan import WanTaskTrigger
+from tests.integration.conftest import BODY, ENDPOINT
+
+FAST = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
+#: a key without DashScope's ``sk-`` prefix (a workspace key, a proxy's own key): no pattern recognises it
+PLAIN_KEY = "ws-live-0123456789abcdefXYZ"
+
+
+def _connect(monkeypatch: pytest.MonkeyPatch, base_url: str, key: str = PLAIN_KEY) -> None:
+    conn = {"conn_type": "wan", "password": key, "extra": {"base_url": base_url}}
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", json.dumps(conn))
+
+
+def _create_task() -> str:
+    hook = WanHook(retry_policy=FAST)
+    try:
+        return hook.create_task(ENDPOINT, BODY).task_id
+    finally:
+        hook.close()
+
+
+# --- the API key echoed back by the server ---------------------------------------------------------------------------
+ECHOES: dict[str, tuple[dict[str, Any], type[Exception]]] = {
+    "401 message": (
+        {"status": 401, "body": {"code": "InvalidApiKey", "message": f"Invalid API-key provided: {PLAIN_KEY}"}},
+        WanAuthError,
+    ),
+    "403 in the code": ({"status": 403, "body": {"code": PLAIN_KEY, "message": "denied"}}, WanAuthError),
+    "400 in the request id": (
+        {"status": 400, "body": {"code": "InvalidParameter", "request_id": PLAIN_KEY}},
+        WanInvalidRequestError,
+    ),
+}
+
+
+@pytest.mark.parametrize("echo", list(ECHOES))
+def test_an_api_key_the_server_echoes_never_reaches_an_error(monkeypatch, wan_simulator, echo):
+    # a gateway or proxy that quotes the key it refused: DashScope's own keys start with sk- and are caught by their
+    # shape, but a key of another shape was copied into the exception text and the trigger's event (the DB)
+    _connect(monkeypatch, wan_simulator.base_url)
+    answer, error_class = ECHOES[echo]
+    wan_simulator.inject_fault("answer", route="list", **answer)
+    hook = WanHook(retry_policy=FAST)
+    with pytest.raises(error_class) as raised:
+        hook.list_tasks()
+    hook.close()
+    assert PLAIN_KEY not in str(raised.value)
+    assert PLAIN_KEY not in json.dumps(raised.value.to_dict())
+
+
+@pytest.mark.usefixtures("close_wan_sessions")
+async def test_an_api_key_echoed_in_a_task_read_stays_out_of_the_trigger_event(monkeypatch, wan_simulator):
+    _connect(monkeypatch, wan_simulator.base_url, key=wan_simulator.api_key)
+    task_id = _create_task()
+    # the same answer, through the triggerer's transport, with a connection whose key has no sk- prefix
+    _connect(monkeypatch, wan_simulator.base_url)
+    wan_simulator.inject_fault(
+        "answer", route="get_task", status=401, body={"code": "InvalidApiKey", "message": f"bad key {PLAIN_KEY}"}
+    )
+    trigger = WanTaskTrigger(task_id=task_id, end_time=9e9, poll_interval=0.1, retry_delay=0.01)
+    events = [event.payload async for event in trigger.run()]
+    assert [e["status"] for e in events] == ["error"]
+    assert events[0]["error"]["error_class"] == "WanAuthError"
+    assert PLAIN_KEY not in json.dumps(events)
+
+
+# --- an answer about another task ------------------------------------------------------------------------------------
+def test_a_read_answered_about_another_task_is_not_taken_for_it(wan_conn, wan_simulator):
+    # a cache or proxy mixing answers up: GET /tasks/A answered with task B's SUCCEEDED record was taken as A's
+    # result (another video under A's name, in XCom and in the bucket)
+    task_id = _create_task()
+    other = {
+        "task_id": "0b7c8f6e-1234-4c5d-9e8f-aaaaaaaaaaaa",
+        "task_status": "SUCCEEDED",
+        "video_url": "https://x/v.mp4",
+    }
+    wan_simulator.inject_fault("answer", route="get_task", status=200, body={"output": other}, count=-1)
+    hook = WanHook(retry_policy=FAST)
+    with pytest.raises(WanRetryableError, match=f"reading task {task_id} .*another task") as raised:
+        hook.get_task(task_id)
+    hook.close()
+    assert raised.value.task_id == task_id
+    # retried like any garbled read (at least: a drip of an earlier test may still be counted here)
+    assert wan_simulator.stats()["requests"]["get_task"] >= FAST.max_attempts
+
+
+def test_a_read_answered_about_another_task_then_its_own_is_taken(wan_conn, wan_simulator):
+    task_id = _create_task()
+    other = {"task_id": "0b7c8f6e-1234-4c5d-9e8f-aaaaaaaaaaaa", "task_status": "SUCCEEDED"}
+    wan_simulator.inject_fault("answer", route="get_task", status=200, body={"output": other})
+    hook = WanHook(retry_policy=FAST)
+    task = hook.get_task(task_id)
+    hook.close()
+    assert task.task_id == task_id
+    assert wan_simulator.stats()["requests"]["get_task"] >= 2
+
+
+# --- connection edge cases -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_a_base_url_with_an_impossible_port_says_so(monkeypatch, wan_simulator, port):
+    # the message said "it does not start with http:// or https://" of a URL that does
+    _connect(monkeypatch, f"https://dashscope-intl.aliyuncs.com:{port}/api/v1")
+    hook = WanHook(retry_policy=FAST)
+    with pytest.raises(WanInvalidInputError, match="port") as raised:
+        hook.list_tasks()
+    assert "does not start with" not in str(raised.value)
+    assert wan_simulator.stats()["requests"].get("list", 0) == 0
