@@ -1,12 +1,13 @@
 """
 How long a local audio or video file lasts, read from its headers before anything is uploaded or paid for.
 
-* WAV: the ``fmt`` byte rate and the ``data`` chunk size (the file's first bytes);
+* WAV: the ``fmt`` byte rate and the ``data`` chunk size (the file's first bytes), or the bytes the file really holds
+  when the chunk announces more (written to a pipe: 0xFFFFFFFF; cut short);
 * AVI: the first video stream's header (``strh``: length x scale / rate), else the main header (``avih``: frames x
   microseconds per frame), both in the ``hdrl`` list at the start of the file;
-* MP3: the frame count of a Xing/Info or VBRI header (less the encoder delay and padding of a LAME tag), else every
-  MPEG audio frame counted by walking the file from frame header to frame header (a 15 MB file is read once, in
-  chunks);
+* MP3: the frame count of a Xing/Info or VBRI header (less the encoder delay and padding of a LAME tag) unless the
+  file is shorter than the stream the header announces (cut short), else every MPEG audio frame counted by walking
+  the file from frame header to frame header (a 15 MB file is read once, in chunks);
 * MP4/MOV: the movie header (:func:`airflow_provider_wan.transfers.mp4.mp4_seconds`, seeking over the boxes).
 
 Every reader answers None when the file does not say plainly (a free-format MP3, a lost frame sync, an unusual
@@ -19,22 +20,26 @@ import struct
 from collections.abc import Callable
 from typing import IO
 
-__all__ = ["avi_seconds", "media_seconds", "mp3_seconds", "wav_seconds"]
+__all__ = ["audio_stream_format", "avi_seconds", "id3_end", "media_seconds", "mp3_seconds", "wav_seconds"]
 
 
-def media_seconds(fmt: str, head: bytes, opener: Callable[[], IO[bytes]]) -> tuple[float, float] | None:
+def media_seconds(
+    fmt: str, head: bytes, opener: Callable[[], IO[bytes]], size: int | None = None
+) -> tuple[float, float] | None:
     """
     How long a media file of format ``fmt`` (as sniffed) whose first bytes are ``head`` lasts: (at least, at most)
-    seconds, the same number twice when the file says exactly; None when it does not say.
+    seconds, the same number twice when the file says exactly; None when it does not say. ``size``: the file's
+    bytes as counted, when known: a header announcing more (a file cut short, or a writer that could not go back to
+    fill its sizes in) is then not taken at its word.
     """
     seconds: float | None = None
     if fmt == "WAV":
-        seconds = wav_seconds(head)
+        seconds = wav_seconds(head, size)
     elif fmt == "AVI":
         seconds = avi_seconds(head)
     elif fmt == "MP3":
         with opener() as file:
-            found = _mp3(file)
+            found = _mp3(file, size)
         if found is not None:
             seconds, uncertain = found
             return seconds - uncertain, seconds
@@ -46,18 +51,24 @@ def media_seconds(fmt: str, head: bytes, opener: Callable[[], IO[bytes]]) -> tup
     return None if seconds is None else (seconds, seconds)
 
 
-def wav_seconds(head: bytes) -> float | None:
-    """Duration of a PCM WAV from its header (fmt and data chunk sizes), None when the header is unusual."""
+def wav_seconds(head: bytes, size: int | None = None) -> float | None:
+    """
+    Duration of a PCM WAV from its header (fmt and data chunk sizes), None when the header is unusual. With the
+    file's ``size`` in bytes, a data chunk announcing more than the file holds counts what it holds: a WAV written to
+    a pipe says 0xFFFFFFFF, a truncated one its old length.
+    """
     try:
         offset = 12
         byte_rate = None
         while offset + 8 <= len(head):
-            chunk, size = head[offset : offset + 4], struct.unpack("<I", head[offset + 4 : offset + 8])[0]
+            chunk, length = head[offset : offset + 4], struct.unpack("<I", head[offset + 4 : offset + 8])[0]
             if chunk == b"fmt ":
                 byte_rate = struct.unpack("<I", head[offset + 16 : offset + 20])[0]
             elif chunk == b"data":
-                return size / byte_rate if byte_rate else None
-            offset += 8 + size + (size & 1)
+                if size is not None and length > size - offset - 8:
+                    length = max(0, size - offset - 8)
+                return length / byte_rate if byte_rate else None
+            offset += 8 + length + (length & 1)
     except struct.error:
         return None
     return None
@@ -198,8 +209,11 @@ def _first_frame(window: bytes) -> tuple[int, _Frame] | None:
     return None
 
 
-def _header_frames(frame: _Frame, data: bytes) -> tuple[int, int] | None:
-    """(audio frames, samples to trim) from a Xing/Info or VBRI header in the first frame, if it holds one."""
+def _header_frames(frame: _Frame, data: bytes) -> tuple[int, int, int | None] | None:
+    """
+    (audio frames, samples to trim, stream bytes if given) from a Xing/Info or VBRI header in the first frame, if it
+    holds one.
+    """
     at = 4 + ((32 if not frame.mono else 17) if frame.mpeg1 else (17 if not frame.mono else 9))
     if data[at : at + 4] in (b"Xing", b"Info"):
         if len(data) < at + 12:
@@ -208,6 +222,7 @@ def _header_frames(frame: _Frame, data: bytes) -> tuple[int, int] | None:
         if not flags & 1:
             return None
         frames = struct.unpack(">I", data[at + 8 : at + 12])[0]
+        stream = struct.unpack(">I", data[at + 12 : at + 16])[0] if flags & 2 and len(data) >= at + 16 else None
         # the LAME tag follows the fields the flags announce (frames, bytes, 100-byte TOC, quality); 21 bytes in,
         # 12 bits of encoder delay and 12 of padding: samples that are not part of the audio
         lame = at + 12 + (4 if flags & 2 else 0) + (100 if flags & 4 else 0) + (4 if flags & 8 else 0)
@@ -215,9 +230,10 @@ def _header_frames(frame: _Frame, data: bytes) -> tuple[int, int] | None:
         if data[lame : lame + 4] in (b"LAME", b"Lavc", b"Lavf") and len(data) >= lame + 24:
             packed = int.from_bytes(data[lame + 21 : lame + 24], "big")
             trim = (packed >> 12) + (packed & 0xFFF)
-        return frames, trim
+        return frames, trim, stream
     if data[36:40] == b"VBRI" and len(data) >= 54:
-        return struct.unpack(">I", data[50:54])[0], 0
+        stream, frames = struct.unpack(">II", data[46:54])
+        return frames, 0, stream
     return None
 
 
@@ -234,14 +250,33 @@ def mp3_seconds(file: IO[bytes]) -> float | None:
 _ENCODER_EXTRA = 2304
 
 
-def _mp3(file: IO[bytes]) -> tuple[float, float] | None:
-    """(seconds, how many of them may be the encoder's delay and padding) of an MP3 file."""
+def id3_end(head: bytes) -> int:
+    """Where the audio starts: after the ID3v2 tag ``head`` starts with (its first 10 bytes suffice), else 0."""
+    if head[:3] != b"ID3" or len(head) < 10:
+        return 0
+    size = (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
+    return 10 + size + (10 if head[5] & 0x10 else 0)
+
+
+def audio_stream_format(data: bytes) -> str | None:
+    """
+    "MP3" when ``data`` starts with an MPEG audio frame header (free format included), "AAC" for an ADTS frame
+    header (the same 12-bit sync, layer bits 00: a ``.aac`` file, which is not MPEG audio), else None.
+    """
+    if len(data) < 4 or data[0] != 0xFF or data[1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (data[1] >> 3) & 3, (data[1] >> 1) & 3
+    if layer_bits == 0:
+        return "AAC" if data[1] & 0xF0 == 0xF0 else None  # ADTS: a 12-bit sync
+    if version == 1 or data[2] >> 4 == 15 or (data[2] >> 2) & 3 == 3:
+        return None
+    return "MP3"
+
+
+def _mp3(file: IO[bytes], size: int | None = None) -> tuple[float, float] | None:
+    """(seconds, how many of them may be the encoder's delay and padding) of an MP3 file of ``size`` bytes."""
     reader = _Reader(file)
-    head = reader.peek(0, 10)
-    start = 0
-    if head[:3] == b"ID3" and len(head) == 10:
-        size = (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
-        start = 10 + size + (10 if head[5] & 0x10 else 0)
+    start = id3_end(reader.peek(0, 10))
     found = _first_frame(reader.peek(start, _SEARCH + _MAX_FRAME))
     if found is None:
         return None
@@ -249,8 +284,11 @@ def _mp3(file: IO[bytes]) -> tuple[float, float] | None:
     offset = start + index
     declared = _header_frames(first, reader.peek(offset, first.length))
     if declared is not None:
-        frames, trim = declared
-        if frames > 0:
+        frames, trim, stream = declared
+        # a file shorter than the stream the header announces was cut short (a partial download): its frames
+        # are counted instead
+        cut = stream is not None and size is not None and size - offset < stream
+        if frames > 0 and not cut:
             return max(0, frames * first.samples - trim) / first.rate, 0.0
         # an encoder writing to a pipe cannot go back to fill the count in: 0 says nothing, so the frames are
         # counted, past the header's own frame (silence, not audio)

@@ -32,7 +32,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from airflow_provider_wan.durations import media_seconds
+from airflow_provider_wan.durations import audio_stream_format, id3_end, media_seconds
 from airflow_provider_wan.exceptions import WanInvalidInputError, WanRetryableError
 from airflow_provider_wan.images import image_size, sniff_format
 from airflow_provider_wan.schema import MediaRef, MediaSpec, is_remote, media_references
@@ -66,8 +66,12 @@ def sniff_media(head: bytes, name: str) -> str | None:
         return "WAV"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "AVI"
-    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
-        return "MP3"
+    if head[:3] == b"ID3":
+        # an ID3 tag says nothing of the codec: an AAC stream may follow it (when the head holds what follows)
+        return "AAC" if audio_stream_format(head[id3_end(head) :]) == "AAC" else "MP3"
+    audio = audio_stream_format(head)
+    if audio is not None:
+        return audio
     if head[4:8] == b"ftyp":
         return "MOV" if head[8:12] == b"qt  " else "MP4"
     if head[:4] == b"%PDF":
@@ -246,7 +250,7 @@ def check_local_media(input_: dict[str, Any], model: str, *, gcp_conn_id: str | 
             raise _fail(ref, model, f"{name} is {'of an unknown format' if fmt is None else fmt}")
         _check_contents(ref, model, name, fmt, head, spec)
         if spec.seconds:
-            _check_seconds(ref, model, name, media_seconds(fmt, head, opener), spec.seconds)
+            _check_seconds(ref, model, name, media_seconds(fmt, head, opener, size), spec.seconds)
         found.append(LocalMedia(ref, name, size, fmt, opener, digest))
     return found
 

@@ -88,3 +88,64 @@ def encode_avi(seconds: float, *, fps: int = 8, width: int = 64, height: int = 4
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+def encode_adts_aac(seconds: float, rate: int = 44100) -> bytes:
+    """A real AAC stream in ADTS frames (PyAV), what a ``.aac`` file holds: a tone lasting ``seconds``."""
+    import fractions
+    import io
+
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="adts") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        for start in range(0, round(seconds * rate), 1024):
+            frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+            tone = (0.3 * math.sin(2 * math.pi * 440 * (start + k) / rate) for k in range(1024))
+            frame.planes[0].update(b"".join(struct.pack("<f", v) for v in tone))
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, fractions.Fraction(1, rate)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+class _PipeSink:
+    """A write-only stream that cannot seek: what a muxer writing to a pipe or socket sees."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
+    def seekable(self) -> bool:
+        return False
+
+
+def encode_wav_to_pipe(seconds: float, rate: int = 8000) -> bytes:
+    """
+    A real WAV (PyAV's muxer, 16-bit mono) written where it cannot seek back: its RIFF and data chunk sizes stay at
+    the placeholder 0xFFFFFFFF, as ``ffmpeg ... -f wav pipe:1`` leaves them.
+    """
+    import fractions
+
+    import av
+
+    sink = _PipeSink()
+    with av.open(sink, "w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate)
+        stream.layout = "mono"
+        for start in range(0, round(seconds * rate), 1000):
+            frame = av.AudioFrame(format="s16", layout="mono", samples=1000)
+            frame.planes[0].update(bytes(2000))
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, fractions.Fraction(1, rate)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return bytes(sink.data)

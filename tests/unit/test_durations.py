@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 from pathlib import Path
@@ -10,8 +11,8 @@ import pytest
 
 from airflow_provider_wan.durations import avi_seconds, media_seconds, mp3_seconds, wav_seconds
 from airflow_provider_wan.exceptions import WanInvalidInputError
-from airflow_provider_wan.media import check_local_media
-from tests.modes.media_files import encode_avi, encode_mp3, write_wav
+from airflow_provider_wan.media import check_local_media, sniff_media
+from tests.modes.media_files import encode_adts_aac, encode_avi, encode_mp3, encode_wav_to_pipe, write_wav
 
 
 class Pipe(io.RawIOBase):
@@ -136,3 +137,25 @@ def test_a_xing_header_left_unfilled_is_not_taken_for_zero_seconds() -> None:
     assert found is not None
     shortest, longest = found
     assert shortest <= 30.0 <= longest <= 30.0 + 2 * 1152 / 44100
+
+
+def test_an_aac_stream_is_not_sniffed_as_an_mp3() -> None:
+    # ADTS frames share MPEG audio's sync bits but have layer bits 00; behind an ID3 tag too
+    aac = encode_adts_aac(0.5)
+    tag = b"ID3\x04\x00\x00\x00\x00\x00\x0a" + bytes(10)
+    assert sniff_media(aac, "voice.mp3") == "AAC"
+    assert sniff_media(tag + aac, "voice.mp3") == "AAC"
+    assert sniff_media(encode_mp3(0.5), "voice.aac") == "MP3"
+    assert sniff_media(encode_mp3(0.5, id3=False), "voice.aac") == "MP3"
+
+
+def test_a_cut_short_mp3_or_wav_is_measured_by_what_it_holds() -> None:
+    # the headers still announce 10 s (Xing frame count; data chunk size); a fifth of the bytes is left
+    mp3 = encode_mp3(10)
+    cut = mp3[: len(mp3) // 5]
+    shortest, longest = media_seconds("MP3", cut[:10], lambda: io.BytesIO(cut), len(cut))  # type: ignore[misc]
+    assert 1.8 < shortest <= longest < 2.1
+    wav = encode_wav_to_pipe(10)
+    for data in (wav, wav[: len(wav) // 5]):
+        seconds = len(data[wav.index(b"data") + 8 :]) / 16000
+        assert media_seconds("WAV", data[:1000], functools.partial(io.BytesIO, data), len(data)) == (seconds, seconds)
