@@ -32,6 +32,7 @@ from airflow_provider_wan.models import (
     Problem,
     WanModel,
 )
+from airflow_provider_wan.redact import redact_text
 
 __all__ = [
     "FIELDS",
@@ -47,6 +48,7 @@ __all__ = [
     "is_remote",
     "media_references",
     "parse_int",
+    "parse_value",
     "place",
     "text_problem",
     "validate_request",
@@ -462,6 +464,23 @@ def parse_int(value: Any) -> Any:
     return value
 
 
+#: a decimal number as a template renders it: "0.5", "-1", "2." is not one
+_ASCII_NUMBER = re.compile(r"\s*-?[0-9]+(?:\.[0-9]+)?\s*", re.ASCII)
+
+
+def parse_value(row: Field, value: Any) -> Any:
+    """
+    A templated value of a number field as a number: Jinja renders ``{{ params.duration }}`` as the text "5", so
+    an int field's text of ASCII digits becomes an int (:func:`parse_int`), a number field's decimal text a float.
+    Anything else is returned unchanged, for the validator to refuse by name.
+    """
+    if row.kind is Kind.INT:
+        return parse_int(value)
+    if row.kind is Kind.NUMBER and isinstance(value, str) and _ASCII_NUMBER.fullmatch(value):
+        return float(value)
+    return value
+
+
 def text_problem(value: str) -> str | None:
     """
     What makes a text unsendable, or None: an unpaired surrogate (not text: it cannot be encoded as UTF-8, and
@@ -543,7 +562,8 @@ def _durations(durations: tuple[int, ...]) -> str:
 
 
 def _shorten(value: Any, limit: int = 60) -> str:
-    text = str(value)
+    """A value for an error message: a URL's query string (a signed URL's signature: a secret) redacted, then cut."""
+    text = redact_text(str(value)[: limit * 4])
     return text if len(text) <= limit else text[:limit] + "..."
 
 

@@ -15,6 +15,7 @@ create; a changed request (or a raised ``take``) makes a new task.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -50,6 +51,7 @@ from airflow_provider_wan.schema import (
     field_named,
     media_references,
     parse_int,
+    parse_value,
     place,
     validate_request,
     validate_texts,
@@ -222,14 +224,16 @@ class WanBaseVideoOperator(BaseOperator):
                 f"parameters: must be a dict of request fields, got {type(self.parameters).__name__}"
             )
         for name, value in self.parameters.items():
-            if field_named(name) is None:
+            row = field_named(name)
+            if row is None:
                 raise WanInvalidInputError(
                     f"parameters: {name!r} is not a field of the provider's request schema (model {self.model}); "
                     "send it with input_extra or parameters_extra"
                 )
             if fields.get(name) is not None and value is not None:
                 raise WanInvalidInputError(f"parameters: {name} is already set through the operator's own argument")
-            fields[name] = value
+            # a templated number arrives as text ("5"), as the operator's own duration and seed do
+            fields[name] = parse_value(row, value)
         return fields
 
     def build_request(self) -> tuple[str, dict[str, Any]]:
@@ -304,6 +308,15 @@ class WanBaseVideoOperator(BaseOperator):
         # credentials are resolved before anything is sent: no key or an unknown region fails here, for free
         credentials = self.hook.credentials
         self._body = body
+        budget = self.max_cost_usd
+        # NaN compares false to everything: "cost > nan" never holds, so such a budget would let any request through
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, int | float) or math.isnan(budget)
+        ):
+            raise WanInvalidInputError(
+                f"max_cost_usd: must be a number of US dollars (None: no limit), got {budget!r}; nothing was "
+                f"submitted for {self.model}"
+            )
         cost = self.estimated_cost_usd(body)
         if cost is None:
             self.log.info("Estimated cost: unknown (no catalogue price for model %s)", self.model)
@@ -738,10 +751,16 @@ class WanReferenceToVideoOperator(WanBaseVideoOperator):
                 f"reference_urls: {self.model} takes reference_images and reference_videos (reference_urls is for "
                 "wan2.6-r2v)"
             )
-        voices = dict(self.reference_voices or {})
+        voices = self.reference_voices or {}
+        if not isinstance(voices, dict):
+            raise WanInvalidInputError(
+                f"reference_voices: {self.model} takes a dict of reference (a reference_images or reference_videos "
+                f"entry) -> voice (a wav/mp3 URL or path), got {type(voices).__name__}"
+            )
+        voices = dict(voices)
         items: list[dict[str, Any]] = []
-        for kind, urls in (("reference_image", self.reference_images), ("reference_video", self.reference_videos)):
-            for url in urls or []:
+        for kind, name in (("reference_image", "reference_images"), ("reference_video", "reference_videos")):
+            for url in reference_list(name, getattr(self, name), self.model):
                 item: dict[str, Any] = {"type": kind, "url": url}
                 if url in voices:
                     item["reference_voice"] = voices.pop(url)
@@ -802,7 +821,8 @@ class WanVideoEditOperator(WanBaseVideoOperator):
         self.ratio = ratio
 
     def family_fields(self, model: WanModel | None) -> dict[str, Any]:
-        items = media_items(("video", self.video_url), *(("reference_image", u) for u in self.reference_images or []))
+        references = reference_list("reference_images", self.reference_images, self.model)
+        items = media_items(("video", self.video_url), *(("reference_image", u) for u in references))
         return {
             "media": items or None,
             "audio_setting": self.audio_setting,
@@ -1010,6 +1030,21 @@ class WanVideoOperator(WanBaseVideoOperator):
 def _media(name: str) -> bool:
     model = get_model(name)
     return model is not None and model.uses_media
+
+
+def reference_list(name: str, value: Any, model: str) -> list[str]:
+    """
+    A list argument of references (None: none). A string is refused by name, not read character by character: one
+    URL where a list belongs, or a list Jinja rendered as text (``"['a.png']"``).
+    """
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        got = type(value).__name__ if not isinstance(value, list) else "a list holding something other than strings"
+        raise WanInvalidInputError(
+            f"{name}: {model} takes a list of references (http(s) URLs, local paths or gs:// URIs), got {got}"
+        )
+    return value
 
 
 def media_items(*pairs: tuple[str, str | None]) -> list[dict[str, Any]]:

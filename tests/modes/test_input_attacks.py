@@ -1,0 +1,264 @@
+"""
+Inputs that got past validation (a paid create reached the simulator) or were refused with a confusing or leaky
+error, each run through the operator against the DashScope simulator: now refused before any request, naming the
+parameter and the model, and without a signed URL's query string in the text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_wan.exceptions import WanInvalidInputError
+from airflow_provider_wan.operators.wan import (
+    WanImageToVideoOperator,
+    WanReferenceToVideoOperator,
+    WanTextToVideoOperator,
+    WanVaceOperator,
+    WanVideoEditOperator,
+    WanVideoOperator,
+)
+from tests.modes.media_files import encode_adts_aac, encode_mp3, encode_wav_to_pipe, write_wav
+
+SECRET = "Signature=sEcReT0123456789"
+
+
+class _StateStore:
+    """Airflow 3.3's task state store accessor, kept in a dict: get, set, delete."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+class _TaskInstance:
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def _execute(operator_class: type, simulator: Any, monkeypatch: pytest.MonkeyPatch, **params: Any) -> str:
+    """Run the operator as Airflow would up to the create (no wait); return the refusal's text."""
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_ATTACKS", simulator.connection_json())
+    operator = operator_class(task_id="attack", wan_conn_id="wan_attacks", wait_for_completion=False, **params)
+    context = {"task_state_store": _StateStore(), "ti": _TaskInstance()}
+    with pytest.raises(WanInvalidInputError) as excinfo:
+        operator.execute(context=context)
+    stats = simulator.stats()
+    assert stats["tasks_created"] == 0, stats
+    assert sum(stats["requests"].values()) == 0, stats
+    return str(excinfo.value)
+
+
+def test_an_aac_file_is_not_taken_for_an_mp3(tmp_path: Path, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch):
+    # ADTS frames start with the 12-bit sync 0xFFF an MP3 frame starts with, but layer bits 00: not MPEG audio
+    path = tmp_path / "voice.mp3"
+    path.write_bytes(encode_adts_aac(5))
+    message = _execute(
+        WanTextToVideoOperator, wan_simulator, monkeypatch, model="wan2.5-t2v-preview", prompt="p", audio_url=str(path)
+    )
+    for fragment in ("audio_url", "wan2.5-t2v-preview", "WAV, MP3"):
+        assert fragment in message, message
+
+
+def test_a_truncated_mp3_is_not_taken_at_its_header_word(
+    tmp_path: Path, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch
+):
+    # the Xing header still says 10 s, the file (a download cut short) holds under 2 s: audio_url wants 3-30 s
+    whole = encode_mp3(10)
+    path = tmp_path / "cut.mp3"
+    path.write_bytes(whole[: len(whole) // 6])
+    message = _execute(
+        WanTextToVideoOperator, wan_simulator, monkeypatch, model="wan2.5-t2v-preview", prompt="p", audio_url=str(path)
+    )
+    for fragment in ("audio_url", "wan2.5-t2v-preview", "cut.mp3 lasts 1.", "3-30 s"):
+        assert fragment in message, message
+
+
+def test_a_truncated_wav_is_not_taken_at_its_header_word(
+    tmp_path: Path, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch
+):
+    whole = write_wav(tmp_path / "whole.wav", seconds=10).read_bytes()
+    path = tmp_path / "cut.wav"
+    path.write_bytes(whole[: len(whole) // 5])  # the data chunk still says 10 s; 2 s are there
+    message = _execute(
+        WanTextToVideoOperator, wan_simulator, monkeypatch, model="wan2.5-t2v-preview", prompt="p", audio_url=str(path)
+    )
+    for fragment in ("audio_url", "wan2.5-t2v-preview", "cut.wav lasts 2.0 s", "3-30 s"):
+        assert fragment in message, message
+
+
+def test_a_wav_written_to_a_pipe_is_taken_for_what_it_holds(tmp_path: Path):
+    # its data chunk says 0xFFFFFFFF bytes (the writer could not go back): 268,435 s at 16 kB/s; it holds 5 s
+    path = tmp_path / "voice.wav"
+    path.write_bytes(encode_wav_to_pipe(5))
+    data = path.read_bytes()
+    assert data[data.index(b"data") + 4 :][:4] == b"\xff\xff\xff\xff"
+    operator = WanTextToVideoOperator(task_id="pipe", model="wan2.5-t2v-preview", prompt="p", audio_url=str(path))
+    _, body = operator.build_request()
+    assert body["input"]["audio_url"] == str(path)
+    short = tmp_path / "short.wav"
+    short.write_bytes(encode_wav_to_pipe(2))
+    with pytest.raises(WanInvalidInputError, match=r"audio_url: short.wav lasts 2.0 s; wan2.5-t2v-preview takes"):
+        WanTextToVideoOperator(
+            task_id="short", model="wan2.5-t2v-preview", prompt="p", audio_url=str(short)
+        ).build_request()
+
+
+@pytest.mark.parametrize(
+    ("operator_class", "params", "parameter"),
+    [
+        (
+            WanImageToVideoOperator,
+            dict(model="wan2.5-i2v-preview", prompt="p", img_url=f"https://oss.example.com/frame.gif?{SECRET}"),
+            "img_url",
+        ),
+        (
+            WanVideoOperator,
+            dict(model="wan3.0-video", prompt="p", media=[{"type": "link", "url": f"ftp://example.com/a?{SECRET}"}]),
+            "media[0] (link)",
+        ),
+        (
+            WanImageToVideoOperator,
+            dict(model="wan2.5-i2v-preview", prompt="p", img_url=f"data:text/html,https://x.example.com/?{SECRET}"),
+            "img_url",
+        ),
+    ],
+    ids=["wrong-extension", "link-scheme", "data-uri-not-image"],
+)
+def test_a_refused_reference_is_named_without_its_signature(
+    operator_class: type, params: dict[str, Any], parameter: str, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch
+):
+    message = _execute(operator_class, wan_simulator, monkeypatch, **params)
+    assert parameter in message, message
+    assert params["model"] in message, message
+    assert "sEcReT" not in message, message
+
+
+@pytest.mark.parametrize(
+    ("operator_class", "params", "parameter"),
+    [
+        (
+            WanTextToVideoOperator,
+            dict(model="wan2.5-t2v-preview", prompt="p", parameters={"duration": "7"}),
+            "duration",
+        ),
+        (WanTextToVideoOperator, dict(model="wan9-t2v", prompt="p", parameters={"seed": "x5"}), "seed"),
+        (
+            WanVaceOperator,
+            dict(
+                model="wan2.1-vace-plus",
+                prompt="p",
+                function="video_repainting",
+                video_url="https://example.com/a.mp4",
+                parameters={"control_condition": "depth", "strength": "1.5"},
+            ),
+            "strength",
+        ),
+    ],
+    ids=["duration-7", "unknown-model-seed", "strength-1.5"],
+)
+def test_a_templated_number_in_parameters_is_refused_for_its_value(
+    operator_class: type, params: dict[str, Any], parameter: str, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch
+):
+    message = _execute(operator_class, wan_simulator, monkeypatch, **params)
+    assert parameter in message, message
+    assert params["model"] in message, message
+
+
+@pytest.mark.parametrize(
+    ("operator_class", "params", "expected"),
+    [
+        (WanTextToVideoOperator, dict(model="wan2.5-t2v-preview", prompt="p", parameters={"duration": "10"}), 10),
+        (WanTextToVideoOperator, dict(model="wan2.5-t2v-preview", prompt="p", parameters={"seed": " 42 "}), 42),
+        (
+            WanVaceOperator,
+            dict(
+                model="wan2.1-vace-plus",
+                prompt="p",
+                function="video_repainting",
+                video_url="https://example.com/a.mp4",
+                parameters={"control_condition": "depth", "strength": "0.5"},
+            ),
+            0.5,
+        ),
+    ],
+    ids=["duration", "seed", "strength"],
+)
+def test_a_templated_number_in_parameters_is_sent_as_a_number(
+    operator_class: type, params: dict[str, Any], expected: Any
+):
+    # what Jinja makes of "{{ params.duration }}" (a string) is the number the DAG author wrote
+    name = next(iter(params["parameters"].keys() - {"control_condition"}))
+    _, body = operator_class(task_id="number", **params).build_request()
+    value = body["parameters"][name]
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("operator_class", "params", "parameter"),
+    [
+        (
+            WanReferenceToVideoOperator,
+            dict(model="wan2.7-r2v", prompt="p", reference_images="https://example.com/a.png"),
+            "reference_images",
+        ),
+        (
+            WanReferenceToVideoOperator,
+            dict(model="wan2.7-r2v", prompt="p", reference_videos="['https://example.com/a.mp4']"),
+            "reference_videos",
+        ),
+        (
+            WanVideoEditOperator,
+            dict(model="wan2.7-videoedit", prompt="p", video_url="https://example.com/a.mp4", reference_images="a.png"),
+            "reference_images",
+        ),
+        (
+            WanReferenceToVideoOperator,
+            dict(
+                model="wan2.7-r2v",
+                prompt="p",
+                reference_images=["https://example.com/a.png"],
+                reference_voices="https://example.com/a.wav",
+            ),
+            "reference_voices",
+        ),
+        (
+            WanReferenceToVideoOperator,
+            dict(model="wan2.7-r2v", prompt="p", reference_images=[["https://example.com/a.png"]], reference_voices={}),
+            "reference_images",
+        ),
+    ],
+    ids=["images-one-url", "videos-rendered-list", "edit-images-one-path", "voices-a-string", "images-nested-list"],
+)
+def test_a_string_where_a_list_belongs_is_refused_by_name(
+    operator_class: type, params: dict[str, Any], parameter: str, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch
+):
+    # a string is iterable: each of its characters used to become a reference ("19 reference_image items", "cannot
+    # read local file 'a'"), a dict() of it a ValueError
+    message = _execute(operator_class, wan_simulator, monkeypatch, **params)
+    assert f"{parameter}: {params['model']} takes a " in message, message
+    assert "got str" in message or "got a list holding something other than strings" in message, message
+
+
+@pytest.mark.parametrize("budget", [float("nan"), -1.0, "1.0", True])
+def test_a_budget_that_is_no_amount_is_refused(budget: Any, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch):
+    # NaN compares false to everything: "cost > nan" never holds, so the budget let every request through
+    message = _execute(
+        WanTextToVideoOperator, wan_simulator, monkeypatch, model="wan2.5-t2v-preview", prompt="p", max_cost_usd=budget
+    )
+    assert "max_cost_usd" in message, message
+    assert "wan2.5-t2v-preview" in message, message
