@@ -26,9 +26,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from airflow_provider_wan.exceptions import WanResultExpiredError, WanTransferIntegrityError
+from airflow_provider_wan.redact import clean_text, url_host
 from airflow_provider_wan.transfers.mp4 import Mp4BoxWalker
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ MiB = 1024 * KiB
 READ_SIZE = 1 * MiB
 #: a resumption never waits longer than this, whatever the backoff says
 MAX_RETRY_DELAY = 30.0
+#: redirects followed per request (a CDN may send one or two; a loop must not cost 30 requests per attempt)
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True)
@@ -308,11 +311,7 @@ class ResumableDownload:
             # never wait for one read longer than the time left
             left = max(self._ends_at - self._clock(), 0.1)
             timeout = (min(timeout[0], left), min(timeout[1], left))
-        try:
-            response = self.session.get(self.url, headers=headers, stream=True, timeout=timeout)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            # our words only: a client exception's text may carry the signed link
-            raise _Dropped(f"{type(exc).__name__} before an answer") from None
+        response = self._get(headers, timeout)
         with response:
             plan = self._check(response)
             if plan is None:
@@ -345,6 +344,38 @@ class ResumableDownload:
             raise _Dropped(f"the answer ended after byte {self.received} without announcing the video's length")
         if self.received < self.total:
             raise _Dropped(f"the answer ended after byte {self.received} of {self.total}")
+
+    def _get(self, headers: dict[str, str], timeout: tuple[float, float]) -> requests.Response:
+        """
+        The answer of the link, redirects followed here (at most :data:`MAX_REDIRECTS`, http(s) only, never from
+        https down to plain http): ``requests`` would follow 30, and its errors about a link quote the link.
+        """
+        import requests
+
+        url = self.url
+        for _ in range(MAX_REDIRECTS + 1):
+            scheme = _scheme(url)
+            if scheme not in ("http", "https"):
+                raise self._impossible(f"the link (or a redirect) is not an http(s) URL ({scheme or 'unparsable'})")
+            try:
+                response = self.session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                # our words only: a client exception's text may carry the signed link
+                raise _Dropped(f"{type(exc).__name__} before an answer") from None
+            except (requests.RequestException, ValueError) as exc:
+                raise self._impossible(f"the link (or a redirect) cannot be fetched ({type(exc).__name__})") from None
+            if not response.is_redirect:
+                return response
+            location = response.headers.get("Location", "")
+            response.close()
+            try:
+                target = urljoin(url, location)
+            except ValueError:
+                target = ""  # refused as unparsable on the next turn
+            if scheme == "https" and _scheme(target) == "http":
+                raise self._impossible(f"the link redirected from https to plain http ({url_host(target)})")
+            url = target
+        raise self._impossible(f"the link redirected more than {MAX_REDIRECTS} times")
 
     def _check(self, response: requests.Response) -> tuple[int, int] | None:
         """
@@ -422,6 +453,14 @@ class ResumableDownload:
                 )
 
 
+def _scheme(url: str) -> str:
+    """The scheme of ``url`` (lower case; only letters, digits, ``+-.``), or "" when it does not parse."""
+    try:
+        return urlsplit(url).scheme.lower()
+    except ValueError:
+        return ""
+
+
 def _int_header(response: requests.Response, name: str) -> int | None:
     value = response.headers.get(name)
     return int(value) if value and value.isdigit() else None
@@ -435,4 +474,5 @@ def _oss_error(response: requests.Response) -> tuple[str | None, str | None]:
         return None, None
     code = re.search(r"<Code>([^<]{1,100})</Code>", text)
     message = re.search(r"<Message>([^<]{1,300})</Message>", text)
-    return (code.group(1) if code else None), (message.group(1) if message else None)
+    # server text: a message may quote a signed link (or carry control characters into the log)
+    return (clean_text(code.group(1), 100) if code else None), (clean_text(message.group(1)) if message else None)

@@ -1,0 +1,232 @@
+"""
+Hostile video links, through real HTTP: DashScope's answer names a link (a ``video_url``) that redirects in a loop,
+to another scheme, to a port that cannot exist, or that is no http(s) URL at all; OSS answers an expired link with an
+XML error whose message quotes a signed URL. Each is a clear error of ours that keeps nothing and never shows the
+signed link; a redirect to the video elsewhere is followed and lands whole.
+
+The link's server here is a small HTTP server on 127.0.0.1 (``LinkServer``); the task and its video are the
+simulator's, the destination a local folder.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+import requests
+
+from airflow_provider_wan.exceptions import WanResultExpiredError, WanTransferIntegrityError
+from airflow_provider_wan.hooks.wan import WanHook
+from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+
+T2V_ENDPOINT = "services/aigc/video-generation/video-synthesis"
+MODEL = "wan2.5-t2v-preview"
+#: the signature of every hostile link: it must never appear in an error
+SIGNATURE = "aG9zdGlsZS1saW5rLXNpZ25hdHVyZQ"
+
+
+class LinkServer:
+    """Answers ``/to?u=<url>`` with a 302 to that URL and ``/loop`` with a 302 to itself; counts requests."""
+
+    def __init__(self, certificate: tuple[Path, Path] | None = None) -> None:
+        self.paths: list[str] = []
+        paths = self.paths
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                paths.append(self.path)
+                if self.path.startswith("/loop"):
+                    location = f"/loop?n={len(paths)}&Signature={SIGNATURE}"
+                else:
+                    location = parse_qs(urlsplit(self.path).query)["u"][0]
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if certificate is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*certificate)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self._server.server_port}"
+
+    def redirect_to(self, target: str) -> str:
+        return f"{self.url}/to?Signature={SIGNATURE}&u={quote(target, safe='')}"
+
+    def __enter__(self) -> LinkServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def links() -> Iterator[LinkServer]:
+    with LinkServer() as server:
+        yield server
+
+
+def _generate() -> str:
+    hook = WanHook()
+    body = {"model": MODEL, "input": {"prompt": "a kite over a beach"}, "parameters": {"size": "832*480"}}
+    return hook.wait_for_task(hook.create_task(T2V_ENDPOINT, body).task_id, poll_interval=0.1, timeout=30).task_id
+
+
+def _answer_with_link(sim: Any, task_id: str, link: str) -> None:
+    """The next task read answers as DashScope did, but with ``link`` as the video_url."""
+    answer = requests.get(
+        f"{sim.base_url}/tasks/{task_id}", headers={"Authorization": f"Bearer {sim.api_key}"}, timeout=10
+    ).json()
+    answer["output"]["video_url"] = link
+    sim.inject_fault("answer", route="get_task", status=200, body=answer, processed=False)
+
+
+def _operator(folder: Path, task_id: str) -> WanVideoToStorageOperator:
+    return WanVideoToStorageOperator(
+        task_id="store",
+        wan_task_id=task_id,
+        model=MODEL,
+        destination=f"file://{folder}/{{wan_task_id}}.mp4",
+        download_retry_delay=0.01,
+        max_download_attempts=2,
+    )
+
+
+def _fails_clearly(folder: Path, task_id: str, error: type[Exception], words: str) -> Exception:
+    with pytest.raises(error, match=words) as caught:
+        _operator(folder, task_id).execute({})
+    text = f"{caught.value} {caught.value!r} {json.dumps(getattr(caught.value, 'to_dict', dict)(), default=str)}"
+    assert SIGNATURE not in text, "the signed link leaked into the error"
+    assert "Signature" not in text
+    assert not folder.exists() or list(folder.iterdir()) == [], "something was kept"
+    return caught.value
+
+
+def test_a_redirect_loop_is_a_clear_error_after_a_few_hops(wan_connection: Any, links: LinkServer, tmp_path: Path):
+    task_id = _generate()
+    _answer_with_link(wan_connection, task_id, f"{links.url}/loop?Signature={SIGNATURE}")
+    _fails_clearly(tmp_path / "out", task_id, WanTransferIntegrityError, "redirect")
+    # a handful of hops per request, not requests' 30, and no resumption of a loop
+    assert len(links.paths) <= 12
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        f"ftp://127.0.0.1/v.mp4?Expires=1&Signature={SIGNATURE}",
+        f"http://127.0.0.1:99999999/v.mp4?Signature={SIGNATURE}",
+        f"file:///etc/passwd?Signature={SIGNATURE}",
+    ],
+    ids=["ftp", "impossible-port", "file"],
+)
+def test_a_redirect_to_a_link_that_cannot_be_fetched_never_shows_it(
+    wan_connection: Any, links: LinkServer, tmp_path: Path, target: str
+):
+    task_id = _generate()
+    _answer_with_link(wan_connection, task_id, links.redirect_to(target))
+    _fails_clearly(tmp_path / "out", task_id, WanTransferIntegrityError, "cannot be fetched|not an http")
+
+
+@pytest.mark.parametrize(
+    "link",
+    [f"ftp://127.0.0.1/v.mp4?Expires=1&Signature={SIGNATURE}", f"http://[::1/v.mp4?Signature={SIGNATURE}"],
+    ids=["ftp", "unparsable"],
+)
+def test_a_video_url_that_is_no_http_link_never_shows_it(wan_connection: Any, tmp_path: Path, link: str):
+    task_id = _generate()
+    _answer_with_link(wan_connection, task_id, link)
+    _fails_clearly(tmp_path / "out", task_id, WanTransferIntegrityError, "cannot be fetched|not an http")
+
+
+def test_a_redirect_to_the_video_on_another_host_lands_whole(wan_connection: Any, links: LinkServer, tmp_path: Path):
+    task_id = _generate()
+    real = WanHook().get_task(task_id).video_url
+    assert real
+    served = requests.get(real, timeout=30).content
+    # another host name for the simulator: the link's server sends the download elsewhere, as a CDN may
+    _answer_with_link(wan_connection, task_id, links.redirect_to(real.replace("127.0.0.1", "localhost")))
+    result = _operator(tmp_path, task_id).execute({})
+    assert (tmp_path / f"{task_id}.mp4").read_bytes() == served
+    assert result["size"] == len(served)
+    assert len(links.paths) == 1
+
+
+def test_an_expired_link_answer_quoting_a_signed_url_is_not_repeated(wan_connection: Any, tmp_path: Path):
+    task_id = _generate()
+    message = f"Request has expired: https://x.oss.example.com/v.mp4?OSSAccessKeyId=LTAI&Signature={SIGNATURE}"
+    wan_connection.inject_fault("error", route="download", status=403, code="AccessDenied", message=message)
+    error = _fails_clearly(tmp_path / "out", task_id, WanResultExpiredError, "AccessDenied")
+    # what OSS said stays readable, without its link's query
+    assert "Request has expired" in str(error)
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "link.pem", folder / "link.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+def test_a_redirect_from_https_down_to_plain_http_is_not_followed(
+    wan_connection: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    certificate = _self_signed(tmp_path)
+    # the worker trusts the link's certificate the way users add a CA: requests reads REQUESTS_CA_BUNDLE
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
+    task_id = _generate()
+    real = WanHook().get_task(task_id).video_url
+    assert real
+    assert real.startswith("http://")
+    before = int(wan_connection.stats()["requests"].get("download", 0))
+    with LinkServer(certificate) as secure:
+        _answer_with_link(wan_connection, task_id, secure.redirect_to(real))
+        _fails_clearly(tmp_path / "out", task_id, WanTransferIntegrityError, "https to plain http")
+        assert len(secure.paths) == 1
+    # the video was never fetched over plain http
+    assert int(wan_connection.stats()["requests"].get("download", 0)) == before
