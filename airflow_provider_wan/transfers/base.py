@@ -34,6 +34,7 @@ from airflow_provider_wan.exceptions import (
     WanRetryableError,
     WanTransferIntegrityError,
 )
+from airflow_provider_wan.hooks.classify import TASK_ID_PATTERN
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
 from airflow_provider_wan.lineage import LineageRecord, dashscope_namespace, storage_dataset
 from airflow_provider_wan.models import cost_from_usage
@@ -196,6 +197,8 @@ class WanVideoTransferOperator(BaseOperator):
     template_fields: Sequence[str] = ("wan_task_id", "model", "prompt", "seed", "extra_metadata")
     template_fields_renderers: ClassVar[dict[str, str]] = {"extra_metadata": "json"}
     ui_color = "#ff6a00"
+    #: the parameter that names the object, for error messages
+    key_parameter: ClassVar[str] = "object_name"
     operator_extra_links = (WanStoredObjectLink(),)
 
     def __init__(
@@ -265,7 +268,9 @@ class WanVideoTransferOperator(BaseOperator):
     def _task_id(self) -> str:
         named = task_id_of(self.wan_task_id)
         value = str(named if named is not None else "").strip()
-        if not value or value in ("None", "null") or "/" in value or "?" in value:
+        # the hook's own rule: a '#' would be cut from the request's URL (reading another task), a space or '..'
+        # would reach the object name; refused before the store or DashScope is asked
+        if not TASK_ID_PATTERN.fullmatch(value) or value in ("None", "null"):
             shown = f"a {type(self.wan_task_id).__name__} without 'wan_task_id'" if named is None else repr(value)
             raise WanInvalidInputError(
                 f"wan_task_id: {shown} is not a DashScope task id; give the task id or the upstream operator's "
@@ -297,15 +302,15 @@ class WanVideoTransferOperator(BaseOperator):
     def execute(self, context: Context) -> WanStoredVideo:
         task_id = self._task_id()
         sink, key = self.destination(task_id)
-        sink.check_key(key)
+        sink.check_key(key, self.key_parameter)
         sidecar = self.sidecar_name(key) if self.write_sidecar else None
         if sidecar == key:
-            raise WanInvalidInputError(f"object_name: {key!r} would be its own JSON sidecar; name it .mp4")
+            raise WanInvalidInputError(f"{self.key_parameter}: {key!r} would be its own JSON sidecar; name it .mp4")
         poster = poster_name(key, self.poster) if self.poster else None
         if poster is not None:
             require_pyav(str(self.poster))
             if poster == key:
-                raise WanInvalidInputError(f"object_name: {key!r} would be its own poster; name it .mp4")
+                raise WanInvalidInputError(f"{self.key_parameter}: {key!r} would be its own poster; name it .mp4")
         self._check_metadata_fits(sink, task_id)
         # the destination before DashScope: a missing bucket must not cost a download (nor a retry of one)
         sink.check()

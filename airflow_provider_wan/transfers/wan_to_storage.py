@@ -50,6 +50,7 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
         ``progress_interval``)
     """
 
+    key_parameter = "destination"
     template_fields: Sequence[str] = (
         *WanVideoTransferOperator.template_fields,
         "destination_uri",

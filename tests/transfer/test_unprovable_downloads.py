@@ -250,3 +250,17 @@ def test_parameters_are_checked_before_dashscope_is_asked(
     with pytest.raises(WanInvalidInputError, match=words):
         _operator("3f1c0a4e-0000-4000-8000-000000000000", **kwargs).execute({})
     assert wan_connection.stats()["requests"] == before
+
+
+@pytest.mark.parametrize("task_id", ["abc#1", "abc 1", "..", "-x", "a\tb", "a" * 200])
+def test_a_task_id_dashscope_cannot_have_is_refused_by_name_before_anything_is_asked(
+    wan_connection: Any, gcs_emulator: Any, bucket: Any, task_id: str
+) -> None:
+    # '#' would be cut from the task read's URL (another task's video under this name), '..' or a space would reach
+    # the object name: the hook refuses them too, but only after the store was looked at, naming no parameter
+    before = wan_connection.stats()["requests"]
+    with pytest.raises(WanInvalidInputError) as caught:
+        _operator(task_id).execute({})
+    assert str(caught.value).startswith("wan_task_id: ")
+    assert wan_connection.stats()["requests"] == before
+    assert gcs_emulator.requests == []

@@ -257,3 +257,25 @@ def test_a_metadata_name_the_store_refuses_is_caught_before_any_download(store: 
     assert after.get("get_task", 0) == before.get("get_task", 0)
     assert after.get("download", 0) == before.get("download", 0)
     assert _videos(store) == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["wan/../../elsewhere/{wan_task_id}.mp4", "wan/./{wan_task_id}.mp4", "wan/..", f"wan/{'v' * 230}.mp4"],
+    ids=["climbs-out", "dot", "dot-dot-name", "name-too-long-for-a-file"],
+)
+def test_a_destination_the_store_would_misplace_is_refused_by_name_before_any_download(
+    store: Store, wan_connection: Any, name: str
+) -> None:
+    if name.startswith("wan/vvv") and store.name != "file":
+        pytest.skip("object stores take 1,024-byte names; a file name (and its temporary twin) has 255 bytes")
+    task_id = _generate(store)
+    before = wan_connection.stats()["requests"]
+    with pytest.raises(WanInvalidInputError) as caught:
+        _operator(store, task_id, destination=store.uri(name)).execute({})
+    # the parameter the user wrote: WanVideoToStorageOperator has no object_name
+    assert str(caught.value).startswith("destination: "), str(caught.value)
+    after = wan_connection.stats()["requests"]
+    assert after.get("get_task", 0) == before.get("get_task", 0)
+    assert after.get("download", 0) == before.get("download", 0)
+    assert store.listing() == []

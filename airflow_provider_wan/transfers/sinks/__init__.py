@@ -96,11 +96,20 @@ class Sink(ABC):
     @abstractmethod
     def uri(self, key: str) -> str: ...
 
-    def check_key(self, key: str) -> None:
-        """Raise :class:`WanInvalidInputError` naming ``object_name`` when the store refuses this key."""
+    def check_key(self, key: str, parameter: str = "object_name") -> None:
+        """
+        Raise :class:`WanInvalidInputError` naming ``parameter`` (the operator's, where the user wrote the name)
+        when the store refuses this key, or would put it elsewhere.
+        """
         if not key or len(key.encode("utf-8")) > 1024 or "\r" in key or "\n" in key:
             raise WanInvalidInputError(
-                f"object_name: {key!r} is not a valid object name (1-1024 UTF-8 bytes, no line breaks)"
+                f"{parameter}: {key!r} is not a valid object name (1-1024 UTF-8 bytes, no line breaks)"
+            )
+        if any(segment in (".", "..") for segment in key.split("/")):
+            # HTTP clients resolve them (requests turns /container/a/../../b into /b: another container), GCS
+            # refuses them, consoles and sync tools show another path: the object would not be where it is named
+            raise WanInvalidInputError(
+                f"{parameter}: {key!r} has a '.' or '..' path segment; name the object without them"
             )
 
     def check_metadata_keys(self, keys: Iterable[str]) -> None:

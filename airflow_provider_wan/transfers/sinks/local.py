@@ -17,6 +17,11 @@ from airflow_provider_wan.exceptions import WanFinalError, WanInvalidInputError,
 from airflow_provider_wan.transfers.sinks import VIDEO_CONTENT_TYPE, Destination, Sink, Stored, Upload, b64
 
 _READ = 1024 * 1024
+#: the longest file or folder name of common filesystems (ext4, XFS, APFS, NTFS), in bytes
+NAME_MAX = 255
+_PARTIAL = ".wan-partial-"
+#: the longest video file name: what its temporary twin ``.<name>.wan-partial-<transfer id>`` leaves
+MAX_FILE_NAME = NAME_MAX - len(".") - len(_PARTIAL) - 32
 
 
 class LocalSink(Sink):
@@ -39,10 +44,18 @@ class LocalSink(Sink):
     def _meta_path(path: Path) -> Path:
         return path.with_name(f".{path.name}.wan-metadata.json")
 
-    def check_key(self, key: str) -> None:
-        super().check_key(key)
+    def check_key(self, key: str, parameter: str = "object_name") -> None:
+        super().check_key(key, parameter)
         if key.endswith("/") or ".." in Path(key).parts:
-            raise WanInvalidInputError(f"object_name: {key!r} is not a file path (no trailing / nor ..)")
+            raise WanInvalidInputError(f"{parameter}: {key!r} is not a file path (no trailing / nor ..)")
+        *folders, name = key.split("/")
+        # the file's temporary twin (.<name>.wan-partial-<32 hex>) must fit the filesystem's 255 bytes too: a longer
+        # name would fail on the first downloaded byte
+        if len(name.encode("utf-8")) > MAX_FILE_NAME or any(len(f.encode("utf-8")) > NAME_MAX for f in folders):
+            raise WanInvalidInputError(
+                f"{parameter}: {key!r} has a file name over {MAX_FILE_NAME} bytes (or a folder name over {NAME_MAX}); "
+                "shorten it"
+            )
 
     def check(self) -> None:
         """Nothing to look up: the folders are created on the first byte."""
@@ -95,7 +108,7 @@ class _LocalUpload(Upload):
         self.replacing = replacing
         self.path = sink._path(key)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.temp = self.path.with_name(f".{self.path.name}.wan-partial-{metadata.get('wan_transfer_id', os.getpid())}")
+        self.temp = self.path.with_name(f".{self.path.name}{_PARTIAL}{metadata.get('wan_transfer_id', os.getpid())}")
         self.handle = self.temp.open("wb")
 
     def write(self, chunk: bytes) -> None:
