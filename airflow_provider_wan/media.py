@@ -238,7 +238,10 @@ def check_local_media(input_: dict[str, Any], model: str, *, gcp_conn_id: str | 
         if ref.value.startswith("gs://"):
             name, opener = _gcs(ref, model, gcp_conn_id)
         elif "://" in ref.value and not ref.value.startswith("file://"):
-            raise _fail(ref, model, f"{ref.value.split('://', 1)[0]}:// is not a supported source")
+            scheme = ref.value.split("://", 1)[0]
+            # references are told apart by their lower-case prefix (is_remote): say so, not just "not supported"
+            hint = f" (write {scheme.lower()}:// in lower case)" if scheme.lower() in ("http", "https", "oss") else ""
+            raise _fail(ref, model, f"{scheme}:// is not a supported source{hint}")
         else:
             name, opener = _local(ref, model)
         spec = ref.spec

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow_provider_wan.models import (
     _CATALOGUE,
@@ -51,6 +52,7 @@ __all__ = [
     "parse_value",
     "place",
     "text_problem",
+    "validate_references",
     "validate_request",
     "validate_texts",
     "validate_unknown_model_request",
@@ -518,6 +520,20 @@ def validate_texts(name: str, input_: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def validate_references(name: str, input_: dict[str, Any]) -> list[Problem]:
+    """
+    Media references nothing can fetch (see :func:`_reference_problem`), which would otherwise go to DashScope in a
+    paid create. The operators' rule, like :func:`validate_texts`: the simulator does not apply it.
+    """
+    problems = []
+    for ref in media_references(input_):
+        if not ref.value.startswith("data:") and (problem := _reference_problem(ref.value)) is not None:
+            problems.append(
+                Problem(ref.parameter, f"{_shorten(ref.value)!r} {problem}; {name} takes: {ref.spec.describe()}")
+            )
+    return problems
+
+
 def validate_unknown_model_request(
     name: str, input_: Mapping[str, Any], parameters: Mapping[str, Any]
 ) -> list[Problem]:
@@ -571,6 +587,29 @@ def models_accepting(name: str) -> list[str]:
     """Canonical names of the catalogue's models that take field ``name``."""
     row = _BY_NAME[name]
     return [m.name for m in _CATALOGUE if row.accepted(m)]
+
+
+def _reference_problem(value: str) -> str | None:
+    """
+    What makes a reference unusable wherever it points, or None: whitespace at an end (a template's line break) or
+    a control character, which no URL or sensible path holds; an http(s) URL without a host; an empty oss:// URL.
+    Such a URL would reach DashScope, which cannot fetch it, in a paid create.
+    """
+    if value != value.strip():
+        return "starts or ends with whitespace (a line break from a template?)"
+    control = next((i for i, char in enumerate(value) if unicodedata.category(char) == "Cc"), None)
+    if control is not None:
+        return f"holds the control character U+{ord(value[control]):04X} at character {control}"
+    if value[:8].lower().startswith(("http://", "https://")):
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:
+            return "is not a valid URL"
+        if not host:
+            return "names no host"
+    elif value.startswith("oss://") and not value[len("oss://") :].strip("/"):
+        return "names no object"
+    return None
 
 
 def _check_reference(

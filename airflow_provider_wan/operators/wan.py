@@ -53,6 +53,7 @@ from airflow_provider_wan.schema import (
     parse_int,
     parse_value,
     place,
+    validate_references,
     validate_request,
     validate_texts,
     validate_unknown_model_request,
@@ -271,6 +272,7 @@ class WanBaseVideoOperator(BaseOperator):
             problems = validate_unknown_model_request(self.model, input_, parameters)
         else:
             problems = validate_request(model, input_, parameters, local_ok=True) + validate_texts(model.name, input_)
+        problems += validate_references(self.model, input_)
         if problems:
             raise WanInvalidInputError(f"Invalid input for {self.model}: " + "; ".join(str(p) for p in problems))
         # local and gs:// files: checked now (free), uploaded at submission

@@ -262,3 +262,32 @@ def test_a_budget_that_is_no_amount_is_refused(budget: Any, wan_simulator: Any, 
     )
     assert "max_cost_usd" in message, message
     assert "wan2.5-t2v-preview" in message, message
+
+
+@pytest.mark.parametrize(
+    ("reference", "fragment"),
+    [
+        ("https://example.com/frame\n", "starts or ends with whitespace"),
+        (" https://example.com/frame.png", "starts or ends with whitespace"),
+        ("https://example.com/fra\tme", "control character U+0009 at character 23"),
+        ("https://", "names no host"),
+        ("https:///frame.png", "names no host"),
+        ("https://[::1/frame.png", "is not a valid URL"),
+        ("oss://", "names no object"),
+        ("HTTPS://example.com/frame.png", "write https:// in lower case"),
+    ],
+    ids=["trailing-newline", "leading-space", "tab", "no-host", "empty-host", "bad-ipv6", "empty-oss", "upper-case"],
+)
+def test_a_reference_nothing_can_fetch_is_refused(
+    reference: str, fragment: str, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch
+):
+    # these went to DashScope as they were (a paid create of a task that cannot fetch its frame), or were refused as
+    # " https:// is not a supported source"
+    message = _execute(
+        WanImageToVideoOperator, wan_simulator, monkeypatch, model="wan2.5-i2v-preview", prompt="p", img_url=reference
+    )
+    assert message.startswith("Invalid input for wan2.5-i2v-preview: img_url: ") or message.startswith("img_url: "), (
+        message
+    )
+    assert fragment in message, message
+    assert "wan2.5-i2v-preview" in message, message
