@@ -890,5 +890,6 @@ class WanAsyncClient:
         call = ApiCall.get_task(task_id)
         return WanTask.from_response(await self._send(call, deadline=_deadline(timeout)), task_id)
 
-    async def cancel_task(self, task_id: str) -> dict[str, Any]:
-        return await self._send(ApiCall.cancel_task(task_id))
+    async def cancel_task(self, task_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """:meth:`WanHook.cancel_task`, async: ``timeout`` (seconds) bounds the cancel in all, retries included."""
+        return await self._send(ApiCall.cancel_task(task_id), deadline=_deadline(timeout))

@@ -56,7 +56,8 @@ DEFAULT_MAX_TRANSIENT_FAILURES = 10
 MAX_BACKOFF_SECONDS = 30.0
 #: Most seconds past ``end_time`` the read at the deadline may take (and at most one poll interval). Every read is
 #: bounded by the deadline in wall-clock time (a server trickling its answer byte by byte cannot hold a trigger), and
-#: the last one gets this little more so that a task finishing just in time is still seen.
+#: the last one gets this little more so that a task finishing just in time is still seen. The cancel of a task still
+#: PENDING at the deadline ends within the same grace, and a kill's read and cancel get one grace each.
 LAST_READ_GRACE_SECONDS = 10.0
 
 #: Every status a WanTaskTrigger event can carry.
@@ -300,8 +301,12 @@ class WanTaskTrigger(BaseTrigger):
             # however the wait ended (an event, a cancel, a triggerer shutting down): no place in the queue any more
             schedule.forget()
 
+    def _grace(self) -> float:
+        """Seconds a call past the deadline, or one call of a kill, may take (see LAST_READ_GRACE_SECONDS)."""
+        return min(self.poll_interval, LAST_READ_GRACE_SECONDS)
+
     def _read_timeout(self) -> float:
-        return max(0.0, self.end_time - time.time()) + min(self.poll_interval, LAST_READ_GRACE_SECONDS)
+        return max(0.0, self.end_time - time.time()) + self._grace()
 
     def _unread_timeout_event(self, last: WanTask | None, polls: int) -> dict[str, Any]:
         task_id = self.wan_task_id
@@ -327,7 +332,8 @@ class WanTaskTrigger(BaseTrigger):
         canceled = False
         if task.status is TaskStatus.PENDING and self.cancel_on_timeout:
             # still queued: nothing generated and nothing billed yet, so stop it rather than pay for an orphan
-            canceled = await self._cancel(client)
+            # bounded like the read at the deadline: a server trickling its answer cannot hold the event
+            canceled = await self._cancel(client, timeout=self._read_timeout())
         if canceled:
             what = "was still PENDING and has been canceled; a retry submits a new task"
         else:
@@ -347,10 +353,13 @@ class WanTaskTrigger(BaseTrigger):
             "error": error.to_dict(),
         }
 
-    async def _cancel(self, client: WanAsyncClient) -> bool:
-        """Cancel the task; False (logged) when DashScope refuses, e.g. because it started meanwhile."""
+    async def _cancel(self, client: WanAsyncClient, *, timeout: float) -> bool:
+        """
+        Cancel the task within ``timeout`` seconds; False (logged) when DashScope refuses, e.g. because it started
+        meanwhile, or gives no answer in time.
+        """
         try:
-            await client.cancel_task(self.wan_task_id)
+            await client.cancel_task(self.wan_task_id, timeout=timeout)
         except WanError as error:
             self.log.warning("Could not cancel DashScope task %s: %s", self.wan_task_id, error)
             return False
@@ -366,14 +375,16 @@ class WanTaskTrigger(BaseTrigger):
         """
         if not self.cancel_on_kill:
             return
+        # the read and the cancel each get the grace of the read at the deadline: a kill ends soon, whatever the
+        # server does (a read held for minutes would hold the kill)
         try:
             client = await self._client()
-            task = await client.get_task(self.wan_task_id)
+            task = await client.get_task(self.wan_task_id, timeout=self._grace())
         except WanError as error:
             self.log.warning("on_kill: could not read DashScope task %s: %s", self.wan_task_id, error)
             return
         if task.status is TaskStatus.PENDING:
-            await self._cancel(client)
+            await self._cancel(client, timeout=self._grace())
         else:
             self.log.info(
                 "on_kill: DashScope task %s is %s; only PENDING tasks can be canceled",
