@@ -18,6 +18,8 @@ proves DashScope made no task: a 4xx carrying a DashScope error code, a 429, or 
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 import math
 import re
@@ -91,16 +93,31 @@ class Failure:
 
 
 def retry_after_seconds(value: Any) -> float | None:
-    """Seconds of a ``Retry-After`` header (delta-seconds form); None when absent or not a finite number."""
+    """
+    Seconds of a ``Retry-After`` header, in either form RFC 9110 allows: delta-seconds (``"5"``) or an HTTP-date
+    (``"Mon, 30 Nov 2026 19:20:03 GMT"``, the seconds from now to it); None when absent or neither. Between 0 and
+    :data:`_MAX_RETRY_AFTER`.
+    """
     if not isinstance(value, str) or not value.strip():
         return None
+    seconds: float | None
     try:
         seconds = float(value.strip())
     except ValueError:
-        return None
-    if not math.isfinite(seconds):
+        seconds = _seconds_until(value.strip())
+    if seconds is None or not math.isfinite(seconds):
         return None
     return min(max(0.0, seconds), _MAX_RETRY_AFTER)
+
+
+def _seconds_until(http_date: str) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(http_date)
+        if when.tzinfo is None:  # "-0000": RFC 5322's unknown zone; HTTP-dates are GMT
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        return when.timestamp() - time.time()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def proves_nothing_created(status: int, code: str | None) -> bool:

@@ -6,7 +6,12 @@ the promise it broke.
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
 import json
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +22,7 @@ from airflow_provider_wan.exceptions import (
     WanInvalidRequestError,
     WanRetryableError,
 )
-from airflow_provider_wan.hooks.wan import RetryPolicy, WanHook
+from airflow_provider_wan.hooks.wan import RetryPolicy, WanAsyncClient, WanHook
 from airflow_provider_wan.triggers.wan import WanTaskTrigger
 from tests.integration.conftest import BODY, ENDPOINT
 
@@ -125,3 +130,115 @@ def test_a_base_url_with_an_impossible_port_says_so(monkeypatch, wan_simulator, 
         hook.list_tasks()
     assert "does not start with" not in str(raised.value)
     assert wan_simulator.stats()["requests"].get("list", 0) == 0
+
+
+# --- the trigger's own deadline bounds its cancel, and a kill ends soon -----------------------------------------------
+def _pending_task(sim: Any) -> str:
+    sim.configure(pending_seconds=600)  # stays PENDING: the deadline's cancel and a kill's cancel apply
+    return _create_task()
+
+
+@pytest.mark.usefixtures("close_wan_sessions")
+async def test_the_cancel_at_the_deadline_cannot_hold_the_timeout_event(wan_conn, wan_simulator):
+    # the cancel a "timeout" event makes first had no deadline of its own: a server trickling its answer held the
+    # event for minutes (40 s an attempt, 11 attempts), past Airflow's own deferral timeout (5 minutes later), which
+    # then failed the task without the event's account of the DashScope task
+    task_id = _pending_task(wan_simulator)
+    wan_simulator.inject_fault("drip", route="cancel", delay=1.0, after_bytes=1, count=-1)
+    trigger = WanTaskTrigger(task_id=task_id, end_time=time.time() + 0.5, poll_interval=0.5, retry_delay=0.01)
+    started = time.monotonic()
+    events = await asyncio.wait_for(_events(trigger), 20)
+    elapsed = time.monotonic() - started
+    assert [e["status"] for e in events] == ["timeout"]
+    # the deadline, then at most the grace of the read at the deadline (one poll interval here)
+    assert elapsed < 0.5 + 0.5 + 1.0, f"the timeout event came {elapsed:.1f} s after the trigger started"
+    assert events[0]["canceled"] is False
+    assert events[0]["task_status"] == "PENDING"
+
+
+@pytest.mark.usefixtures("close_wan_sessions")
+@pytest.mark.parametrize("route", ["get_task", "cancel"])
+async def test_on_kill_ends_soon_whatever_the_server_does(wan_conn, wan_simulator, route):
+    task_id = _pending_task(wan_simulator)
+    wan_simulator.inject_fault("drip", route=route, delay=1.0, after_bytes=1, count=-1)
+    trigger = WanTaskTrigger(task_id=task_id, end_time=time.time() + 600, poll_interval=0.5, retry_delay=0.01)
+    started = time.monotonic()
+    await asyncio.wait_for(trigger.on_kill(), 20)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0, f"on_kill took {elapsed:.1f} s"
+
+
+async def _events(trigger: WanTaskTrigger) -> list[dict[str, Any]]:
+    return [event.payload async for event in trigger.run()]
+
+
+# --- Retry-After as an HTTP-date -------------------------------------------------------------------------------------
+class _ThrottleOnceServer:
+    """Answers its first request 429 with the ``Retry-After`` value ``retry_after()``, then as DashScope does."""
+
+    def __init__(self, retry_after: Callable[[], str]) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.times: list[float] = []
+        times = self.times
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.do_POST()
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                times.append(time.monotonic())
+                if len(times) == 1:
+                    body, status = {"code": "Throttling.RateQuota", "message": "Requests rate limit exceeded"}, 429
+                else:
+                    task_id = self.path.rsplit("/", 1)[-1] if "/tasks/" in self.path else "4f1d2c3b-aaaa-bbbb"
+                    body, status = {"request_id": "r", "output": {"task_id": task_id, "task_status": "RUNNING"}}, 200
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", retry_after())
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/api/v1"
+
+    def __enter__(self) -> _ThrottleOnceServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _in_two_seconds() -> str:
+    # an HTTP-date (RFC 9110 allows it beside delta-seconds) 3 s ahead, whole seconds: 2-3 s from now
+    return email.utils.formatdate(time.time() + 3, usegmt=True)
+
+
+@pytest.mark.usefixtures("close_wan_sessions")
+@pytest.mark.parametrize("transport", ["sync", "async"])
+async def test_a_retry_after_date_is_waited_out(monkeypatch, transport):
+    # "Retry-After: Mon, 30 Nov 2026 19:20:03 GMT" was taken for no Retry-After at all: the 429 was resent after the
+    # backoff's first 0.01 s instead of after the 2 s the server asked for (and the pacer learned no hold either)
+    slow = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=5.0)
+    with _ThrottleOnceServer(_in_two_seconds) as server:
+        _connect(monkeypatch, server.base_url)
+        if transport == "sync":
+            hook = WanHook(retry_policy=slow)
+            hook.create_task(ENDPOINT, BODY)
+            hook.close()
+        else:
+            client = await WanAsyncClient.for_connection("wan_default", retry_policy=slow)
+            await client.get_task("4f1d2c3b-aaaa-bbbb")
+    first, second = server.times
+    assert second - first >= 1.5, f"resent {second - first:.2f} s after a 429 that asked for 2-3 s"

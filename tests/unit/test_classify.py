@@ -141,9 +141,28 @@ def test_a_too_large_body_is_not_parsed():
 
 def test_retry_after_is_read_safely():
     assert _classify(READ, 429, b"", {"Retry-After": "3"}).retry_after == 3.0  # type: ignore[union-attr]
-    for odd in ("nan", "inf", "-5", "soon", "", "1e400"):
+    for odd in (
+        "nan",
+        "inf",
+        "-5",
+        "soon",
+        "",
+        "1e400",
+        "Mon, 99 Nov 2026 19:20:03 GMT",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ):
         value = retry_after_seconds(odd)
         assert value is None or 0.0 <= value <= 3600.0, odd
+
+
+def test_retry_after_may_be_an_http_date():
+    import email.utils
+    import time
+
+    ahead = retry_after_seconds(email.utils.formatdate(time.time() + 30, usegmt=True))
+    assert ahead is not None
+    assert 28.0 <= ahead <= 30.0
+    assert retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT") == 0.0  # past: at once
 
 
 def test_401_says_keys_are_bound_to_a_region_without_the_key():
