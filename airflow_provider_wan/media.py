@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 from airflow_provider_wan.durations import audio_stream_format, id3_end, media_seconds
 from airflow_provider_wan.exceptions import WanInvalidInputError, WanRetryableError
 from airflow_provider_wan.images import image_size, sniff_format
+from airflow_provider_wan.models import get_model
 from airflow_provider_wan.schema import MediaRef, MediaSpec, is_remote, media_references
 
 if TYPE_CHECKING:
@@ -229,6 +230,8 @@ def check_local_media(input_: dict[str, Any], model: str, *, gcp_conn_id: str | 
     :raises WanInvalidInputError: naming the field, the model and what it takes
     """
     found = []
+    # the reference videos' seconds together, at least (the catalogue may bound the sum: Wan 3.0)
+    references_last = 0.0
     for ref in media_references(input_):
         if ref.value.startswith("data:"):
             check_data_uri(ref, model)
@@ -253,8 +256,18 @@ def check_local_media(input_: dict[str, Any], model: str, *, gcp_conn_id: str | 
             raise _fail(ref, model, f"{name} is {'of an unknown format' if fmt is None else fmt}")
         _check_contents(ref, model, name, fmt, head, spec)
         if spec.seconds:
-            _check_seconds(ref, model, name, media_seconds(fmt, head, opener, size), spec.seconds)
+            lasts = media_seconds(fmt, head, opener, size)
+            _check_seconds(ref, model, name, lasts, spec.seconds)
+            if lasts is not None and ref.key == "url" and ref.container.get("type") == "reference_video":
+                references_last += lasts[0]
         found.append(LocalMedia(ref, name, size, fmt, opener, digest))
+    entry = get_model(model)
+    limit = entry.reference_video_seconds if entry is not None else None
+    if limit is not None and references_last > limit:
+        raise WanInvalidInputError(
+            f"media: the reference videos last {references_last:.1f} s in all; {model} takes at most {limit:g} s "
+            "of reference video in all"
+        )
     return found
 
 

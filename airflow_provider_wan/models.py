@@ -168,6 +168,9 @@ class WanModel:
     max_references: int | None = None
     #: durations allowed when a reference or source video is given (r2v: shorter)
     durations_with_video: tuple[int, ...] = ()
+    #: most seconds the reference_video items may last together (None: only each item's own range); checked on the
+    #: files read before the upload (a URL's length is DashScope's to judge)
+    reference_video_seconds: float | None = None
     #: ``input`` fields every request must carry (the old protocol's images, audio, videos)
     required_inputs: tuple[str, ...] = ()
     prompt_required: bool = False
@@ -495,6 +498,7 @@ _CATALOGUE: tuple[WanModel, ...] = (
         media=_WAN3_MEDIA,
         media_exclusive=_WAN3_EXCLUSIVE,
         media_needs=(("last_frame", "first_frame"),),
+        reference_video_seconds=15,
         seed_min=-1,
         prices_usd={"480P": 0.05, "720P": 0.0588, "1080P": 0.1176},
         price_source=_WAN3_PRICE_SOURCE,
@@ -517,6 +521,7 @@ _CATALOGUE: tuple[WanModel, ...] = (
         media=_WAN3_MEDIA,
         media_exclusive=_WAN3_EXCLUSIVE,
         media_needs=(("last_frame", "first_frame"),),
+        reference_video_seconds=15,
         seed_min=-1,
         prices_usd={"720P": 0.126},
         price_source=_WAN3_PRICE_SOURCE,

@@ -20,7 +20,7 @@ from airflow_provider_wan.operators.wan import (
     WanVideoEditOperator,
     WanVideoOperator,
 )
-from tests.modes.media_files import encode_adts_aac, encode_mp3, encode_wav_to_pipe, write_wav
+from tests.modes.media_files import encode_adts_aac, encode_mp3, encode_wav_to_pipe, write_mp4, write_wav
 
 SECRET = "Signature=sEcReT0123456789"
 
@@ -291,3 +291,17 @@ def test_a_reference_nothing_can_fetch_is_refused(
     )
     assert fragment in message, message
     assert "wan2.5-i2v-preview" in message, message
+
+
+def test_wan3_reference_videos_are_held_to_fifteen_seconds_in_all(
+    tmp_path: Path, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch
+):
+    # each of them is within a reference video's own 1-30 s; together they pass Wan 3.0's 15 s (the API reference)
+    videos = [str(write_mp4(tmp_path / f"ref{i}.mp4", seconds=8, width=64, height=48)) for i in range(2)]
+    media = [{"type": "reference_video", "url": path} for path in videos]
+    message = _execute(WanVideoOperator, wan_simulator, monkeypatch, model="wan3.0-video", prompt="p", media=media)
+    for fragment in ("media: ", "16.0 s in all", "wan3.0-video takes at most 15 s"):
+        assert fragment in message, message
+    # one of them alone is fine
+    operator = WanVideoOperator(task_id="one", model="wan3.0-video", prompt="p", media=media[:1])
+    assert operator.build_request()[1]["input"]["media"] == media[:1]
