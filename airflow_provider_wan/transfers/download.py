@@ -291,6 +291,12 @@ class ResumableDownload:
         if self._crc32c is not None:
             self._crc32c.update(piece)
         self._walker.feed(piece)
+        if self.verify_mp4:
+            # a web page, an XML error or a box past the end shows in the first bytes: not streamed into the store
+            # for as long as it lasts (without end, or a terabyte announced)
+            problem = self._walker.broken(self.total)
+            if problem is not None:
+                raise self._unproven(f"its first {self.received} bytes show it is not a whole MP4: {problem}")
         return piece
 
     def _attempt(self) -> Iterator[bytes]:

@@ -97,6 +97,18 @@ class Mp4BoxWalker:
             if not self._ftyp:
                 self._error = f"the file starts with a {kind.decode()} box, not ftyp"
 
+    def broken(self, length: int | None) -> str | None:
+        """
+        What is already wrong, whatever bytes follow: a header that starts no box, ``ftyp`` missing or late, or (for
+        a ``length``-byte file) a box running past its end. None when the bytes fed so far may still be an MP4.
+        """
+        if self._error is not None:
+            return self._error
+        if length is not None and self._next_box is not None and self._next_box > length:
+            last = self.types[-1] if self.types else "last"
+            return f"the {last} box ends at byte {self._next_box}, past the file's {length} bytes: it was cut"
+        return None
+
     def problem(self, length: int) -> str | None:
         """None when the ``length``-byte file fed so far is a complete MP4 structure; else what is wrong."""
         if self._error is not None:

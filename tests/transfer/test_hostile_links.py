@@ -40,12 +40,18 @@ class LinkServer:
     def __init__(self, certificate: tuple[Path, Path] | None = None) -> None:
         self.paths: list[str] = []
         paths = self.paths
+        #: body bytes written by /endless
+        self.sent: list[int] = []
+        sent = self.sent
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
                 paths.append(self.path)
+                if self.path.startswith("/endless"):
+                    self._endless()
+                    return
                 if self.path.startswith("/loop"):
                     location = f"/loop?n={len(paths)}&Signature={SIGNATURE}"
                 else:
@@ -54,6 +60,23 @@ class LinkServer:
                 self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def _endless(self) -> None:
+                """200, a web page's bytes without end (a portal, a proxy's error page stuck in a loop)."""
+                page = b"<!DOCTYPE html><html><body>" + b"x" * (64 * 1024 - 28)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                if "length" in self.path:
+                    self.send_header("Content-Length", str(1 << 40))  # a terabyte announced
+                else:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                try:
+                    while True:
+                        self.wfile.write(page)
+                        sent.append(len(page))
+                except OSError:
+                    pass
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -104,20 +127,21 @@ def _answer_with_link(sim: Any, task_id: str, link: str) -> None:
     sim.inject_fault("answer", route="get_task", status=200, body=answer, processed=False)
 
 
-def _operator(folder: Path, task_id: str) -> WanVideoToStorageOperator:
+def _operator(folder: Path, task_id: str, **kwargs: Any) -> WanVideoToStorageOperator:
+    kwargs.setdefault("download_retry_delay", 0.01)
+    kwargs.setdefault("max_download_attempts", 2)
     return WanVideoToStorageOperator(
         task_id="store",
         wan_task_id=task_id,
         model=MODEL,
         destination=f"file://{folder}/{{wan_task_id}}.mp4",
-        download_retry_delay=0.01,
-        max_download_attempts=2,
+        **kwargs,
     )
 
 
-def _fails_clearly(folder: Path, task_id: str, error: type[Exception], words: str) -> Exception:
+def _fails_clearly(folder: Path, task_id: str, error: type[Exception], words: str, **kwargs: Any) -> Exception:
     with pytest.raises(error, match=words) as caught:
-        _operator(folder, task_id).execute({})
+        _operator(folder, task_id, **kwargs).execute({})
     text = f"{caught.value} {caught.value!r} {json.dumps(getattr(caught.value, 'to_dict', dict)(), default=str)}"
     assert SIGNATURE not in text, "the signed link leaked into the error"
     assert "Signature" not in text
@@ -230,3 +254,14 @@ def test_a_redirect_from_https_down_to_plain_http_is_not_followed(
         assert len(secure.paths) == 1
     # the video was never fetched over plain http
     assert int(wan_connection.stats()["requests"].get("download", 0)) == before
+
+
+@pytest.mark.parametrize("path", ["/endless", "/endless?length"], ids=["no-length", "a-terabyte-announced"])
+def test_a_body_that_is_no_mp4_is_refused_at_its_first_bytes_not_streamed_to_its_end(
+    wan_connection: Any, links: LinkServer, tmp_path: Path, path: str
+):
+    task_id = _generate()
+    _answer_with_link(wan_connection, task_id, f"{links.url}{path}")
+    _fails_clearly(tmp_path / "out", task_id, WanTransferIntegrityError, "not a whole MP4", download_timeout=5.0)
+    # the first read showed it: not gigabytes into the store until the deadline
+    assert sum(links.sent) < 64 * 1024 * 1024
