@@ -34,6 +34,12 @@ def test_destinations_parse_the_way_airflow_users_write_them(
         ("videos/a.mp4", "not a supported destination"),
         ("s3:///a.mp4", "names no bucket"),
         ("file://relative/a.mp4", "needs an absolute path"),
+        # a URI's query and fragment are not part of its path: the object would silently be 'wan/what', and
+        # 'wan/#{wan_task_id}.mp4' would put every task's video at the one key 'wan/'
+        ("s3://my-bucket/wan/what?.mp4", "'?' or '#'"),
+        ("gs://my-bucket/wan/#{wan_task_id}.mp4", "'?' or '#'"),
+        ("file:///data/videos/take#2.mp4", "'?' or '#'"),
+        ("/data/videos/take?2.mp4", "'?' or '#'"),
     ],
 )
 def test_bad_destinations_name_the_parameter(uri: str, words: str) -> None:

@@ -174,6 +174,13 @@ class Destination:
     @classmethod
     def parse(cls, uri: str, conn_id: str | None = None) -> Destination:
         text = str(uri or "").strip()
+        if "?" in text or "#" in text:
+            # a URI's query and fragment are cut from its path: 'wan/what?.mp4' would become the object 'wan/what'
+            # (and 'wan/#{wan_task_id}.mp4' one key, 'wan/', for every task)
+            raise WanInvalidInputError(
+                f"destination: {uri!r} has a '?' or '#', which would end the object name there; object names of "
+                "this operator cannot hold them"
+            )
         parts = urlsplit(text)
         scheme = parts.scheme.lower()
         if scheme == "file" or (not scheme and text.startswith("/")):
