@@ -14,9 +14,11 @@ stay cheap.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -281,6 +283,69 @@ def _has_valid_port(parts: SplitResult) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _address_kind(host: str) -> str | None:
+    """
+    What internal place a URL's host names: "this machine", "a link-local address", "a private or reserved
+    address", or None for a public address or any host name but ``localhost`` (names are not resolved here).
+    """
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return "this machine"
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(name)
+    except ValueError:
+        try:
+            # the shorthand forms the resolver takes too: 2130706433, 0x7f.1, 127.1 all mean 127.0.0.1
+            address = ipaddress.IPv4Address(socket.inet_aton(name))
+        except (OSError, ValueError):
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "this machine"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_private or address.is_reserved or address.is_multicast or address.is_unspecified:
+        return "a private or reserved address"
+    return None
+
+
+def video_url_problem(url: str, base_url: str) -> str | None:
+    """
+    Why a result link (DashScope's ``video_url``, or where it redirects) must not be fetched; None when it may be.
+
+    A link is fetched with the worker's network reach, so a hostile or mixed-up answer must not turn the download
+    into a request to this machine, the cloud's metadata service (169.254.169.254) or the private network: a link
+    must be http(s) without user info, and may name such an address only when the API itself is at that kind of
+    address (the simulator on 127.0.0.1 serves its videos there). Host names other than ``localhost`` are not
+    resolved.
+
+    :param url: the link
+    :param base_url: the API's base URL (:attr:`Credentials.base_url`)
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "it is not a URL that can be read"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "it is not an http(s) URL"
+    if "@" in parts.netloc:
+        return "it carries user info"
+    if not host:
+        return "it names no host"
+    kind = _address_kind(host)
+    if kind is None:
+        return None
+    try:
+        api_host = urlsplit(base_url).hostname or ""
+    except ValueError:
+        api_host = ""
+    if _address_kind(api_host) == kind:
+        return None
+    return f"it points at {kind}, and the API is not there"
 
 
 def credentials_from_connection(conn: Connection | None) -> Credentials:

@@ -35,7 +35,7 @@ from airflow_provider_wan.exceptions import (
     WanTransferIntegrityError,
 )
 from airflow_provider_wan.hooks.classify import TASK_ID_PATTERN
-from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
+from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask, video_url_problem
 from airflow_provider_wan.lineage import LineageRecord, dashscope_namespace, storage_dataset
 from airflow_provider_wan.models import cost_from_usage
 from airflow_provider_wan.results import WanStoredVideo, task_id_of
@@ -484,6 +484,8 @@ class WanVideoTransferOperator(BaseOperator):
             retry_delay=self.download_retry_delay,
             deadline=self.download_timeout,
             read_size=min(READ_SIZE, self.part_size()),
+            # a hostile or mixed-up answer must not point the worker at itself or the cloud's metadata service
+            refuse=lambda link: video_url_problem(link, self.hook.credentials.base_url),
         )
         while True:
             try:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from airflow_provider_wan.exceptions import WanResultExpiredError, WanTransferIntegrityError
+from airflow_provider_wan.exceptions import WanFinalError, WanResultExpiredError, WanTransferIntegrityError
 from airflow_provider_wan.redact import clean_text, url_host
 from airflow_provider_wan.transfers.mp4 import Mp4BoxWalker
 
@@ -144,6 +144,9 @@ class ResumableDownload:
         bytes cannot hold the worker past it
     :param read_size: bytes per read from the response (default 1 MiB)
     :param verify_mp4: require a complete MP4 box structure (default True)
+    :param refuse: why a link (the first, or a redirect) must not be fetched, or None when it may
+        (:func:`~airflow_provider_wan.hooks.wan.video_url_problem`); a refused link is a final error (default: none
+        refused beyond non-http(s) links)
     """
 
     def __init__(
@@ -161,9 +164,11 @@ class ResumableDownload:
         verify_mp4: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        refuse: Callable[[str], str | None] | None = None,
     ) -> None:
         self.session = session
         self.url = url
+        self.refuse = refuse
         self.task_id = task_id
         self.log = log
         self.timeout = timeout
@@ -363,6 +368,13 @@ class ResumableDownload:
             scheme = _scheme(url)
             if scheme not in ("http", "https"):
                 raise self._impossible(f"the link (or a redirect) is not an http(s) URL ({scheme or 'unparsable'})")
+            why = self.refuse(url) if self.refuse is not None else None
+            if why:
+                raise WanFinalError(
+                    f"Refused to fetch the video of DashScope task {self.task_id} from {url_host(url)} (its video_url "
+                    f"or a redirect of it): {why}. Nothing was fetched or kept",
+                    task_id=self.task_id,
+                )
             try:
                 response = self.session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
             except (requests.ConnectionError, requests.Timeout) as exc:

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import requests
 
-from airflow_provider_wan.exceptions import WanResultExpiredError, WanTransferIntegrityError
+from airflow_provider_wan.exceptions import WanFinalError, WanResultExpiredError, WanTransferIntegrityError
 from airflow_provider_wan.hooks.wan import WanHook
 from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
 
@@ -265,3 +265,29 @@ def test_a_body_that_is_no_mp4_is_refused_at_its_first_bytes_not_streamed_to_its
     _fails_clearly(tmp_path / "out", task_id, WanTransferIntegrityError, "not a whole MP4", download_timeout=5.0)
     # the first read showed it: not gigabytes into the store until the deadline
     assert sum(links.sent) < 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("link", "words"),
+    [
+        (f"http://169.254.169.254/latest/meta-data/iam/security-credentials/?Signature={SIGNATURE}", "link-local"),
+        (f"http://10.255.255.1/v.mp4?Signature={SIGNATURE}", "private"),
+    ],
+    ids=["metadata-service", "private-network"],
+)
+def test_a_video_url_into_the_workers_network_is_not_fetched(
+    wan_connection: Any, tmp_path: Path, link: str, words: str
+):
+    # SSRF: a hostile or mixed-up answer naming the cloud's metadata service or a private address was fetched with
+    # the worker's network reach (and what came back would have been stored as the video)
+    task_id = _generate()
+    _answer_with_link(wan_connection, task_id, link)
+    error = _fails_clearly(tmp_path / "out", task_id, WanFinalError, words)
+    assert "Nothing was fetched" in str(error)
+
+
+def test_a_redirect_into_the_workers_network_is_not_followed(wan_connection: Any, links: LinkServer, tmp_path: Path):
+    task_id = _generate()
+    _answer_with_link(wan_connection, task_id, links.redirect_to("http://169.254.169.254/latest/meta-data/"))
+    _fails_clearly(tmp_path / "out", task_id, WanFinalError, "link-local")
+    assert len(links.paths) == 1
