@@ -310,15 +310,7 @@ class WanBaseVideoOperator(BaseOperator):
         # credentials are resolved before anything is sent: no key or an unknown region fails here, for free
         credentials = self.hook.credentials
         self._body = body
-        budget = self.max_cost_usd
-        # NaN compares false to everything: "cost > nan" never holds, so such a budget would let any request through
-        if budget is not None and (
-            isinstance(budget, bool) or not isinstance(budget, int | float) or math.isnan(budget)
-        ):
-            raise WanInvalidInputError(
-                f"max_cost_usd: must be a number of US dollars (None: no limit), got {budget!r}; nothing was "
-                f"submitted for {self.model}"
-            )
+        self._check_run_settings()
         cost = self.estimated_cost_usd(body)
         if cost is None:
             self.log.info("Estimated cost: unknown (no catalogue price for model %s)", self.model)
@@ -343,6 +335,25 @@ class WanBaseVideoOperator(BaseOperator):
         self._wan_task_id = task_id
         context["ti"].xcom_push(key=XCOM_TASK_ID_KEY, value=task_id)
         return self._wait(task_id)
+
+    def _check_run_settings(self) -> None:
+        """
+        The numbers that govern the run, checked before anything is paid for. NaN compares false to everything: a
+        NaN budget let any estimate through, a NaN or infinite ``timeout`` broke the deferral (or the wait) only
+        after the task was created and billed, as did a ``timeout`` of 0 or less (a wait that can only time out).
+        """
+        budget: Any = self.max_cost_usd
+        if budget is not None and not _is_amount(budget):
+            raise WanInvalidInputError(
+                f"max_cost_usd: must be a number of US dollars (None: no limit), got {budget!r}; nothing was "
+                f"submitted for {self.model}"
+            )
+        for name, value in (("timeout", self.timeout), ("poll_interval", self.poll_interval)):
+            if not (_is_amount(value) and 0 < value < math.inf):
+                raise WanInvalidInputError(
+                    f"{name}: must be a finite number of seconds above 0, got {value!r}; nothing was submitted for "
+                    f"{self.model}"
+                )
 
     def _fingerprinted(self, body: dict[str, Any]) -> dict[str, Any]:
         """The body as the fingerprint sees it: local and gs:// files by their content's sha256, not their path."""
@@ -1027,6 +1038,11 @@ class WanVideoOperator(WanBaseVideoOperator):
         if any(mark in self.model for mark in ("kf2v", "s2v", "animate")):
             return IMAGE2VIDEO_ENDPOINT
         return VIDEO_GENERATION_ENDPOINT
+
+
+def _is_amount(value: Any) -> bool:
+    """A real number: an int or float, not a bool, not NaN."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def _media(name: str) -> bool:

@@ -52,7 +52,8 @@ class _TaskInstance:
 def _execute(operator_class: type, simulator: Any, monkeypatch: pytest.MonkeyPatch, **params: Any) -> str:
     """Run the operator as Airflow would up to the create (no wait); return the refusal's text."""
     monkeypatch.setenv("AIRFLOW_CONN_WAN_ATTACKS", simulator.connection_json())
-    operator = operator_class(task_id="attack", wan_conn_id="wan_attacks", wait_for_completion=False, **params)
+    params = {"wait_for_completion": False, **params}
+    operator = operator_class(task_id="attack", wan_conn_id="wan_attacks", **params)
     context = {"task_state_store": _StateStore(), "ti": _TaskInstance()}
     with pytest.raises(WanInvalidInputError) as excinfo:
         operator.execute(context=context)
@@ -305,3 +306,43 @@ def test_wan3_reference_videos_are_held_to_fifteen_seconds_in_all(
     # one of them alone is fine
     operator = WanVideoOperator(task_id="one", model="wan3.0-video", prompt="p", media=media[:1])
     assert operator.build_request()[1]["input"]["media"] == media[:1]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "deferrable"),
+    [
+        ("timeout", float("nan"), True),
+        ("timeout", float("inf"), True),
+        ("timeout", 0, False),
+        ("timeout", -5, True),
+        ("timeout", "3600", False),
+        ("poll_interval", float("nan"), True),
+        ("poll_interval", 0, True),
+    ],
+    ids=[
+        "timeout-nan-deferred",
+        "timeout-inf-deferred",
+        "timeout-0",
+        "timeout-negative",
+        "timeout-text",
+        "poll-nan",
+        "poll-0",
+    ],
+)
+def test_a_wait_that_cannot_work_is_refused_before_the_create(
+    setting: str, value: Any, deferrable: bool, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch
+):
+    # these created (and paid for) the task, then failed: a ValueError/OverflowError building the deferral's
+    # timedelta, or a timeout of "nan s" / "0 s" before the first read
+    message = _execute(
+        WanTextToVideoOperator,
+        wan_simulator,
+        monkeypatch,
+        model="wan2.5-t2v-preview",
+        prompt="p",
+        deferrable=deferrable,
+        wait_for_completion=True,
+        **{setting: value},
+    )
+    assert message.startswith(f"{setting}: must be a finite number of seconds above 0, got "), message
+    assert "wan2.5-t2v-preview" in message, message
