@@ -493,7 +493,7 @@ class WanVideoTransferOperator(BaseOperator):
             except SourceChangedError as changed:
                 if not download.may_restart():
                     raise WanTransferIntegrityError(
-                        f"{changed}; gave up after {download.attempts} requests. Nothing was kept",
+                        f"{changed.message}; gave up after {download.attempts} requests. Nothing was kept",
                         task_id=task.task_id,
                     ) from None
                 # the upload was abandoned with the stale bytes: start both again from byte 0

@@ -433,7 +433,7 @@ class ResumableDownload:
         if status == 206:
             content_range = ContentRange.parse(response.headers.get("Content-Range"))
             if content_range is None or content_range.start != self.received or content_range.end is None:
-                raise self._impossible(f"the server sent the range {response.headers.get('Content-Range')!r}")
+                raise self._impossible(f"the server sent the range {_header_text(response, 'Content-Range')!r}")
             total, skip, end = content_range.total, 0, content_range.end + 1
             if length is not None and length != end - self.received:
                 raise self._impossible("the answer's Content-Length does not match its Content-Range")
@@ -465,8 +465,8 @@ class ResumableDownload:
             if before != after:
                 raise SourceChangedError(
                     f"DashScope task {self.task_id}'s video changed between two requests ({name} "
-                    f"{before or 'absent'} then {after or 'absent'}): the {self.received} bytes received cannot be "
-                    "continued",
+                    f"{clean_text(before, 80) or 'absent'} then {clean_text(after, 80) or 'absent'}): the "
+                    f"{self.received} bytes received cannot be continued",
                     task_id=self.task_id,
                 )
 
@@ -477,6 +477,11 @@ def _scheme(url: str) -> str:
         return urlsplit(url).scheme.lower()
     except ValueError:
         return ""
+
+
+def _header_text(response: requests.Response, name: str) -> str | None:
+    """A header's value fit for our messages: a server may echo the request (and its signed link) in any header."""
+    return clean_text(response.headers.get(name), 80)
 
 
 def _int_header(response: requests.Response, name: str) -> int | None:
