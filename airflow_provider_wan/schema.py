@@ -547,13 +547,23 @@ def validate_unknown_model_request(
         row = _BY_NAME.get(key)
         if row is not None and row.where is Where.PARAMETERS and row.kind is Kind.INT and not _is_int(value):
             problems.append(
-                Problem(key, f"{value!r} is not a whole number for {name}; write it with the ASCII digits 0-9")
+                Problem(key, f"{_shown(value)} is not a whole number for {name}; write it with the ASCII digits 0-9")
             )
     return problems
 
 
 def _digits(value: Any) -> str:
-    return " (written with the ASCII digits 0-9)" if isinstance(value, str) else ""
+    """What a whole number given as something else should be: text of digits, an int rather than a float or bool."""
+    if isinstance(value, str):
+        return " (written with the ASCII digits 0-9)"
+    if isinstance(value, bool | float):
+        return f" (an int, not a {type(value).__name__})"
+    return ""
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: its repr, redacted and cut (a 10 MB text is not echoed whole)."""
+    return _shorten(repr(value), 80)
 
 
 def _is_int(value: Any) -> bool:
@@ -651,20 +661,21 @@ def _check_value(problems: list[Problem], row: Field, value: Any, model: WanMode
             problems.append(Problem(label, "must be a non-empty template name"))
     elif kind is Kind.BOOL:
         if not isinstance(value, bool):
-            problems.append(Problem(label, f"must be true or false, got {value!r}"))
+            problems.append(Problem(label, f"must be true or false, got {_shown(value)}"))
     elif kind is Kind.INT:
         allowed = row.allowed_values(model)
         if allowed:
             if not _is_int(value) or value not in allowed:
                 shown = (_durations(allowed) if label == "duration" else _list(allowed)) + _digits(value)
-                problems.append(Problem(label, f"{value!r} is not allowed for {name}; allowed seconds: {shown}"))
+                problems.append(Problem(label, f"{_shown(value)} is not allowed for {name}; allowed seconds: {shown}"))
         elif row.bounds is not None:
             low, high = int(row.low(model)), int(row.bounds[1])
             if not _is_int(value) or not low <= value <= high:
                 problems.append(
                     Problem(
                         label,
-                        f"{value!r} is out of range for {name}; allowed: an integer in [{low}, {high}]{_digits(value)}",
+                        f"{_shown(value)} is out of range for {name}; allowed: an integer in [{low}, {high}]"
+                        + _digits(value),
                     )
                 )
     elif kind is Kind.NUMBER:
@@ -672,17 +683,23 @@ def _check_value(problems: list[Problem], row: Field, value: Any, model: WanMode
         lowest, highest = row.low(model), row.bounds[1]
         if not _is_number(value) or not lowest <= value <= highest:
             problems.append(
-                Problem(label, f"{value!r} is out of range for {name}; allowed: a number in [{lowest:g}, {highest:g}]")
+                Problem(
+                    label, f"{_shown(value)} is out of range for {name}; allowed: a number in [{lowest:g}, {highest:g}]"
+                )
             )
     elif kind is Kind.CHOICE:
         allowed = row.allowed_values(model)
         if value not in allowed:
             unit = " (width*height)" if label == "size" else ""
-            problems.append(Problem(label, f"{value!r} is not allowed for {name}; allowed: {_list(allowed)}{unit}"))
+            problems.append(
+                Problem(label, f"{_shown(value)} is not allowed for {name}; allowed: {_list(allowed)}{unit}")
+            )
     elif kind is Kind.CHOICES:
         allowed = row.allowed_values(model)
         if not isinstance(value, list) or not all(v in allowed for v in value):
-            problems.append(Problem(label, f"{value!r} is not allowed for {name}; allowed: a list of {_list(allowed)}"))
+            problems.append(
+                Problem(label, f"{_shown(value)} is not allowed for {name}; allowed: a list of {_list(allowed)}")
+            )
     elif kind is Kind.MEDIA:
         assert row.media is not None
         _check_reference(problems, label, value, row.media, name, local_ok)

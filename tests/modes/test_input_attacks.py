@@ -346,3 +346,38 @@ def test_a_wait_that_cannot_work_is_refused_before_the_create(
     )
     assert message.startswith(f"{setting}: must be a finite number of seconds above 0, got "), message
     assert "wan2.5-t2v-preview" in message, message
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        (
+            dict(duration=5.0),
+            "duration: 5.0 is not allowed for wan2.5-t2v-preview; allowed seconds: 5, 10 (an int, not a float)",
+        ),
+        (
+            dict(seed=True),
+            "seed: True is out of range for wan2.5-t2v-preview; allowed: an integer in [0, 2147483647] (an int, not "
+            "a bool)",
+        ),
+        (dict(seed=7.0), "(an int, not a float)"),
+    ],
+    ids=["duration-float", "seed-bool", "seed-float"],
+)
+def test_a_whole_number_of_the_wrong_type_is_named_as_such(
+    params: dict[str, Any], fragment: str, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch
+):
+    # "5.0 is not allowed; allowed seconds: 5, 10" read as a contradiction
+    message = _execute(
+        WanTextToVideoOperator, wan_simulator, monkeypatch, model="wan2.5-t2v-preview", prompt="p", **params
+    )
+    assert fragment in message, message
+
+
+def test_a_huge_value_is_not_echoed_whole(wan_simulator: Any, monkeypatch: pytest.MonkeyPatch):
+    # a template that rendered a whole document into size: the error (and the task log) carried all 1 MB of it
+    message = _execute(
+        WanTextToVideoOperator, wan_simulator, monkeypatch, model="wan2.5-t2v-preview", prompt="p", size="x" * 1_000_000
+    )
+    assert message.startswith("Invalid input for wan2.5-t2v-preview: size: 'xxx"), message[:200]
+    assert len(message) < 1000, len(message)
