@@ -35,7 +35,8 @@ class WanTaskResult(TypedDict):
     video_url: str | None
     orig_prompt: str | None
     actual_prompt: str | None
-    #: DashScope's usage as sent, e.g. ``{"video_count": 1, "video_duration": 5, "video_ratio": "832*480"}``
+    #: DashScope's usage figures, e.g. ``{"video_count": 1, "video_duration": 5, "video_ratio": "832*480"}``: numbers
+    #: as sent, strings cleaned (no signed URL), at most 32 fields, no lists or objects
     usage: dict[str, Any]
     submit_time: str | None
     scheduled_time: str | None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import os
 import random
 import re
@@ -109,6 +110,30 @@ def _text(value: Any) -> str | None:
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
+#: most fields of an answer's ``usage`` kept (DashScope sends a handful: video_count, video_duration, video_ratio...)
+_MAX_USAGE_FIELDS = 32
+
+
+def _usage(value: Any) -> dict[str, Any]:
+    """
+    An answer's ``usage``, fit to go on (XCom, trigger events, the stored object's metadata, lineage): numbers,
+    booleans and nulls as sent, strings cleaned like every server-sent text (a signed URL loses its query), at most
+    :data:`_MAX_USAGE_FIELDS` fields. Lists and objects are no usage figure and are left out.
+    """
+    if not isinstance(value, Mapping):
+        return {}
+    usage: dict[str, Any] = {}
+    for key, item in value.items():
+        name = clean_text(key, 64)
+        if name is None or len(usage) >= _MAX_USAGE_FIELDS:
+            continue
+        if item is None or isinstance(item, bool | int) or (isinstance(item, float) and math.isfinite(item)):
+            usage[name] = item
+        elif isinstance(item, str):
+            usage[name] = clean_text(item, 200) or ""
+    return usage
+
+
 @dataclass(frozen=True)
 class WanTask:
     """A DashScope task as ``GET /tasks/{task_id}`` reports it."""
@@ -150,7 +175,7 @@ class WanTask:
             video_url=video_url if isinstance(video_url, str) and video_url else None,
             orig_prompt=_text(output.get("orig_prompt")),
             actual_prompt=_text(output.get("actual_prompt")),
-            usage=dict(usage) if isinstance(usage, Mapping) else {},
+            usage=_usage(usage),
             submit_time=clean_text(output.get("submit_time"), 40),
             scheduled_time=clean_text(output.get("scheduled_time"), 40),
             end_time=clean_text(output.get("end_time"), 40),

@@ -242,3 +242,38 @@ async def test_a_retry_after_date_is_waited_out(monkeypatch, transport):
             await client.get_task("4f1d2c3b-aaaa-bbbb")
     first, second = server.times
     assert second - first >= 1.5, f"resent {second - first:.2f} s after a 429 that asked for 2-3 s"
+
+
+# --- what an answer's usage may carry on ---------------------------------------------------------------------------
+SIGNED = "https://bucket.oss-ap-southeast-1.aliyuncs.com/v.mp4?Expires=1&OSSAccessKeyId=LTAIx&Signature=c2lnbmVk"
+
+
+def test_usage_carries_no_signed_url_and_no_bulk_into_the_result(wan_conn, wan_simulator):
+    # usage went on verbatim: into XCom (the operators' and the sensor's result), the trigger's event, the stored
+    # object's metadata and OpenLineage. A signed URL in it was a readable link for anyone seeing those; a megabyte
+    # of nested JSON went into the metadata DB
+    import requests
+
+    hook = WanHook(retry_policy=FAST)
+    task_id = hook.wait_for_task(_create_task(), poll_interval=0.1, timeout=30).task_id
+    answer = requests.get(
+        f"{wan_simulator.base_url}/tasks/{task_id}",
+        headers={"Authorization": f"Bearer {wan_simulator.api_key}"},
+        timeout=10,
+    ).json()
+    answer["usage"] = {
+        **answer["usage"],
+        "note": f"see {SIGNED}",
+        "links": [SIGNED] * 1000,
+        "deep": {"a": {"b": SIGNED}},
+        **{f"k{i}": i for i in range(100)},
+    }
+    wan_simulator.inject_fault("answer", route="get_task", status=200, body=answer)
+    result = hook.get_task(task_id).to_result()
+    hook.close()
+    text = json.dumps(result)
+    assert "Signature" not in text
+    assert "LTAIx" not in text
+    assert len(text) < 8 * 1024
+    assert result["usage"]["video_duration"] == answer["usage"]["video_duration"]
+    assert result["usage"]["note"].startswith("see https://bucket.oss-ap-southeast-1.aliyuncs.com/v.mp4")
