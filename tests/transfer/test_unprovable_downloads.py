@@ -241,6 +241,9 @@ def test_a_missing_bucket_is_a_final_error_naming_it(wan_connection: Any, gcs_em
         ({"extra_metadata": {"notes": "x" * 9000}}, "extra_metadata"),
         ({"object_name": "a\nb.mp4"}, "object_name"),
         ({"object_name": "v/" + "é" * 600}, "object_name"),
+        # a name ending with '/' names a folder: an empty file name, the console's folder marker
+        ({"object_name": "videos/"}, "object_name: 'videos/' ends with '/'"),
+        ({"object_name": "wan/{wan_task_id}/"}, "object_name: 'wan/3f1c0a4e-.*/' ends with '/'"),
     ],
 )
 def test_parameters_are_checked_before_dashscope_is_asked(

@@ -105,6 +105,11 @@ class Sink(ABC):
             raise WanInvalidInputError(
                 f"{parameter}: {key!r} is not a valid object name (1-1024 UTF-8 bytes, no line breaks)"
             )
+        if key.endswith("/"):
+            raise WanInvalidInputError(
+                f"{parameter}: {key!r} ends with '/': it names a folder (stores show such an object as one), not a "
+                "video; end it with the file name, e.g. {wan_task_id}.mp4"
+            )
         if any(segment in (".", "..") for segment in key.split("/")):
             # HTTP clients resolve them (requests turns /container/a/../../b into /b: another container), GCS
             # refuses them, consoles and sync tools show another path: the object would not be where it is named

@@ -46,8 +46,6 @@ class LocalSink(Sink):
 
     def check_key(self, key: str, parameter: str = "object_name") -> None:
         super().check_key(key, parameter)
-        if key.endswith("/") or ".." in Path(key).parts:
-            raise WanInvalidInputError(f"{parameter}: {key!r} is not a file path (no trailing / nor ..)")
         *folders, name = key.split("/")
         # the file's temporary twin (.<name>.wan-partial-<32 hex>) must fit the filesystem's 255 bytes too: a longer
         # name would fail on the first downloaded byte
