@@ -176,6 +176,13 @@ class WanModel:
     prompt_required: bool = False
     #: VACE: ``input.function`` -> the inputs it requires
     functions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: VACE, per function: most ``ref_images_url`` (where fewer than the field's 1-3), the ``control_condition``
+    #: values it takes (where fewer than the field's four), what it needs once a ``video_url`` is given
+    function_max_ref_images: Mapping[str, int] = field(default_factory=dict)
+    function_control_conditions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    function_needs_with_video: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: VACE: most reference images ``obj_or_bg`` may mark as background
+    max_background_images: int | None = None
     #: animate: ``parameters.mode`` values; video editing: ``parameters.audio_setting`` values
     modes: tuple[str, ...] = ()
     audio_settings: tuple[str, ...] = ()
@@ -581,6 +588,10 @@ _CATALOGUE: tuple[WanModel, ...] = (
             "video_extension": (),
             "video_outpainting": ("video_url",),
         },
+        function_max_ref_images={"video_repainting": 1},
+        function_control_conditions={"video_edit": ("posebodyface", "depth")},
+        function_needs_with_video={"video_extension": ("control_condition",)},
+        max_background_images=1,
         price_source="no price found; set one, see the cost docs",
         usage_style=UsageStyle.STANDARD_RATIO,
         aliases=("wanx2.1-vace-plus",),

@@ -931,9 +931,32 @@ def _vace_function(problems: list[Problem], model: WanModel, input_: Mapping[str
     if function is None:
         problems.append(Problem("function", f"is required by {model.name}; one of {_list(model.functions)}"))
         return
-    for needed in model.functions.get(function, ()):
+    if not isinstance(function, str) or function not in model.functions:
+        return  # the field's own check names it (a list or dict here would be no key to look up)
+    name = f"{model.name} function {function}"
+    for needed in model.functions[function]:
         if input_.get(needed) is None and parameters.get(needed) is None:
-            problems.append(Problem(needed, f"is required by {model.name} function {function}"))
+            problems.append(Problem(needed, f"is required by {name}"))
+    if input_.get("video_url") is not None:
+        for needed in model.function_needs_with_video.get(function, ()):
+            if input_.get(needed) is None and parameters.get(needed) is None:
+                problems.append(Problem(needed, f"is required by {name} when a video_url is given"))
+    references, most = input_.get("ref_images_url"), model.function_max_ref_images.get(function)
+    if most is not None and isinstance(references, list) and len(references) > most:
+        problems.append(Problem("ref_images_url", f"{len(references)} reference images; {name} takes at most {most}"))
+    condition, conditions = parameters.get("control_condition"), model.function_control_conditions.get(function)
+    if conditions and condition is not None and condition not in conditions:
+        problems.append(
+            Problem("control_condition", f"{_shown(condition)} is not allowed for {name}; allowed: {_list(conditions)}")
+        )
+    marks = parameters.get("obj_or_bg")
+    backgrounds = marks.count("bg") if isinstance(marks, list) else 0
+    if model.max_background_images is not None and backgrounds > model.max_background_images:
+        problems.append(
+            Problem(
+                "obj_or_bg", f"{backgrounds} images marked bg; {model.name} takes at most {model.max_background_images}"
+            )
+        )
     if function == "video_edit" and input_.get("mask_image_url") and input_.get("mask_video_url"):
         problems.append(Problem("mask_video_url", "give mask_image_url or mask_video_url, not both"))
     if function == "video_extension" and not any(

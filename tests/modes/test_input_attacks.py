@@ -381,3 +381,48 @@ def test_a_huge_value_is_not_echoed_whole(wan_simulator: Any, monkeypatch: pytes
     )
     assert message.startswith("Invalid input for wan2.5-t2v-preview: size: 'xxx"), message[:200]
     assert len(message) < 1000, len(message)
+
+
+_V, _I = "https://example.com/a.mp4", "https://example.com/a.png"
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        (
+            dict(function="image_reference", ref_images_url=[_I, _I], parameters={"obj_or_bg": ["bg", "bg"]}),
+            "obj_or_bg: 2 images marked bg; wan2.1-vace-plus takes at most 1",
+        ),
+        (
+            dict(function="video_repainting", video_url=_V, ref_images_url=[_I, _I], control_condition="depth"),
+            "ref_images_url: 2 reference images; wan2.1-vace-plus function video_repainting takes at most 1",
+        ),
+        (
+            dict(function="video_edit", video_url=_V, mask_image_url=_I, control_condition="scribble"),
+            "control_condition: 'scribble' is not allowed for wan2.1-vace-plus function video_edit; allowed: "
+            "posebodyface, depth",
+        ),
+        (
+            dict(function="video_extension", video_url=_V, first_clip_url=_V),
+            "control_condition: is required by wan2.1-vace-plus function video_extension when a video_url is given",
+        ),
+        (
+            dict(function=["image_reference"], ref_images_url=[_I]),
+            "function: ['image_reference'] is not allowed for wan2.1-vace-plus; allowed: image_reference",
+        ),
+    ],
+    ids=[
+        "two-backgrounds",
+        "repainting-two-references",
+        "edit-scribble",
+        "extension-video-no-control",
+        "function-list",
+    ],
+)
+def test_vace_function_rules_of_the_guide_are_kept(
+    params: dict[str, Any], fragment: str, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch
+):
+    # the VACE guide's per-function rules: these went to DashScope in a paid create (a function given as a list
+    # raised "TypeError: unhashable type: 'list'")
+    message = _execute(WanVaceOperator, wan_simulator, monkeypatch, model="wan2.1-vace-plus", prompt="p", **params)
+    assert fragment in message, message
