@@ -81,3 +81,20 @@ def test_impersonation_elsewhere_is_refused_by_name(uri: str) -> None:
     )
     with pytest.raises(WanInvalidInputError, match=r"^impersonation_chain: only gs:// destinations .*conn_id"):
         operator.destination("t-1")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        # an Azure SAS URL or a presigned S3 URL is how some teams name a place to write: not a destination here
+        "https://account.blob.core.windows.net/videos/v.mp4?sv=2024-05-04&sp=cw&sig=c2FzLXNpZ25hdHVyZQ%3D",
+        "https://b.s3.amazonaws.com/v.mp4?X-Amz-Credential=AKIAX&X-Amz-Signature=c2FzLXNpZ25hdHVyZQ",
+        "abfs://videos@account.dfs.core.windows.net/v.mp4?sig=c2FzLXNpZ25hdHVyZQ",
+    ],
+    ids=["azure-sas", "s3-presigned", "abfs-with-sas"],
+)
+def test_a_refused_destination_never_shows_its_signature(uri: str) -> None:
+    with pytest.raises(WanInvalidInputError, match=r"^destination: ") as caught:
+        Destination.parse(uri)
+    assert "c2FzLXNpZ25hdHVyZQ" not in str(caught.value)
+    assert "account" in str(caught.value) or "s3.amazonaws.com" in str(caught.value)  # still says which one

@@ -29,6 +29,7 @@ from typing import ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
 from airflow_provider_wan.exceptions import WanInvalidInputError
+from airflow_provider_wan.redact import redact_text
 
 __all__ = ["Destination", "Sink", "Stored", "Upload", "b64", "sink_for"]
 
@@ -179,11 +180,13 @@ class Destination:
     @classmethod
     def parse(cls, uri: str, conn_id: str | None = None) -> Destination:
         text = str(uri or "").strip()
+        # as errors show it: a refused URI may be a signed one (an Azure SAS URL, a presigned S3 URL)
+        shown = repr(redact_text(text))
         if "?" in text or "#" in text:
             # a URI's query and fragment are cut from its path: 'wan/what?.mp4' would become the object 'wan/what'
             # (and 'wan/#{wan_task_id}.mp4' one key, 'wan/', for every task)
             raise WanInvalidInputError(
-                f"destination: {uri!r} has a '?' or '#', which would end the object name there; object names of "
+                f"destination: {shown} has a '?' or '#', which would end the object name there; object names of "
                 "this operator cannot hold them"
             )
         parts = urlsplit(text)
@@ -193,12 +196,12 @@ class Destination:
             # file://relative/x.mp4 would silently drop "relative": only file:///abs/path (or localhost)
             if not path.startswith("/") or parts.netloc not in ("", "localhost"):
                 raise WanInvalidInputError(
-                    f"destination: {uri!r}: a file:// destination needs an absolute path (file:///data/videos/...)"
+                    f"destination: {shown}: a file:// destination needs an absolute path (file:///data/videos/...)"
                 )
             return cls("file", conn_id, "/", path.lstrip("/"))
         if scheme not in _SINKS:
             raise WanInvalidInputError(
-                f"destination: {uri!r} is not a supported destination; use gs://, s3://, abfs:// (az://, wasbs://), "
+                f"destination: {shown} is not a supported destination; use gs://, s3://, abfs:// (az://, wasbs://), "
                 "or file:// followed by the bucket (container, folder) and the object name"
             )
         user, _, host = parts.netloc.rpartition("@")
@@ -207,7 +210,7 @@ class Destination:
             # Azure style: abfs://container@account.dfs.core.windows.net/key: the container comes before the @
             container, user = user, ""
         if not container:
-            raise WanInvalidInputError(f"destination: {uri!r} names no bucket (container)")
+            raise WanInvalidInputError(f"destination: {shown} names no bucket (container)")
         return cls(scheme, conn_id or (user or None), container, parts.path.lstrip("/"))
 
 
