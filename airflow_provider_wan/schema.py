@@ -470,16 +470,23 @@ def parse_int(value: Any) -> Any:
 _ASCII_NUMBER = re.compile(r"\s*-?[0-9]+(?:\.[0-9]+)?\s*", re.ASCII)
 
 
+#: a bool as a template renders it: Jinja writes Python's True as "True"; JSON's spelling is taken too
+_BOOLS = {"True": True, "true": True, "False": False, "false": False}
+
+
 def parse_value(row: Field, value: Any) -> Any:
     """
-    A templated value of a number field as a number: Jinja renders ``{{ params.duration }}`` as the text "5", so
-    an int field's text of ASCII digits becomes an int (:func:`parse_int`), a number field's decimal text a float.
-    Anything else is returned unchanged, for the validator to refuse by name.
+    A templated value of a number or true/false field as what it says: Jinja renders ``{{ params.duration }}`` as
+    the text "5", so an int field's text of ASCII digits becomes an int (:func:`parse_int`), a number field's
+    decimal text a float, a true/false field's "True"/"true" (or "False"/"false") a bool. Anything else is returned
+    unchanged, for the validator to refuse by name.
     """
     if row.kind is Kind.INT:
         return parse_int(value)
     if row.kind is Kind.NUMBER and isinstance(value, str) and _ASCII_NUMBER.fullmatch(value):
         return float(value)
+    if row.kind is Kind.BOOL and isinstance(value, str) and value.strip() in _BOOLS:
+        return _BOOLS[value.strip()]
     return value
 
 
@@ -657,7 +664,7 @@ def _check_value(problems: list[Problem], row: Field, value: Any, model: WanMode
                     truncation=True,
                 )
             )
-        elif label == "template" and not value:
+        elif label == "template" and not value.strip():
             problems.append(Problem(label, "must be a non-empty template name"))
     elif kind is Kind.BOOL:
         if not isinstance(value, bool):

@@ -195,8 +195,10 @@ def test_a_templated_number_in_parameters_is_refused_for_its_value(
             ),
             0.5,
         ),
+        (WanTextToVideoOperator, dict(model="wan2.5-t2v-preview", prompt="p", parameters={"watermark": "True"}), True),
+        (WanTextToVideoOperator, dict(model="wan2.5-t2v-preview", prompt="p", parameters={"audio": "false"}), False),
     ],
-    ids=["duration", "seed", "strength"],
+    ids=["duration", "seed", "strength", "watermark-True", "audio-false"],
 )
 def test_a_templated_number_in_parameters_is_sent_as_a_number(
     operator_class: type, params: dict[str, Any], expected: Any
@@ -426,3 +428,17 @@ def test_vace_function_rules_of_the_guide_are_kept(
     # raised "TypeError: unhashable type: 'list'")
     message = _execute(WanVaceOperator, wan_simulator, monkeypatch, model="wan2.1-vace-plus", prompt="p", **params)
     assert fragment in message, message
+
+
+def test_a_blank_template_name_is_refused(wan_simulator: Any, monkeypatch: pytest.MonkeyPatch):
+    # "" was refused, "  " (a template rendering to blanks) went to DashScope in a paid create
+    message = _execute(
+        WanImageToVideoOperator,
+        wan_simulator,
+        monkeypatch,
+        model="wan2.1-i2v-turbo",
+        img_url="https://example.com/a.png",
+        template="  ",
+    )
+    assert "template: must be a non-empty template name" in message, message
+    assert "wan2.1-i2v-turbo" in message, message
