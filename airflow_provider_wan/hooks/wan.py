@@ -388,10 +388,18 @@ def credentials_from_connection(conn: Connection | None) -> Credentials:
         region = _extra_text(extra, "region", source)
         base_url = _extra_text(extra, "base_url", source) or conn.host or None
         workspace_id = _extra_text(extra, "workspace_id", source)
+    # a key pasted from a file or a secret store often ends in a line break: no key has whitespace at its ends, and
+    # sent as is it made the HTTP client refuse the header, which read as a create that may have been billed
+    api_key = api_key.strip()
     if not api_key:
         raise WanInvalidInputError(
             f"No DashScope API key: set the password of the {source} "
             f"(or, without a connection, the {API_KEY_ENV} environment variable)"
+        )
+    if any(c.isspace() or not c.isprintable() for c in api_key):
+        raise WanInvalidInputError(
+            f"The DashScope API key of the {source} contains whitespace or control characters; "
+            "a key is one word (sk-...). Nothing was sent."
         )
     url, region_name = resolve_base_url(region, base_url, workspace_id)
     _mask(api_key)

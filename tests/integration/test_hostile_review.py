@@ -277,3 +277,32 @@ def test_usage_carries_no_signed_url_and_no_bulk_into_the_result(wan_conn, wan_s
     assert len(text) < 8 * 1024
     assert result["usage"]["video_duration"] == answer["usage"]["video_duration"]
     assert result["usage"]["note"].startswith("see https://bucket.oss-ap-southeast-1.aliyuncs.com/v.mp4")
+
+
+# --- an API key as pasted -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_a_key_ending_in_a_line_break_creates_one_task(monkeypatch, wan_simulator, ending):
+    # the HTTP client refused the header with the line break, and that read as "the create may have been created
+    # and billed" (WanCreateOutcomeUnknownError), final, for a request that never left the machine
+    _connect(monkeypatch, wan_simulator.base_url, key=wan_simulator.api_key + ending)
+    hook = WanHook(retry_policy=FAST)
+    assert hook.create_task(ENDPOINT, BODY).task_id
+    hook.close()
+    assert wan_simulator.stats()["tasks_created"] == 1
+
+
+@pytest.mark.usefixtures("close_wan_sessions")
+@pytest.mark.parametrize("transport", ["sync", "async"])
+async def test_a_key_with_a_line_break_inside_is_refused_before_any_request(monkeypatch, wan_simulator, transport):
+    _connect(monkeypatch, wan_simulator.base_url, key="sk-wan\r\nX-Injected: 1")
+
+    async def call() -> None:
+        if transport == "sync":
+            WanHook(retry_policy=FAST).create_task(ENDPOINT, BODY)
+        else:
+            await (await WanAsyncClient.for_connection("wan_default", retry_policy=FAST)).get_task("4f1d2c3b-aaaa")
+
+    with pytest.raises(WanInvalidInputError, match=r"API key .* whitespace or control characters") as raised:
+        await call()
+    assert "X-Injected" not in str(raised.value)
+    assert wan_simulator.stats()["requests"] == {}
