@@ -512,18 +512,26 @@ def text_problem(value: str) -> str | None:
 
 def validate_texts(name: str, input_: Mapping[str, Any]) -> list[Problem]:
     """
-    The table's texts (prompt, negative prompt, ...) must be plain text: see :func:`text_problem`.
+    The table's texts (prompt, negative prompt, ...) and the media items' (``reference_description``) must be plain
+    text: see :func:`text_problem`.
 
     The operators' rule, not DashScope's (it takes and bills such a prompt, then the text breaks what reads the task
     afterwards): the simulator, which answers as DashScope does, does not apply it.
     """
-    problems = []
+    texts: list[tuple[str, Any]] = []
     for key, value in input_.items():
         row = _BY_NAME.get(key)
-        if row is not None and row.kind is Kind.TEXT and isinstance(value, str):
-            problem = text_problem(value)
-            if problem is not None:
-                problems.append(Problem(key, f"{problem}; {name} takes plain text"))
+        if row is not None and row.kind is Kind.TEXT:
+            texts.append((key, value))
+        elif row is not None and row.kind is Kind.MEDIA_ITEMS and isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    texts.extend((f"media[{index}].{text}", item.get(text)) for text in MEDIA_ITEM_TEXTS)
+    problems = []
+    for label, text in texts:
+        problem = text_problem(text) if isinstance(text, str) else None
+        if problem is not None:
+            problems.append(Problem(label, f"{problem}; {name} takes plain text"))
     return problems
 
 

@@ -442,3 +442,11 @@ def test_a_blank_template_name_is_refused(wan_simulator: Any, monkeypatch: pytes
     )
     assert "template: must be a non-empty template name" in message, message
     assert "wan2.1-i2v-turbo" in message, message
+
+
+def test_a_reference_description_is_held_to_plain_text(wan_simulator: Any, monkeypatch: pytest.MonkeyPatch):
+    # the prompt's rule (no NUL, no unpaired surrogate) did not reach the media items' own text
+    media = [{"type": "reference_image", "url": _I, "reference_description": "the red\x00 car"}]
+    message = _execute(WanVideoOperator, wan_simulator, monkeypatch, model="wan3.0-video", prompt="p", media=media)
+    assert "media[0].reference_description: holds the control character U+0000 at character 7" in message, message
+    assert "wan3.0-video takes plain text" in message, message
