@@ -317,12 +317,7 @@ class ResumableDownload:
             if self.validators and (self.validators[0] or self.validators[1]):
                 etag, modified = self.validators
                 headers["If-Range"] = etag if etag and not etag.startswith("W/") else (modified or etag or "")
-        timeout = self.timeout
-        if self._ends_at is not None:
-            # never wait for one read longer than the time left
-            left = max(self._ends_at - self._clock(), 0.1)
-            timeout = (min(timeout[0], left), min(timeout[1], left))
-        response = self._get(headers, timeout)
+        response = self._get(headers)
         with response:
             plan = self._check(response)
             if plan is None:
@@ -356,7 +351,14 @@ class ResumableDownload:
         if self.received < self.total:
             raise _Dropped(f"the answer ended after byte {self.received} of {self.total}")
 
-    def _get(self, headers: dict[str, str], timeout: tuple[float, float]) -> requests.Response:
+    def _request_timeout(self) -> tuple[float, float]:
+        """``(connect, read)`` seconds of the next request: never longer than the time left before the deadline."""
+        if self._ends_at is None:
+            return self.timeout
+        left = max(self._ends_at - self._clock(), 0.1)
+        return min(self.timeout[0], left), min(self.timeout[1], left)
+
+    def _get(self, headers: dict[str, str]) -> requests.Response:
         """
         The answer of the link, redirects followed here (at most :data:`MAX_REDIRECTS`, http(s) only, never from
         https down to plain http): ``requests`` would follow 30, and its errors about a link quote the link.
@@ -364,7 +366,10 @@ class ResumableDownload:
         import requests
 
         url = self.url
-        for _ in range(MAX_REDIRECTS + 1):
+        for hop in range(MAX_REDIRECTS + 1):
+            if hop:
+                self._check_deadline()  # slow hops count against the download's wall-clock total too
+            timeout = self._request_timeout()
             scheme = _scheme(url)
             if scheme not in ("http", "https"):
                 raise self._impossible(f"the link (or a redirect) is not an http(s) URL ({scheme or 'unparsable'})")

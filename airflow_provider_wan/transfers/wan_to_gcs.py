@@ -103,8 +103,8 @@ class WanVideoToGCSOperator(WanVideoTransferOperator):
         ``wan_video_to_gcs``); None adds none
     :param max_download_attempts: HTTP requests for the video in all, resumptions included (default 5)
     :param download_retry_delay: seconds before the first resumption, doubled each time, at most 30 (default 1.0)
-    :param download_timeout: seconds the whole download may take, wall clock, resumptions included (default 3600;
-        None: no limit); a server sending a trickle of bytes cannot hold the worker longer
+    :param download_timeout: seconds the whole download may take, wall clock, resumptions and redirects included
+        (default 3600; None: no limit); a server sending a trickle of bytes cannot hold the worker longer
     :param progress_interval: seconds between two progress lines in the log (default 5.0)
     """
 

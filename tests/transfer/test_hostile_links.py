@@ -15,6 +15,7 @@ import ipaddress
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -55,7 +56,10 @@ class LinkServer:
                 if self.path.startswith("/echo"):
                     self._echo()
                     return
-                if self.path.startswith("/loop"):
+                if self.path.startswith("/slowloop"):
+                    time.sleep(1.5)  # each hop well inside the per-read timeout
+                    location = f"/slowloop?n={len(paths)}&Signature={SIGNATURE}"
+                elif self.path.startswith("/loop"):
                     location = f"/loop?n={len(paths)}&Signature={SIGNATURE}"
                 else:
                     location = parse_qs(urlsplit(self.path).query)["u"][0]
@@ -330,3 +334,14 @@ def test_header_values_the_link_echoes_never_reach_the_error_nor_the_log(
     if path == "/echo-etag":
         assert "starting the copy again from byte 0" in out + err
     assert SIGNATURE not in out + err
+
+
+def test_slow_redirects_do_not_hold_the_worker_past_download_timeout(
+    wan_connection: Any, links: LinkServer, tmp_path: Path
+):
+    task_id = _generate()
+    _answer_with_link(wan_connection, task_id, f"{links.url}/slowloop?Signature={SIGNATURE}")
+    started = time.monotonic()
+    _fails_clearly(tmp_path / "out", task_id, WanTransferIntegrityError, "within 2 s", download_timeout=2.0)
+    # a wall-clock total: not six hops of 1.5 s each
+    assert time.monotonic() - started < 5.0
