@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +182,18 @@ def _read_capped(response: requests.Response) -> tuple[bytes, bool]:
     return b"".join(chunks), False
 
 
+def _first_values(response: requests.Response) -> Mapping[str, str]:
+    """
+    The answer's headers, each as its first line says: what aiohttp's ``headers.get()`` gives the triggerer's
+    transport. ``requests`` joins repeated lines with ", " ("2, 2"; two HTTP-dates hold commas themselves), which
+    no Retry-After reader can take apart.
+    """
+    raw = getattr(response.raw, "headers", None)
+    if raw is None or not hasattr(raw, "getlist"):
+        return response.headers
+    return requests.structures.CaseInsensitiveDict({name: raw.getlist(name)[0] for name in raw})
+
+
 def exchange(
     session: requests.Session,
     call: ApiCall,
@@ -215,6 +227,7 @@ def exchange(
                 stream=True,
             )
             try:
+                headers = _first_values(response)
                 body, truncated = _read_capped(response)
             finally:
                 response.close()
@@ -226,4 +239,4 @@ def exchange(
     if fault is not None:
         # a per-read timeout: no byte for read_timeout seconds
         return classify_transport(call, fault, credentials, seconds=min(read_timeout, seconds))
-    return classify_answer(call, response.status_code, response.headers, body, credentials, truncated=truncated)
+    return classify_answer(call, response.status_code, headers, body, credentials, truncated=truncated)
