@@ -46,6 +46,10 @@ class PartProxy(ThreadingHTTPServer):
         self.hold_until = 0
         self.opened = threading.Event()
         self.refuse_part: int | None = None
+        #: refuse what makes the object: CompleteMultipartUpload, or the one PutObject of a small video
+        self.refuse_finish = False
+        #: before passing on the copy onto itself, put these bytes at its key (another writer, meanwhile)
+        self.overwrite_before_copy: bytes | None = None
         self.lock = threading.Lock()
         self.in_flight = 0
         self.most_in_flight = 0
@@ -79,8 +83,28 @@ class _Forward(BaseHTTPRequestHandler):
                 if proxy.in_flight >= proxy.hold_until:
                     proxy.opened.set()
             proxy.opened.wait(10)
+        finishing = (self.command == "POST" and "uploadId" in query) or (
+            self.command == "PUT" and part is None and "x-amz-copy-source" not in self.headers
+        )
+        copying = self.command == "PUT" and "x-amz-copy-source" in self.headers
         try:
-            if part is not None and part == proxy.refuse_part:
+            if copying and proxy.overwrite_before_copy is not None:
+                writer = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                try:
+                    writer.request("PUT", urlsplit(self.path).path, body=proxy.overwrite_before_copy)
+                    writer.getresponse().read()
+                finally:
+                    writer.close()
+            if copying and not _source_matches(proxy, self.path, self.headers.get("x-amz-copy-source-if-match")):
+                # S3 keeps a copy's ETag condition; moto ignores it, so the proxy keeps it for moto
+                error = b"<Error><Code>PreconditionFailed</Code><Message>a pre-condition did not hold</Message></Error>"
+                self.send_response(412)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
+            if (part is not None and part == proxy.refuse_part) or (finishing and proxy.refuse_finish):
                 error = b"<Error><Code>BadDigest</Code><Message>refused by the test proxy</Message></Error>"
                 self.send_response(400)
                 self.send_header("Content-Type", "application/xml")
@@ -114,6 +138,20 @@ class _Forward(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
 
 
+def _source_matches(proxy: PartProxy, path: str, condition: str | None) -> bool:
+    """Whether the object a copy reads (its own key here) still has the ETag the copy's condition names."""
+    if condition is None:
+        return True
+    upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+    try:
+        upstream.request("HEAD", urlsplit(path).path)
+        answer = upstream.getresponse()
+        answer.read()
+        return answer.getheader("ETag", "").strip('"') == condition.strip('"')
+    finally:
+        upstream.close()
+
+
 @pytest.fixture
 def proxy(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[PartProxy]:
     server = PartProxy(moto_s3.url)
@@ -138,7 +176,7 @@ def _generate(size: int) -> tuple[str, bytes]:
     return task.task_id, response.content
 
 
-def _store(task_id: str) -> dict[str, Any]:
+def _store(task_id: str, *, overwrite: bool = False) -> dict[str, Any]:
     operator = WanVideoToStorageOperator(
         task_id="store",
         wan_task_id=task_id,
@@ -146,6 +184,7 @@ def _store(task_id: str) -> dict[str, Any]:
         destination=f"s3://{BUCKET}/wan/{{wan_task_id}}.mp4",
         part_size=5 * MiB,
         write_sidecar=False,
+        overwrite=overwrite,
     )
     result: dict[str, Any] = operator.execute({})
     return result
@@ -196,3 +235,35 @@ def test_every_part_but_the_last_is_exactly_the_part_size_whatever_the_reads(pro
     assert proxy.part_sizes == {1: 5 * MiB, 2: 5 * MiB, 3: 5 * MiB, 4: 5 * MiB, 5: 5 * MiB, 6: 1 * MiB}
     assert stored.size == len(data)
     assert moto_s3.client.get_object(Bucket=BUCKET, Key="wan/odd-reads.mp4")["Body"].read() == data
+
+
+@pytest.mark.parametrize(("size", "what"), [(26 * MiB, "the completion"), (1 * MiB, "the upload")])
+def test_a_refused_finish_keeps_what_was_at_the_key_and_drops_the_parts(
+    proxy: PartProxy, moto_s3: MotoS3, wan_connection: Any, size: int, what: str
+) -> None:
+    # overwrite=True is to replace another object; S3 refuses the CompleteMultipartUpload (or the one PutObject):
+    # nothing new was made, so the object there stays, and the multipart upload's parts are not left to be billed
+    wan_connection.configure(payload_bytes=size)
+    task_id, _ = _generate(size)
+    key = f"wan/{task_id}.mp4"
+    moto_s3.client.put_object(Bucket=BUCKET, Key=key, Body=b"an earlier object, not ours")
+    proxy.refuse_finish = True
+    with pytest.raises(WanRetryableError, match=rf"S3 answered HTTP 400 to {what} s3://{BUCKET}/{key}") as caught:
+        _store(task_id, overwrite=True)
+    assert "refused by the test proxy" not in str(caught.value)  # our words, not the store's
+    assert moto_s3.client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"an earlier object, not ours"
+    assert moto_s3.client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_an_object_another_writer_put_there_before_the_metadata_copy_is_theirs(
+    proxy: PartProxy, moto_s3: MotoS3, wan_connection: Any
+) -> None:
+    # between the completion and the copy onto itself that records the verified MD5, another writer replaces the
+    # object: the copy's ETag condition fails, and the transfer must not delete what the other writer put there
+    wan_connection.configure(payload_bytes=26 * MiB)
+    task_id, _ = _generate(26 * MiB)
+    key = f"wan/{task_id}.mp4"
+    proxy.overwrite_before_copy = b"another writer's object"
+    with pytest.raises(WanRetryableError, match=r"S3 answered HTTP 412 to the recording of the verified size"):
+        _store(task_id)
+    assert moto_s3.client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"another writer's object"

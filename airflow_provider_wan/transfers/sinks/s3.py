@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import quote
@@ -174,7 +174,10 @@ class _S3Upload(Upload):
         #: (part number, future of (ETag, MD5 digest)), in part order
         self.sent: list[tuple[int, Future[tuple[str, bytes]]]] = []
         self.pool: ThreadPoolExecutor | None = None
+        #: S3 said it made an object at the key for this upload (PutObject or CompleteMultipartUpload answered)
         self.committed = False
+        #: the ETags of the objects this upload made: :meth:`abort` deletes only one of them
+        self.made: set[str] = set()
 
     @property
     def client(self) -> Any:
@@ -272,14 +275,16 @@ class _S3Upload(Upload):
         if self.upload_id is None:
             # one part: a single PutObject, visible now, with its MD5 checked by S3 and the final metadata
             data = self._take()
-            self.committed = True
-            answer = self.client.put_object(
-                Bucket=self.sink.container,
-                Key=self.key,
-                Body=data,
-                ContentType=VIDEO_CONTENT_TYPE,
-                ContentMD5=base64.b64encode(md5).decode(),
-                Metadata=self.sink.encode_metadata(recorded),
+            answer = self._finishing(
+                "the upload",
+                lambda: self.client.put_object(
+                    Bucket=self.sink.container,
+                    Key=self.key,
+                    Body=data,
+                    ContentType=VIDEO_CONTENT_TYPE,
+                    ContentMD5=base64.b64encode(md5).decode(),
+                    Metadata=self.sink.encode_metadata(recorded),
+                ),
             )
             expected = md5.hex()
         else:
@@ -287,12 +292,15 @@ class _S3Upload(Upload):
                 self._send_part(self._take())
             parts = self._finish_parts()
             self._stop_pool()
-            self.committed = True
-            answer = self.client.complete_multipart_upload(
-                Bucket=self.sink.container,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag, _ in parts]},
+            upload_id = self.upload_id
+            answer = self._finishing(
+                "the completion",
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.sink.container,
+                    Key=self.key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag, _ in parts]},
+                ),
             )
             expected = f"{hashlib.md5(b''.join(digest for _, _, digest in parts)).hexdigest()}-{len(parts)}"
         etag = str(answer.get("ETag", "")).strip('"')
@@ -300,19 +308,46 @@ class _S3Upload(Upload):
             raise WanTransferIntegrityError(f"{uri} did not verify (ETag {etag} != {expected}) and was deleted")
         if self.upload_id is not None:
             # record the verified size and MD5: a server-side copy onto itself, only if nobody replaced it meanwhile
-            self.client.copy_object(
-                Bucket=self.sink.container,
-                Key=self.key,
-                CopySource={"Bucket": self.sink.container, "Key": self.key},
-                CopySourceIfMatch=f'"{etag}"',
-                MetadataDirective="REPLACE",
-                ContentType=VIDEO_CONTENT_TYPE,
-                Metadata=self.sink.encode_metadata(recorded),
+            self._finishing(
+                "the recording of the verified size and MD5 (a copy onto itself) of",
+                lambda: self.client.copy_object(
+                    Bucket=self.sink.container,
+                    Key=self.key,
+                    CopySource={"Bucket": self.sink.container, "Key": self.key},
+                    CopySourceIfMatch=f'"{etag}"',
+                    MetadataDirective="REPLACE",
+                    ContentType=VIDEO_CONTENT_TYPE,
+                    Metadata=self.sink.encode_metadata(recorded),
+                ),
             )
         stored = self.sink.stat(self.key)
         if stored is None or stored.size != size or (stored.md5 is not None and stored.md5 != b64(md5)):
-            raise WanTransferIntegrityError(f"{uri} did not verify after its upload and was deleted")
+            raise WanTransferIntegrityError(f"{uri} did not verify after its upload; nothing of this transfer was kept")
         return stored
+
+    def _finishing(self, what: str, call: Callable[[], Any]) -> Any:
+        """
+        The call that makes the object (PutObject, CompleteMultipartUpload) or records its metadata (CopyObject), in
+        our words when it fails. An object counts as this upload's, for :meth:`abort` to delete, only once S3 said
+        it made it (and only while the key still holds it): a refused call made nothing, so what was at the key
+        before (an object ``overwrite`` was to replace) stays, and a refused completion leaves the multipart upload
+        to :meth:`abort`, which drops its parts.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        uri = self.sink.uri(self.key)
+        try:
+            answer = call()
+        except ClientError as exc:
+            raise WanRetryableError(f"S3 answered HTTP {self.sink._status(exc)} to {what} {uri}") from None
+        except BotoCoreError as exc:
+            # no answer: S3 may have made the object; it carries no verified MD5, so the next try replaces it
+            raise WanRetryableError(f"S3 did not answer {what} {uri} ({type(exc).__name__})") from None
+        self.committed = True
+        etag = answer.get("ETag") or answer.get("CopyObjectResult", {}).get("ETag")
+        if etag:
+            self.made.add(str(etag).strip('"'))
+        return answer
 
     def abort(self) -> None:
         try:
@@ -320,6 +355,10 @@ class _S3Upload(Upload):
             if not self.committed and self.upload_id is not None:
                 self.client.abort_multipart_upload(Bucket=self.sink.container, Key=self.key, UploadId=self.upload_id)
             elif self.committed:
-                self.client.delete_object(Bucket=self.sink.container, Key=self.key)
+                # only an object this upload made: one another writer put there meanwhile (the copy onto itself
+                # then fails its ETag condition) is theirs
+                held = self.sink.stat(self.key)
+                if held is not None and held.version in self.made:
+                    self.client.delete_object(Bucket=self.sink.container, Key=self.key)
         except Exception:  # best effort; an unfinished multipart upload holds no object
             pass
