@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import math
 import os
 import random
@@ -52,6 +53,8 @@ from airflow_provider_wan.hooks.pacing import AsyncPacer, SyncPacer, sync_pacer
 from airflow_provider_wan.models import API_KEY_ENV
 from airflow_provider_wan.redact import clean_text, redact_url
 from airflow_provider_wan.results import WanTaskResult, task_id_of
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -298,6 +301,13 @@ def _checked_base_url(base_url: str) -> str:
         raise WanInvalidInputError(
             f"base_url {redact_url(url)!r} is not usable: {problem}. Expected e.g. "
             f"{REGIONS[DEFAULT_REGION][1]!r}, or leave it empty and set the region."
+        )
+    if parts is not None and parts.scheme.lower() == "http" and _address_kind(parts.hostname or "") != "this machine":
+        # allowed (a proxy on a private network), but the key then crosses that network readable by anyone on it
+        log.warning(
+            "base_url %s is plain http to another machine: the API key crosses the network unencrypted. Use https, "
+            "unless it is a proxy on a network you trust",
+            redact_url(url),
         )
     return url
 

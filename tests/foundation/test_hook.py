@@ -66,6 +66,24 @@ def test_base_url_wins_over_region():
     assert resolve_base_url("beijing", "http://127.0.0.1:9/api/v1/") == ("http://127.0.0.1:9/api/v1", "beijing")
 
 
+@pytest.mark.parametrize(
+    ("base_url", "warned"),
+    [
+        ("http://10.1.2.3:8080/api/v1", True),
+        ("http://proxy.internal/api/v1", True),
+        ("http://127.0.0.1:9/api/v1", False),
+        ("http://localhost:9/api/v1", False),
+        ("https://10.1.2.3/api/v1", False),
+    ],
+)
+def test_a_plain_http_base_url_to_another_machine_is_warned_about(base_url, warned, caplog):
+    # the key goes in a header: over plain http to another machine anyone on the network can read it
+    with caplog.at_level("WARNING", logger="airflow_provider_wan.hooks.wan"):
+        assert resolve_base_url("singapore", base_url)[0] == base_url
+    warnings = [r.getMessage() for r in caplog.records if "unencrypted" in r.getMessage()]
+    assert len(warnings) == (1 if warned else 0), warnings
+
+
 def test_unknown_region_lists_valid_ones():
     with pytest.raises(WanInvalidInputError, match="singapore, beijing, virginia, hongkong, frankfurt"):
         resolve_base_url("tokyo", None)
