@@ -6,7 +6,7 @@ CRC32C compared with what GCS computed. ``google.cloud.storage`` is imported ins
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -126,8 +126,11 @@ class GCSSink(Sink):
     ) -> Stored:
         blob = self.bucket.blob(key)
         blob.metadata = dict(metadata)
-        blob.upload_from_string(
-            data, content_type=content_type, if_generation_match=int(replacing.version or 0) if replacing else 0
+        _in_our_words(
+            f"the upload of {self.uri(key)}",
+            lambda: blob.upload_from_string(
+                data, content_type=content_type, if_generation_match=int(replacing.version or 0) if replacing else 0
+            ),
         )
         return self._stored(blob)
 
@@ -156,12 +159,12 @@ class _GCSUpload(Upload):
         self.writer: BlobWriter = writer
 
     def write(self, chunk: bytes) -> None:
-        self.writer.write(chunk)
+        _in_our_words(f"a chunk of {self.sink.uri(self.key)}", lambda: self.writer.write(chunk))
 
     def commit(self, *, size: int, md5: bytes, crc32c: bytes | None) -> Stored:
         self.finalizing = True
         # the last chunk: only now does the object come into existence
-        self.writer.close()
+        _in_our_words(f"the last chunk of {self.sink.uri(self.key)}", self.writer.close)
         uri = self.sink.uri(self.key)
         stored = self.sink.bucket.get_blob(self.key)
         if stored is None:
@@ -205,6 +208,47 @@ class _GCSUpload(Upload):
                 log.warning("Deleted the unverified %s", self.sink.uri(self.key))
         except Exception as exc:
             log.warning("Could not check for (or delete) %s: %s", self.sink.uri(self.key), type(exc).__name__)
+
+
+def _in_our_words(what: str, call: Callable[[], Any]) -> Any:
+    """
+    ``call()``, its failure told in our words: the client library's text of a refused chunk may quote the resumable
+    session's URL (its ``upload_id`` lets anyone holding it write the upload).
+    """
+    import requests
+    from google.api_core import exceptions as google_errors
+
+    try:
+        return call()
+    except google_errors.GoogleAPIError as exc:
+        code = getattr(exc, "code", None)
+        answer = f"HTTP {int(code)}" if isinstance(code, int) else type(exc).__name__
+        raise WanRetryableError(f"GCS answered {answer} to {what}; nothing was kept") from None
+    except _media_errors() as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        answer = f"HTTP {int(status)}" if isinstance(status, int) else type(exc).__name__
+        raise WanRetryableError(f"GCS answered {answer} to {what}; nothing was kept") from None
+    except requests.RequestException as exc:
+        # no answer: the caller's abort deletes an object the last chunk may have made
+        raise WanRetryableError(f"GCS did not answer {what} ({type(exc).__name__})") from None
+
+
+def _media_errors() -> tuple[type[Exception], ...]:
+    """The upload library's own errors: google-resumable-media's, or the copy google-cloud-storage 3 ships."""
+    found: list[type[Exception]] = []
+    try:
+        from google.resumable_media import common
+
+        found += [common.InvalidResponse, common.DataCorruption]
+    except ImportError:
+        pass
+    try:
+        from google.cloud.storage import exceptions as storage_errors
+
+        found += [storage_errors.InvalidResponse, storage_errors.DataCorruption]
+    except (ImportError, AttributeError):
+        pass
+    return tuple(found)
 
 
 def _log() -> Any:
