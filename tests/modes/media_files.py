@@ -42,30 +42,8 @@ def media_set(folder: Path) -> dict[str, str]:
 
 def encode_mp3(seconds: float, *, rate: int = 44100, xing: bool = True, id3: bool = True) -> bytes:
     """A real MP3 (PyAV's LAME), a tone lasting ``seconds``, with or without its Xing/Info header and ID3v2 tag."""
-    import fractions
-    import io
-
-    import av
-
-    tone = b"".join(struct.pack("<h", int(6000 * math.sin(2 * math.pi * 440 * k / rate))) for k in range(rate))
-    buffer = io.BytesIO()
     options = {"write_xing": "1" if xing else "0", "id3v2_version": "4" if id3 else "0"}
-    with av.open(buffer, "w", format="mp3", options=options) as container:
-        stream = container.add_stream("libmp3lame", rate=rate)
-        stream.layout = "mono"
-        stream.bit_rate = 64_000
-        total = round(seconds * rate)
-        for start in range(0, total, 1152):
-            count = min(1152, total - start)
-            frame = av.AudioFrame(format="s16", layout="mono", samples=count)
-            offset = start % rate
-            frame.planes[0].update((tone + tone)[offset * 2 : (offset + count) * 2])
-            frame.sample_rate, frame.pts, frame.time_base = rate, start, fractions.Fraction(1, rate)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buffer.getvalue()
+    return _encode_tone("mp3", "libmp3lame", seconds, rate, "s16", 1152, options=options, bit_rate=64_000)
 
 
 def encode_avi(seconds: float, *, fps: int = 8, width: int = 64, height: int = 48) -> bytes:
@@ -92,19 +70,43 @@ def encode_avi(seconds: float, *, fps: int = 8, width: int = 64, height: int = 4
 
 def encode_adts_aac(seconds: float, rate: int = 44100) -> bytes:
     """A real AAC stream in ADTS frames (PyAV), what a ``.aac`` file holds: a tone lasting ``seconds``."""
+    return _encode_tone("adts", "aac", seconds, rate, "fltp", 1024)
+
+
+def _encode_tone(
+    container_format: str,
+    codec: str,
+    seconds: float,
+    rate: int,
+    sample_format: str,
+    frame_samples: int,
+    *,
+    options: dict[str, str] | None = None,
+    bit_rate: int | None = None,
+) -> bytes:
+    """A 440 Hz mono tone lasting ``seconds``, encoded by PyAV in frames of ``frame_samples`` (s16 or fltp)."""
     import fractions
     import io
 
     import av
 
+    pack = {"s16": lambda v: struct.pack("<h", int(6000 * v)), "fltp": lambda v: struct.pack("<f", 0.3 * v)}
+    width = struct.calcsize({"s16": "<h", "fltp": "<f"}[sample_format])
+    # one second of samples, twice over: a frame is a slice of it wherever it starts in the second
+    second = b"".join(pack[sample_format](math.sin(2 * math.pi * 440 * k / rate)) for k in range(rate))
+    tone = second + second
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format="adts") as container:
-        stream = container.add_stream("aac", rate=rate)
+    with av.open(buffer, "w", format=container_format, options=options or {}) as container:
+        stream = container.add_stream(codec, rate=rate)
         stream.layout = "mono"
-        for start in range(0, round(seconds * rate), 1024):
-            frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
-            tone = (0.3 * math.sin(2 * math.pi * 440 * (start + k) / rate) for k in range(1024))
-            frame.planes[0].update(b"".join(struct.pack("<f", v) for v in tone))
+        if bit_rate is not None:
+            stream.bit_rate = bit_rate
+        total = round(seconds * rate)
+        for start in range(0, total, frame_samples):
+            count = min(frame_samples, total - start)
+            frame = av.AudioFrame(format=sample_format, layout="mono", samples=count)
+            offset = start % rate
+            frame.planes[0].update(tone[offset * width : (offset + count) * width])
             frame.sample_rate, frame.pts, frame.time_base = rate, start, fractions.Fraction(1, rate)
             for packet in stream.encode(frame):
                 container.mux(packet)

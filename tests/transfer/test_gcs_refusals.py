@@ -6,34 +6,25 @@ the emulator (real HTTP both ways): the transfer fails in our words, without the
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from airflow_provider_wan.exceptions import WanRetryableError
 from airflow_provider_wan.transfers.sinks.gcs import GCSSink
 from tests.transfer.conftest import BUCKET, GCSEmulator
+from tests.transfer.proxy import ForwardingProxy, forward, refuse, serving
 
 
-class LastChunkProxy(ThreadingHTTPServer):
+class LastChunkProxy(ForwardingProxy):
     """Forwards every request to the emulator but answers 412 to the last chunk of a resumable upload."""
 
-    daemon_threads = True
-
     def __init__(self, upstream: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Forward)
-        self.upstream = urlsplit(upstream)
+        super().__init__(upstream, _Forward)
         self.refused: list[str] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 class _Forward(BaseHTTPRequestHandler):
@@ -49,42 +40,18 @@ class _Forward(BaseHTTPRequestHandler):
         if self.command == "PUT" and self.path.startswith("/upload/") and total not in ("", "*"):
             self.server.refused.append(self.path)
             error = json.dumps({"error": {"code": 412, "message": "Precondition Failed"}}).encode()
-            self.send_response(412)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(error)))
-            self.end_headers()
-            self.wfile.write(error)
-            return
-        upstream = http.client.HTTPConnection(self.server.upstream.hostname, self.server.upstream.port, timeout=60)
-        try:
-            upstream.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
-            answer = upstream.getresponse()
-            data = answer.read()
-            self.send_response(answer.status)
-            for name, value in answer.getheaders():
-                if name.lower() not in ("content-length", "transfer-encoding", "connection"):
-                    # the emulator's resumable session URL points at itself: keep the client on the proxy
-                    self.send_header(name, value.replace(self.server.upstream.netloc, urlsplit(self.server.url).netloc))
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        finally:
-            upstream.close()
+            refuse(self, 412, error, "application/json")
+        else:
+            forward(self, body)
 
     do_GET = do_PUT = do_POST = do_DELETE = _any
 
 
 @pytest.fixture
 def proxy(gcs_emulator: GCSEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[LastChunkProxy]:
-    server = LastChunkProxy(gcs_emulator.url)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
-    try:
+    with serving(LastChunkProxy(gcs_emulator.url)) as server:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_refused_last_chunk_fails_in_our_words_and_keeps_nothing(proxy: LastChunkProxy, bucket: Any) -> None:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,23 +25,21 @@ from airflow_provider_wan.hooks.wan import WanHook
 from airflow_provider_wan.transfers.sinks.s3 import S3Sink
 from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
 from tests.transfer.conftest import BUCKET, MotoS3
+from tests.transfer.proxy import ForwardingProxy, forward, refuse, serving
 
 T2V_ENDPOINT = "services/aigc/video-generation/video-synthesis"
 MODEL = "wan2.5-t2v-preview"
 MiB = 1024 * 1024
 
 
-class PartProxy(ThreadingHTTPServer):
+class PartProxy(ForwardingProxy):
     """
     Forwards every request to moto. UploadPart requests wait until ``hold_until`` of them are in flight at once (at
     most 10 s), then all pass; the one numbered ``refuse_part`` is refused.
     """
 
-    daemon_threads = True
-
     def __init__(self, upstream: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Forward)
-        self.upstream = urlsplit(upstream)
+        super().__init__(upstream, _Forward)
         self.hold_until = 0
         self.opened = threading.Event()
         self.refuse_part: int | None = None
@@ -56,10 +53,6 @@ class PartProxy(ThreadingHTTPServer):
         self.parts_seen: list[int] = []
         #: part number -> bytes received
         self.part_sizes: dict[int, int] = {}
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 class _Forward(BaseHTTPRequestHandler):
@@ -89,47 +82,16 @@ class _Forward(BaseHTTPRequestHandler):
         copying = self.command == "PUT" and "x-amz-copy-source" in self.headers
         try:
             if copying and proxy.overwrite_before_copy is not None:
-                writer = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
-                try:
-                    writer.request("PUT", urlsplit(self.path).path, body=proxy.overwrite_before_copy)
-                    writer.getresponse().read()
-                finally:
-                    writer.close()
+                proxy.request("PUT", urlsplit(self.path).path, body=proxy.overwrite_before_copy)
             if copying and not _source_matches(proxy, self.path, self.headers.get("x-amz-copy-source-if-match")):
                 # S3 keeps a copy's ETag condition; moto ignores it, so the proxy keeps it for moto
                 error = b"<Error><Code>PreconditionFailed</Code><Message>a pre-condition did not hold</Message></Error>"
-                self.send_response(412)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(error)))
-                self.end_headers()
-                self.wfile.write(error)
-                return
-            if (part is not None and part == proxy.refuse_part) or (finishing and proxy.refuse_finish):
+                refuse(self, 412, error, "application/xml")
+            elif (part is not None and part == proxy.refuse_part) or (finishing and proxy.refuse_finish):
                 error = b"<Error><Code>BadDigest</Code><Message>refused by the test proxy</Message></Error>"
-                self.send_response(400)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(error)))
-                self.end_headers()
-                self.wfile.write(error)
-                return
-            upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
-            try:
-                upstream.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
-                answer = upstream.getresponse()
-                data = answer.read()
-                self.send_response(answer.status)
-                # a HEAD answer's Content-Length is the object's size: passed on as it is
-                skip = ("transfer-encoding", "connection") if self.command == "HEAD" else ("content-length",)
-                for name, value in answer.getheaders():
-                    if name.lower() not in (*skip, "transfer-encoding", "connection"):
-                        self.send_header(name, value)
-                if self.command != "HEAD":
-                    self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-            finally:
-                upstream.close()
+                refuse(self, 400, error, "application/xml")
+            else:
+                forward(self, body)
         finally:
             if part is not None:
                 with proxy.lock:
@@ -142,28 +104,15 @@ def _source_matches(proxy: PartProxy, path: str, condition: str | None) -> bool:
     """Whether the object a copy reads (its own key here) still has the ETag the copy's condition names."""
     if condition is None:
         return True
-    upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
-    try:
-        upstream.request("HEAD", urlsplit(path).path)
-        answer = upstream.getresponse()
-        answer.read()
-        return answer.getheader("ETag", "").strip('"') == condition.strip('"')
-    finally:
-        upstream.close()
+    return proxy.request("HEAD", urlsplit(path).path).getheader("ETag", "").strip('"') == condition.strip('"')
 
 
 @pytest.fixture
 def proxy(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[PartProxy]:
-    server = PartProxy(moto_s3.url)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    # the operator's boto3 client goes through the proxy; the test reads moto directly (moto_s3.client)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
-    try:
+    with serving(PartProxy(moto_s3.url)) as server:
+        # the operator's boto3 client goes through the proxy; the test reads moto directly (moto_s3.client)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _generate(size: int) -> tuple[str, bytes]:

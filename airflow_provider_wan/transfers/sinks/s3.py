@@ -231,27 +231,18 @@ class _S3Upload(Upload):
 
     def _upload_part(self, number: int, data: bytes) -> tuple[str, bytes]:
         """One UploadPart with its Content-MD5 (S3 refuses the part if it arrived different); runs in the pool."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         digest = hashlib.md5(data).digest()
-        try:
-            answer = self.client.upload_part(
+        answer = _in_our_words(
+            f"part {number} of {self.sink.uri(self.key)}",
+            lambda: self.client.upload_part(
                 Bucket=self.sink.container,
                 Key=self.key,
                 UploadId=self.upload_id,
                 PartNumber=number,
                 Body=data,
                 ContentMD5=b64(digest),
-            )
-        except ClientError as exc:
-            raise WanRetryableError(
-                f"S3 answered HTTP {self.sink._status(exc)} to part {number} of {self.sink.uri(self.key)}; "
-                "nothing was kept"
-            ) from None
-        except BotoCoreError as exc:
-            raise WanRetryableError(
-                f"S3 did not take part {number} of {self.sink.uri(self.key)} ({type(exc).__name__}); nothing was kept"
-            ) from None
+            ),
+        )
         return str(answer["ETag"]), digest
 
     def _raise_failed(self) -> None:
@@ -331,18 +322,10 @@ class _S3Upload(Upload):
         our words when it fails. An object counts as this upload's, for :meth:`abort` to delete, only once S3 said
         it made it (and only while the key still holds it): a refused call made nothing, so what was at the key
         before (an object ``overwrite`` was to replace) stays, and a refused completion leaves the multipart upload
-        to :meth:`abort`, which drops its parts.
+        to :meth:`abort`, which drops its parts. No answer at all: S3 may have made the object; it carries no
+        verified MD5, so the next try replaces it.
         """
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        uri = self.sink.uri(self.key)
-        try:
-            answer = call()
-        except ClientError as exc:
-            raise WanRetryableError(f"S3 answered HTTP {self.sink._status(exc)} to {what} {uri}") from None
-        except BotoCoreError as exc:
-            # no answer: S3 may have made the object; it carries no verified MD5, so the next try replaces it
-            raise WanRetryableError(f"S3 did not answer {what} {uri} ({type(exc).__name__})") from None
+        answer = _in_our_words(f"{what} {self.sink.uri(self.key)}", call)
         self.committed = True
         etag = answer.get("ETag") or answer.get("CopyObjectResult", {}).get("ETag")
         if etag:
@@ -362,3 +345,15 @@ class _S3Upload(Upload):
                     self.client.delete_object(Bucket=self.sink.container, Key=self.key)
         except Exception:  # best effort; an unfinished multipart upload holds no object
             pass
+
+
+def _in_our_words(what: str, call: Callable[[], Any]) -> Any:
+    """``call()``, a failure of it told in our words (botocore's text quotes the store's own message)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        raise WanRetryableError(f"S3 answered HTTP {S3Sink._status(exc)} to {what}") from None
+    except BotoCoreError as exc:
+        raise WanRetryableError(f"S3 did not answer {what} ({type(exc).__name__})") from None
