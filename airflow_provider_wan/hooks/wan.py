@@ -322,8 +322,9 @@ def _has_valid_port(parts: SplitResult) -> bool:
 
 def _address_kind(host: str) -> str | None:
     """
-    What internal place a URL's host names: "this machine", "a link-local address", "a private or reserved
-    address", or None for a public address or any host name but ``localhost`` (names are not resolved here).
+    What internal place a URL's host (or an address connected to) names: "this machine", "a link-local address",
+    "a private or reserved address", or None for a public address or any host name but ``localhost`` (names are
+    not resolved here).
     """
     name = host.lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
@@ -347,6 +348,27 @@ def _address_kind(host: str) -> str | None:
     return None
 
 
+def host_addresses(host: str) -> set[str]:
+    """The addresses ``host`` resolves to on this machine; empty when it does not resolve (best effort)."""
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return set()
+    return {str(sockaddr[0]) for *_, sockaddr in found}
+
+
+def _api_is_at(kind: str, base_url: str) -> bool:
+    """Whether the API (``base_url``) is at an address of ``kind``: as written, or as its host name resolves."""
+    try:
+        api_host = urlsplit(base_url).hostname or ""
+    except ValueError:
+        return False
+    if _address_kind(api_host) == kind:
+        return True
+    # an API named by a host name (a gateway, the simulator in a container next to the worker) is where it resolves
+    return any(_address_kind(address) == kind for address in host_addresses(api_host)) if api_host else False
+
+
 def video_url_problem(url: str, base_url: str) -> str | None:
     """
     Why a result link (DashScope's ``video_url``, or where it redirects) must not be fetched; None when it may be.
@@ -354,8 +376,10 @@ def video_url_problem(url: str, base_url: str) -> str | None:
     A link is fetched with the worker's network reach, so a hostile or mixed-up answer must not turn the download
     into a request to this machine, the cloud's metadata service (169.254.169.254) or the private network: a link
     must be http(s) without user info, and may name such an address only when the API itself is at that kind of
-    address (the simulator on 127.0.0.1 serves its videos there). Host names other than ``localhost`` are not
-    resolved.
+    address (the simulator on 127.0.0.1 serves its videos there). This looks at the link as written (an IP
+    address, ``localhost``); a host name is judged by the address each connection actually reaches
+    (:func:`video_address_problem`, applied by :func:`airflow_provider_wan.transfers.guard.guarded_session`), so a
+    name resolving inside, or resolving outside for a check and inside for the connection, is refused too.
 
     :param url: the link
     :param base_url: the API's base URL (:attr:`Credentials.base_url`)
@@ -372,15 +396,23 @@ def video_url_problem(url: str, base_url: str) -> str | None:
     if not host:
         return "it names no host"
     kind = _address_kind(host)
-    if kind is None:
-        return None
-    try:
-        api_host = urlsplit(base_url).hostname or ""
-    except ValueError:
-        api_host = ""
-    if _address_kind(api_host) == kind:
+    if kind is None or _api_is_at(kind, base_url):
         return None
     return f"it points at {kind}, and the API is not there"
+
+
+def video_address_problem(address: str, base_url: str) -> str | None:
+    """
+    Why a connection for a result link, made to ``address``, must not be used; None when it may be. The same rule
+    as :func:`video_url_problem`, for the IP address a link's host name led to.
+
+    :param address: the IP address connected to (or, behind a proxy, one the link's name resolves to)
+    :param base_url: the API's base URL (:attr:`Credentials.base_url`)
+    """
+    kind = _address_kind(address)
+    if kind is None or _api_is_at(kind, base_url):
+        return None
+    return f"its name led to {address}, {kind}, and the API is not there"
 
 
 def credentials_from_connection(conn: Connection | None) -> Credentials:

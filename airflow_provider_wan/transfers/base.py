@@ -35,7 +35,7 @@ from airflow_provider_wan.exceptions import (
     WanTransferIntegrityError,
 )
 from airflow_provider_wan.hooks.classify import TASK_ID_PATTERN
-from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask, video_url_problem
+from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask, video_address_problem, video_url_problem
 from airflow_provider_wan.lineage import LineageRecord, dashscope_namespace, storage_dataset
 from airflow_provider_wan.models import cost_from_usage
 from airflow_provider_wan.results import WanStoredVideo, task_id_of
@@ -472,33 +472,38 @@ class WanVideoTransferOperator(BaseOperator):
 
     # -- the copy -------------------------------------------------------------------------------------------------
     def _copy(self, task: WanTask, sink: Sink, key: str, replacing: Stored | None) -> Stored:
+        from airflow_provider_wan.transfers.guard import guarded_session
+
         url = task.video_url or ""
         mask_signed_url(url)
-        download = ResumableDownload(
-            self.hook.session,
-            url,
-            task_id=task.task_id,
-            log=self.log,
-            timeout=self.hook.timeout,
-            max_attempts=self.max_download_attempts,
-            retry_delay=self.download_retry_delay,
-            deadline=self.download_timeout,
-            read_size=min(READ_SIZE, self.part_size()),
-            # a hostile or mixed-up answer must not point the worker at itself or the cloud's metadata service
-            refuse=lambda link: video_url_problem(link, self.hook.credentials.base_url),
-        )
-        while True:
-            try:
-                return self._copy_once(download, task, sink, key, replacing)
-            except SourceChangedError as changed:
-                if not download.may_restart():
-                    raise WanTransferIntegrityError(
-                        f"{changed.message}; gave up after {download.attempts} requests. Nothing was kept",
-                        task_id=task.task_id,
-                    ) from None
-                # the upload was abandoned with the stale bytes: start both again from byte 0
-                self.log.warning("%s; starting the copy again from byte 0", changed)
-                download.restart()
+        base_url = self.hook.credentials.base_url
+        # a hostile or mixed-up answer must not point the worker at itself or the cloud's metadata service: the link
+        # as written is checked before each request (refuse), the address each connection reaches by the session
+        with guarded_session(lambda address: video_address_problem(address, base_url)) as session:
+            download = ResumableDownload(
+                session,
+                url,
+                task_id=task.task_id,
+                log=self.log,
+                timeout=self.hook.timeout,
+                max_attempts=self.max_download_attempts,
+                retry_delay=self.download_retry_delay,
+                deadline=self.download_timeout,
+                read_size=min(READ_SIZE, self.part_size()),
+                refuse=lambda link: video_url_problem(link, base_url),
+            )
+            while True:
+                try:
+                    return self._copy_once(download, task, sink, key, replacing)
+                except SourceChangedError as changed:
+                    if not download.may_restart():
+                        raise WanTransferIntegrityError(
+                            f"{changed.message}; gave up after {download.attempts} requests. Nothing was kept",
+                            task_id=task.task_id,
+                        ) from None
+                    # the upload was abandoned with the stale bytes: start both again from byte 0
+                    self.log.warning("%s; starting the copy again from byte 0", changed)
+                    download.restart()
 
     def _copy_once(
         self, download: ResumableDownload, task: WanTask, sink: Sink, key: str, replacing: Stored | None

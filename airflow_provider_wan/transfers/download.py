@@ -132,7 +132,9 @@ class ResumableDownload:
     :meth:`restart` and iterate again (the sink must drop what it had). The iteration ends normally only when the
     download is proven whole (see the module's docstring).
 
-    :param session: a ``requests.Session`` (the hook's pooled session)
+    :param session: a ``requests.Session``; the operators pass a
+        :func:`~airflow_provider_wan.transfers.guard.guarded_session`, whose connections refuse addresses the link
+        rule refuses (a :class:`~airflow_provider_wan.transfers.guard.RefusedAddress` becomes a final error)
     :param url: the signed link; never logged, never put in an error message
     :param task_id: DashScope task id, for messages
     :param timeout: ``(connect, read)`` seconds of one HTTP request
@@ -145,8 +147,9 @@ class ResumableDownload:
     :param read_size: bytes per read from the response (default 1 MiB)
     :param verify_mp4: require a complete MP4 box structure (default True)
     :param refuse: why a link (the first, or a redirect) must not be fetched, or None when it may
-        (:func:`~airflow_provider_wan.hooks.wan.video_url_problem`); a refused link is a final error (default: none
-        refused beyond non-http(s) links)
+        (:func:`~airflow_provider_wan.hooks.wan.video_url_problem`: the link as written; the address a host name
+        leads to is the session's to judge); a refused link is a final error (default: none refused beyond
+        non-http(s) links)
     """
 
     def __init__(
@@ -365,6 +368,8 @@ class ResumableDownload:
         """
         import requests
 
+        from airflow_provider_wan.transfers.guard import RefusedAddress
+
         url = self.url
         for hop in range(MAX_REDIRECTS + 1):
             if hop:
@@ -375,13 +380,13 @@ class ResumableDownload:
                 raise self._impossible(f"the link (or a redirect) is not an http(s) URL ({scheme or 'unparsable'})")
             why = self.refuse(url) if self.refuse is not None else None
             if why:
-                raise WanFinalError(
-                    f"Refused to fetch the video of DashScope task {self.task_id} from {url_host(url)} (its video_url "
-                    f"or a redirect of it): {why}. Nothing was fetched or kept",
-                    task_id=self.task_id,
-                )
+                raise self._refused(url, f"{why}. Nothing was fetched or kept")
             try:
                 response = self.session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
+            except RefusedAddress as refused:
+                # a guarded session's connection reached an address the rule refuses (transfers/guard.py)
+                why = f"{refused.why}. The connection was closed before the request was sent; nothing was kept"
+                raise self._refused(url, why) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 # our words only: a client exception's text may carry the signed link
                 raise _Dropped(f"{type(exc).__name__} before an answer") from None
@@ -399,6 +404,14 @@ class ResumableDownload:
                 raise self._impossible(f"the link redirected from https to plain http ({url_host(target)})")
             url = target
         raise self._impossible(f"the link redirected more than {MAX_REDIRECTS} times")
+
+    def _refused(self, url: str, why: str) -> WanFinalError:
+        # the host only: the link's query is its signature
+        return WanFinalError(
+            f"Refused to fetch the video of DashScope task {self.task_id} from {url_host(url)} (its video_url or a "
+            f"redirect of it): {why}",
+            task_id=self.task_id,
+        )
 
     def _check(self, response: requests.Response) -> tuple[int, int] | None:
         """

@@ -1,14 +1,19 @@
 """
-Which result links a worker may fetch (:func:`~airflow_provider_wan.hooks.wan.video_url_problem`): a hostile or
+Which result links a worker may fetch (:func:`~airflow_provider_wan.hooks.wan.video_url_problem`) and which
+addresses their connections may reach (:func:`~airflow_provider_wan.hooks.wan.video_address_problem`): a hostile or
 mixed-up answer must not point the download at the worker itself, the cloud's metadata service or the private
-network. Through real HTTP (the transfer refusing such a link): tests/transfer/test_hostile_links.py.
+network. Through real HTTP (the transfer refusing such a link): tests/transfer/test_hostile_links.py and, for host
+names, tests/transfer/test_dns_links.py.
 """
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 import pytest
 
-from airflow_provider_wan.hooks.wan import video_url_problem
+from airflow_provider_wan.hooks.wan import video_address_problem, video_url_problem
 
 DASHSCOPE = "https://dashscope-intl.aliyuncs.com/api/v1"
 SIMULATOR = "http://127.0.0.1:4000/api/v1"
@@ -56,3 +61,60 @@ def test_the_simulator_may_serve_its_videos_on_loopback_but_not_elsewhere_inside
     assert video_url_problem("http://localhost:5000/v.mp4", SIMULATOR) is None
     assert "link-local" in (video_url_problem("http://169.254.169.254/", SIMULATOR) or "")
     assert "private" in (video_url_problem("http://10.0.0.7/", SIMULATOR) or "")
+
+
+@pytest.mark.parametrize(
+    ("address", "words"),
+    [
+        ("127.0.0.1", "this machine"),
+        ("127.0.1.1", "this machine"),  # where Debian's /etc/hosts puts the machine's own name
+        ("::1", "this machine"),
+        ("::ffff:127.0.0.1", "this machine"),
+        ("169.254.169.254", "link-local"),
+        ("::ffff:169.254.169.254", "link-local"),
+        ("fe80::1%eth0", "link-local"),
+        ("10.0.0.7", "private"),
+        ("172.17.0.2", "private"),
+        ("fd00::2", "private"),
+        ("0.0.0.0", "private or reserved"),
+    ],
+)
+def test_an_address_a_links_name_led_to_is_judged_by_the_same_rule(address, words):
+    problem = video_address_problem(address, DASHSCOPE)
+    assert problem is not None
+    assert words in problem
+    assert address in problem
+
+
+@pytest.mark.parametrize("address", ["47.88.1.2", "2400:3200::1"])
+def test_a_public_address_may_be_connected_to(address):
+    assert video_address_problem(address, DASHSCOPE) is None
+    assert video_address_problem(address, SIMULATOR) is None
+
+
+def test_with_the_simulator_on_loopback_only_loopback_addresses_are_allowed():
+    assert video_address_problem("127.0.0.1", SIMULATOR) is None
+    assert video_address_problem("::1", "http://localhost:4000/api/v1") is None
+    assert "link-local" in (video_address_problem("169.254.169.254", SIMULATOR) or "")
+    assert "private" in (video_address_problem("10.0.0.7", SIMULATOR) or "")
+
+
+def test_an_api_named_by_a_host_name_is_where_that_name_resolves(monkeypatch: pytest.MonkeyPatch):
+    """
+    The simulator in a container next to the worker (``http://wan-sim:4000``): its videos on the private network
+    are where the API is. ``socket.getaddrinfo`` (the system's resolver, not our code) answers for that name.
+    """
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "wan-sim":
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("172.18.0.5", 0))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    in_a_container = "http://wan-sim:4000/api/v1"
+    assert video_address_problem("172.18.0.9", in_a_container) is None
+    assert video_url_problem("http://172.18.0.9:4000/_files/v.mp4", in_a_container) is None
+    # the API's kind of address only, not any internal one
+    assert "this machine" in (video_address_problem("127.0.0.1", in_a_container) or "")
+    assert "link-local" in (video_address_problem("169.254.169.254", in_a_container) or "")
