@@ -53,11 +53,15 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class Gateway(ForwardingProxy):
-    """An HTTP proxy forwarding every request (whatever host it names) to the simulator; records the hosts."""
+    """
+    An HTTP proxy forwarding every request (whatever host it names) to the simulator; records the hosts. A request
+    for a host in ``redirects`` is answered with a 302 to the URL there instead (a CDN sending the download on).
+    """
 
     def __init__(self, upstream: str) -> None:
         super().__init__(upstream, _Forward)
         self.hosts: list[str] = []
+        self.redirects: dict[str, str] = {}
 
 
 class _Forward(BaseHTTPRequestHandler):
@@ -71,6 +75,13 @@ class _Forward(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         target = urlsplit(self.path)  # a proxy's request names the whole URL
         self.server.hosts.append(target.hostname or "")
+        location = self.server.redirects.get(target.hostname or "")
+        if location is not None:
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.path = target.path + (f"?{target.query}" if target.query else "")
         forward(self, body)
 
@@ -145,6 +156,24 @@ def test_behind_a_proxy_a_link_outside_lands_whole(wan_simulator: Any, gateway: 
     assert (tmp_path / f"{task_id}.mp4").read_bytes() == served
     assert result["size"] == len(served)
     assert host in gateway.hosts
+
+
+@pytest.mark.parametrize("proxied", [False, True], ids=["connected-directly", "through-the-proxy"])
+def test_a_redirect_to_a_name_resolving_to_this_machine_is_not_followed(
+    wan_simulator: Any, gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxied: bool
+):
+    if not proxied:
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.setenv(name, f"127.0.0.1,video.{DOMAIN}")
+    task_id = _generate()
+    gateway.redirects[f"cdn.{DOMAIN}"] = _link_on(task_id, f"video.{DOMAIN}:{wan_simulator.port}")
+    _answer_with_link(wan_simulator, task_id, _link_on(task_id, f"cdn.{DOMAIN}"))
+    before = _downloads(wan_simulator)
+    error = _fails_clearly(tmp_path / "out", task_id, WanFinalError, "this machine")
+    assert f"video.{DOMAIN}" in str(error)
+    assert gateway.hosts.count(f"cdn.{DOMAIN}") == 1  # the first hop was asked, once
+    assert f"video.{DOMAIN}" not in gateway.hosts
+    assert _downloads(wan_simulator) == before
 
 
 def test_the_simulator_on_loopback_may_serve_its_videos_under_a_name_resolving_there(
