@@ -320,6 +320,10 @@ def _has_valid_port(parts: SplitResult) -> bool:
     return True
 
 
+#: RFC 6598 shared address space: Alibaba Cloud's metadata service (100.100.100.200) and internal endpoints
+_SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
+
+
 def _address_kind(host: str) -> str | None:
     """
     What internal place a URL's host (or an address connected to) names: "this machine", "a link-local address",
@@ -343,6 +347,10 @@ def _address_kind(host: str) -> str | None:
         return "this machine"
     if address.is_link_local:
         return "a link-local address"
+    if address in _SHARED_ADDRESS_SPACE:
+        # neither private nor global to ipaddress, but inside a cloud: Alibaba Cloud's ECS metadata service is
+        # 100.100.100.200, and its VPC-internal endpoints answer from this range
+        return "a shared (carrier-grade NAT) address, where Alibaba Cloud's metadata service is"
     if address.is_private or address.is_reserved or address.is_multicast or address.is_unspecified:
         return "a private or reserved address"
     return None

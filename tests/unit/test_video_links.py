@@ -42,6 +42,7 @@ def test_a_public_link_may_be_fetched(link):
         ("http://[::1]/a.mp4", "this machine"),
         ("http://[::ffff:127.0.0.1]/a.mp4", "this machine"),
         ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://100.100.100.200/latest/meta-data/", "Alibaba Cloud's metadata"),  # ECS's metadata service
         ("http://[fe80::1]/a.mp4", "link-local"),
         ("http://10.0.0.7/a.mp4", "private"),
         ("http://192.168.1.1/a.mp4", "private"),
@@ -72,6 +73,9 @@ def test_the_simulator_may_serve_its_videos_on_loopback_but_not_elsewhere_inside
         ("::ffff:127.0.0.1", "this machine"),
         ("169.254.169.254", "link-local"),
         ("::ffff:169.254.169.254", "link-local"),
+        ("100.100.100.200", "shared"),
+        ("::ffff:100.100.100.200", "shared"),
+        ("100.118.28.1", "shared"),  # where OSS's VPC-internal endpoints answer
         ("fe80::1%eth0", "link-local"),
         ("10.0.0.7", "private"),
         ("172.17.0.2", "private"),
