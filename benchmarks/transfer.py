@@ -206,6 +206,8 @@ def worker(approach: str, wan_task_id: str, object_name: str, chunk_mib: int) ->
         chunk_size=chunk_mib * MiB,
         asset_alias=None,
         progress_interval=10.0,
+        # the synthetic videos measured may pass the default cap (1 GiB), which no real Wan video comes near
+        max_video_bytes=1 << 40,
     )
     operator.__dict__["hook"] = hook
     s3_operator: Any = None
@@ -224,6 +226,7 @@ def worker(approach: str, wan_task_id: str, object_name: str, chunk_mib: int) ->
             part_size=chunk_mib * MiB,
             asset_alias=None,
             progress_interval=10.0,
+            max_video_bytes=1 << 40,
         )
         s3_operator.__dict__["hook"] = hook
     osp_source: Any = None

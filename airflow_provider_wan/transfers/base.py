@@ -39,6 +39,7 @@ from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask, video_a
 from airflow_provider_wan.lineage import LineageRecord, dashscope_namespace, storage_dataset
 from airflow_provider_wan.models import cost_from_usage
 from airflow_provider_wan.results import WanStoredVideo, task_id_of
+from airflow_provider_wan.schema import parse_int
 from airflow_provider_wan.transfers.download import (
     READ_SIZE,
     Progress,
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ASSET_EVENT_EXTRA",
     "DEFAULT_ASSET_ALIAS",
+    "DEFAULT_MAX_VIDEO_BYTES",
     "DEFAULT_OBJECT_NAME",
     "METADATA_LIMIT_BYTES",
     "TASK_ID_PLACEHOLDER",
@@ -73,6 +75,7 @@ __all__ = [
 
 KiB = 1024
 MiB = 1024 * KiB
+GiB = 1024 * MiB
 #: ``{wan_task_id}`` is replaced after Jinja rendering: the DashScope task id is unique, so is the object name
 TASK_ID_PLACEHOLDER = "{wan_task_id}"
 DEFAULT_OBJECT_NAME = f"wan/{TASK_ID_PLACEHOLDER}.mp4"
@@ -81,6 +84,10 @@ SIDECAR_CONTENT_TYPE = "application/json"
 METADATA_LIMIT_BYTES = 8 * KiB
 #: every transfer announces its object through this asset alias unless told otherwise
 DEFAULT_ASSET_ALIAS = "wan_video_to_gcs"
+#: the largest video a transfer stores unless told otherwise: a Wan video (at most 15 s of 1080p) is tens of MB; 1 GiB
+#: would need over 500 Mbit/s, so only a link serving something else (a body without end, a terabyte announced)
+#: reaches it, and stopping there costs at most 1 GiB of storage and bandwidth, not download_timeout's worth
+DEFAULT_MAX_VIDEO_BYTES = 1 * GiB
 
 #: what an asset event's ``extra`` says of the video (the asset itself is the destination prefix)
 ASSET_EVENT_EXTRA = (
@@ -176,6 +183,17 @@ def fit_metadata(
     return metadata
 
 
+def _video_bytes_cap(value: Any) -> int:
+    """``max_video_bytes`` as an int (a template renders it as text: "2147483648"), or an error naming it."""
+    cap = parse_int(value)
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+        raise WanInvalidInputError(
+            f"max_video_bytes: must be a whole number of bytes >= 1 (ASCII digits when templated), got {value!r}; "
+            f"the default is {DEFAULT_MAX_VIDEO_BYTES} (1 GiB)"
+        )
+    return cap
+
+
 def _recorded_cost(metadata: Mapping[str, str]) -> float | None:
     """The cost estimate an object's metadata records (``wan_estimated_cost_usd``), or None."""
     try:
@@ -194,7 +212,7 @@ class WanVideoTransferOperator(BaseOperator):
     parameters.
     """
 
-    template_fields: Sequence[str] = ("wan_task_id", "model", "prompt", "seed", "extra_metadata")
+    template_fields: Sequence[str] = ("wan_task_id", "model", "prompt", "seed", "extra_metadata", "max_video_bytes")
     template_fields_renderers: ClassVar[dict[str, str]] = {"extra_metadata": "json"}
     ui_color = "#ff6a00"
     #: the parameter that names the object, for error messages
@@ -217,9 +235,13 @@ class WanVideoTransferOperator(BaseOperator):
         max_download_attempts: int = 5,
         download_retry_delay: float = 1.0,
         download_timeout: float | None = 3600.0,
+        max_video_bytes: int | str = DEFAULT_MAX_VIDEO_BYTES,
         progress_interval: float = 5.0,
         **kwargs: Any,
     ) -> None:
+        if not isinstance(max_video_bytes, str):
+            # a template is checked once rendered (execute)
+            _video_bytes_cap(max_video_bytes)
         if max_download_attempts < 1:
             raise WanInvalidInputError(f"max_download_attempts: must be at least 1, got {max_download_attempts}")
         if download_timeout is not None and not download_timeout > 0:
@@ -245,6 +267,7 @@ class WanVideoTransferOperator(BaseOperator):
         self.max_download_attempts = max_download_attempts
         self.download_retry_delay = download_retry_delay
         self.download_timeout = download_timeout
+        self.max_video_bytes = max_video_bytes
         self.progress_interval = progress_interval
         self._killed = False
         #: the object name as written in the DAG, before Jinja: its fixed head names the asset (see asset_uri)
@@ -301,6 +324,7 @@ class WanVideoTransferOperator(BaseOperator):
     # -- execution ------------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> WanStoredVideo:
         task_id = self._task_id()
+        max_video_bytes = _video_bytes_cap(self.max_video_bytes)
         sink, key = self.destination(task_id)
         sink.check_key(key, self.key_parameter)
         sidecar = self.sidecar_name(key) if self.write_sidecar else None
@@ -338,7 +362,7 @@ class WanVideoTransferOperator(BaseOperator):
         poster_existing = self._companion_replaceable(sink, poster, task_id, "poster") if poster else None
 
         task = self._finished_task(task_id)
-        stored = self._copy(task, sink, key, existing)
+        stored = self._copy(task, sink, key, existing, max_video_bytes)
         sidecar_uri = self._write_sidecar(sink, sidecar, stored, task, sidecar_existing) if sidecar else None
         poster_uri = self._write_poster(sink, poster, key, stored, poster_existing) if poster else None
         result = self._result(sink, key, stored, task_id, uploaded=True, sidecar_uri=sidecar_uri, poster_uri=poster_uri)
@@ -471,7 +495,7 @@ class WanVideoTransferOperator(BaseOperator):
         return fit_metadata(fields, prompts, limit=sink.metadata_limit - _RESERVED, measure=measure)
 
     # -- the copy -------------------------------------------------------------------------------------------------
-    def _copy(self, task: WanTask, sink: Sink, key: str, replacing: Stored | None) -> Stored:
+    def _copy(self, task: WanTask, sink: Sink, key: str, replacing: Stored | None, max_bytes: int) -> Stored:
         from airflow_provider_wan.transfers.guard import guarded_session
 
         url = task.video_url or ""
@@ -490,6 +514,7 @@ class WanVideoTransferOperator(BaseOperator):
                 retry_delay=self.download_retry_delay,
                 deadline=self.download_timeout,
                 read_size=min(READ_SIZE, self.part_size()),
+                max_bytes=max_bytes,
                 refuse=lambda link: video_url_problem(link, base_url),
             )
             while True:

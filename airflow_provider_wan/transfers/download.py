@@ -11,6 +11,9 @@ requests). The iteration ends normally only when the download is proven whole:
 * its top-level MP4 boxes add up to that length, with ``ftyp`` and ``moov`` present
   (:mod:`~airflow_provider_wan.transfers.mp4`).
 
+A size cap (``max_bytes``) stops a link that would fill the store: an answer announcing more (``Content-Length``,
+``Content-Range``) is refused before its first byte is yielded, a body announcing nothing once its bytes pass the cap.
+
 It also computes the MD5 (and CRC32C when ``google-crc32c`` is installed) of what it yielded, which the sinks
 compare with what the store kept. A sink writes what it is given and makes it visible only after the iteration ended
 normally: a failure anywhere (including here) leaves nothing behind.
@@ -150,6 +153,9 @@ class ResumableDownload:
         (:func:`~airflow_provider_wan.hooks.wan.video_url_problem`: the link as written; the address a host name
         leads to is the session's to judge); a refused link is a final error (default: none refused beyond
         non-http(s) links)
+    :param max_bytes: the most bytes the video may have (default None: no cap); an answer announcing more is refused
+        before any of its bytes is yielded, a body without an announced length once it passes the cap: a final
+        :class:`~airflow_provider_wan.exceptions.WanFinalError` (the same link would do it again)
     """
 
     def __init__(
@@ -168,8 +174,10 @@ class ResumableDownload:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         refuse: Callable[[str], str | None] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.session = session
+        self.max_bytes = max_bytes
         self.url = url
         self.refuse = refuse
         self.task_id = task_id
@@ -293,7 +301,18 @@ class ResumableDownload:
             task_id=self.task_id,
         )
 
+    def _too_big(self, what: str) -> WanFinalError:
+        return WanFinalError(
+            f"DashScope task {self.task_id}'s video link {what}, over max_video_bytes ({self.max_bytes} bytes); "
+            "nothing was kept. A Wan video is tens of MB: this link serves something else, or a video larger than "
+            "the cap; if the video really is that large, give the transfer operator a higher max_video_bytes",
+            task_id=self.task_id,
+        )
+
     def _accept(self, piece: bytes) -> bytes:
+        if self.max_bytes is not None and self.received + len(piece) > self.max_bytes:
+            # no length announced (a known one was checked against the cap before the first byte): the bytes tell
+            raise self._too_big(f"sent more than {self.max_bytes} bytes without announcing the video's length")
         self.received += len(piece)
         self._md5.update(piece)
         if self._crc32c is not None:
@@ -473,6 +492,10 @@ class ResumableDownload:
             )
         if self.total is not None and end > self.total:
             end = self.total
+        # what the answer promises to send: its total, else the end of its range (a 200 without length: unknown)
+        announced = self.total if self.total is not None else (end if length is not None or status == 206 else None)
+        if self.max_bytes is not None and announced is not None and announced > self.max_bytes:
+            raise self._too_big(f"announced {announced} bytes")
         return skip, end
 
     def _same_file(self, response: requests.Response) -> None:

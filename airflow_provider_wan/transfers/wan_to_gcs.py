@@ -105,6 +105,13 @@ class WanVideoToGCSOperator(WanVideoTransferOperator):
     :param download_retry_delay: seconds before the first resumption, doubled each time, at most 30 (default 1.0)
     :param download_timeout: seconds the whole download may take, wall clock, resumptions and redirects included
         (default 3600; None: no limit); a server sending a trickle of bytes cannot hold the worker longer
+    :param max_video_bytes: the largest video stored, in bytes (templated; default 1 GiB,
+        ``DEFAULT_MAX_VIDEO_BYTES``). A Wan video, at most 15 s of 1080p, is tens of MB: 1 GiB would take over
+        500 Mbit/s, so the default never stops a real one, and it stops a link serving something else (a body
+        without end, a huge length announced) after 1 GiB at most instead of ``download_timeout``'s worth. A length
+        announced above it (``Content-Length``, ``Content-Range``) is refused before any byte is stored; a body
+        announcing none, once its bytes pass it. Either is a final error (no Airflow retries: the same link would do
+        it again) and nothing is kept
     :param progress_interval: seconds between two progress lines in the log (default 5.0)
     """
 

@@ -47,7 +47,7 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
         :class:`~airflow_provider_wan.transfers.wan_to_gcs.WanVideoToGCSOperator` other than the GCS ones
         (``overwrite``, ``write_sidecar``, ``poster``, ``model``, ``prompt``, ``seed``, ``extra_metadata``,
         ``asset_alias``, ``max_download_attempts``, ``download_retry_delay``, ``download_timeout``,
-        ``progress_interval``)
+        ``max_video_bytes``, ``progress_interval``)
     """
 
     key_parameter = "destination"

@@ -14,6 +14,7 @@ import datetime
 import ipaddress
 import json
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -33,17 +34,26 @@ T2V_ENDPOINT = "services/aigc/video-generation/video-synthesis"
 MODEL = "wan2.5-t2v-preview"
 #: the signature of every hostile link: it must never appear in an error
 SIGNATURE = "aG9zdGlsZS1saW5rLXNpZ25hdHVyZQ"
+#: an MP4's first box (``ftyp``, 24 bytes)
+MP4_FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
 
 
 class LinkServer:
-    """Answers ``/to?u=<url>`` with a 302 to that URL and ``/loop`` with a 302 to itself; counts requests."""
+    """
+    Answers ``/to?u=<url>`` with a 302 to that URL and ``/loop`` with a 302 to itself; counts requests. Bodies:
+    ``/endless`` (a web page without end), ``/mp4`` (an MP4's first boxes, then zeros without end), ``/stall`` (an
+    MP4's first 64 KiB, then nothing until the server stops).
+    """
 
     def __init__(self, certificate: tuple[Path, Path] | None = None) -> None:
         self.paths: list[str] = []
         paths = self.paths
-        #: body bytes written by /endless
+        #: body bytes written by /endless and /mp4
         self.sent: list[int] = []
         sent = self.sent
+        #: set when the server stops: /stall answers end
+        self.stopping = threading.Event()
+        stopping = self.stopping
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -52,6 +62,12 @@ class LinkServer:
                 paths.append(self.path)
                 if self.path.startswith("/endless"):
                     self._endless()
+                    return
+                if self.path.startswith("/mp4"):
+                    self._mp4(parse_qs(urlsplit(self.path).query).get("announce", [""])[0])
+                    return
+                if self.path.startswith("/stall"):
+                    self._stall()
                     return
                 if self.path.startswith("/echo"):
                     self._echo()
@@ -85,12 +101,55 @@ class LinkServer:
                 except OSError:
                     pass
 
+            def _mp4(self, announce: str) -> None:
+                """
+                A body that keeps looking like an MP4: ``ftyp``, then an ``mdat`` box that runs to the end, then zeros
+                without end. ``announce``: "" announces no length (200, the box runs to the end of the body),
+                "length" a terabyte (200 with Content-Length), "range" a terabyte as a Content-Range total (206).
+                """
+                total = 1 << 40
+                if announce:
+                    mdat = struct.pack(">I4sQ", 1, b"mdat", total - len(MP4_FTYP))  # a 64-bit size, to the end
+                else:
+                    mdat = struct.pack(">I4s", 0, b"mdat")  # size 0: up to the end of the file
+                self.send_response(206 if announce == "range" else 200)
+                self.send_header("Content-Type", "video/mp4")
+                if announce == "range":
+                    self.send_header("Content-Range", f"bytes 0-{total - 1}/{total}")
+                if announce:
+                    self.send_header("Content-Length", str(total))
+                else:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                zeros = b"\x00" * (64 * 1024)
+                try:
+                    self.wfile.write(MP4_FTYP + mdat)
+                    while True:
+                        self.wfile.write(zeros)
+                        sent.append(len(zeros))
+                except OSError:
+                    pass
+
+            def _stall(self) -> None:
+                """200 announcing 10 MiB of MP4; the first 64 KiB are sent, then nothing until the server stops."""
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(10 * 1024 * 1024))
+                self.end_headers()
+                mdat = struct.pack(">I4s", 10 * 1024 * 1024 - len(MP4_FTYP), b"mdat")
+                try:
+                    self.wfile.write(MP4_FTYP + mdat + b"\x00" * (64 * 1024 - len(MP4_FTYP) - len(mdat)))
+                    self.wfile.flush()
+                except OSError:
+                    return
+                stopping.wait(60)
+
             def _echo(self) -> None:
                 """
                 A server that repeats the request's address in its headers: in ``Content-Range`` (``/echo-range``),
                 or in the ``ETag`` of the answer to a resumption, the first answer being cut (``/echo-etag``).
                 """
-                head = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00\x00\x03\xe8free"
+                head = MP4_FTYP + b"\x00\x00\x03\xe8free"
                 if self.path.startswith("/echo-range"):
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes 0-9/1000; {self.path}")
@@ -132,6 +191,7 @@ class LinkServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -291,7 +351,15 @@ def test_a_body_that_is_no_mp4_is_refused_at_its_first_bytes_not_streamed_to_its
 ):
     task_id = _generate()
     _answer_with_link(wan_connection, task_id, f"{links.url}{path}")
-    _fails_clearly(tmp_path / "out", task_id, WanTransferIntegrityError, "not a whole MP4", download_timeout=5.0)
+    # a cap above the terabyte: the walk over the first bytes must tell, not max_video_bytes (test_size_cap)
+    _fails_clearly(
+        tmp_path / "out",
+        task_id,
+        WanTransferIntegrityError,
+        "not a whole MP4",
+        download_timeout=5.0,
+        max_video_bytes=1 << 41,
+    )
     # the first read showed it: not gigabytes into the store until the deadline
     assert sum(links.sent) < 64 * 1024 * 1024
 
