@@ -8,7 +8,7 @@ The way through::
     store: object already there for this DashScope task, with a verified size and MD5? --yes--> return it
     DashScope: GET /tasks/{id} for a fresh signed video_url (the copy in XCom may be stale)
     download engine --bytes, proven whole--> sink upload (out of sight) --commit: visible, verified, recorded
-    any failure --> the upload is aborted: nothing is kept
+    any failure --> the upload is aborted: nothing is kept (what a killed worker left: removed by the next transfer)
     then, next to the video: the JSON sidecar (write_sidecar) and the poster frame (poster), each written whole
 """
 
@@ -338,6 +338,11 @@ class WanVideoTransferOperator(BaseOperator):
         self._check_metadata_fits(sink, task_id)
         # the destination before DashScope: a missing bucket must not cost a download (nor a retry of one)
         sink.check()
+        for leftover in sink.remove_leftovers(name for name in (key, sidecar, poster) if name):
+            self.log.warning(
+                "Removed %s, left by an earlier transfer to this name that was killed before it could clean up",
+                leftover,
+            )
 
         # the store first: a copy made by an earlier run is returned without touching DashScope
         existing = sink.stat(key)

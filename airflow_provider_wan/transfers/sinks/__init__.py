@@ -11,7 +11,8 @@ A sink promises, whatever the destination:
   temporary file) in bounded memory, and makes them visible only in :meth:`Upload.commit`, called once the download
   is proven whole. ``commit`` compares what the store kept with the downloaded size and MD5, deletes it on a
   mismatch, and records ``wan_source_bytes`` and ``wan_source_md5`` in the object's metadata: what a rerun trusts;
-* :meth:`Upload.abort` leaves nothing behind.
+* :meth:`Upload.abort` leaves nothing behind, and :meth:`Sink.remove_leftovers` removes what a killed transfer
+  (which could not abort) left where it would show.
 
 :func:`sink_for` picks the sink of a destination URI (``gs://``, ``s3://``, ``abfs://``/``az://``/``wasbs://``, ``file://``).
 The store clients (google-cloud-storage, boto3, azure-storage-blob) are imported inside the sinks: each is an
@@ -128,6 +129,18 @@ class Sink(ABC):
 
     @abstractmethod
     def stat(self, key: str) -> Stored | None: ...
+
+    def remove_leftovers(self, keys: Iterable[str]) -> list[str]:
+        """
+        Remove what transfers to ``keys`` left behind when they were killed before they could abort (SIGKILL runs no
+        :meth:`Upload.abort`), where such leftovers show: a folder's partial files. Called as a transfer starts; never
+        touches a live transfer's upload, never raises. Returns the URIs removed.
+
+        Default: nothing to remove (a GCS resumable session and Azure's uncommitted blocks are invisible and expire
+        on their own; S3 keeps an unfinished multipart upload until the bucket's ``AbortIncompleteMultipartUpload``
+        lifecycle rule removes it).
+        """
+        return []
 
     @abstractmethod
     def open(self, key: str, *, metadata: Mapping[str, str], replacing: Stored | None) -> Upload:
