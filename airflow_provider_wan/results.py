@@ -31,8 +31,11 @@ class WanTaskResult(TypedDict):
     wan_task_id: str
     #: PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED or UNKNOWN
     task_status: str
-    #: the result link without its query string (no signature): where the video was, not a way to read it
+    #: the result link without its query string (no signature), at most 2,048 characters: where the video was, not a
+    #: way to read it
     video_url: str | None
+    #: the prompts DashScope echoes, as plain text (a control character other than newline and tab becomes a space),
+    #: at most 20,000 characters (``hooks.wan.MAX_ANSWER_PROMPT_CHARS``)
     orig_prompt: str | None
     actual_prompt: str | None
     #: DashScope's usage figures, e.g. ``{"video_count": 1, "video_duration": 5, "video_ratio": "832*480"}``: numbers

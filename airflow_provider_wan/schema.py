@@ -51,6 +51,7 @@ __all__ = [
     "parse_int",
     "parse_value",
     "place",
+    "plain_text",
     "text_problem",
     "validate_references",
     "validate_request",
@@ -450,8 +451,9 @@ def media_references(input_: dict[str, Any]) -> Iterator[MediaRef]:
 
 # --- validation ----------------------------------------------------------------------------------------------------
 _ASCII_INT = re.compile(r"\s*-?[0-9]+\s*", re.ASCII)
-#: control characters a text may hold: line breaks and tabs
-_ALLOWED_CONTROLS = frozenset("\n\t")
+#: what is not plain text: a control character (Unicode category Cc) other than newline and tab (a carriage return
+#: only before a newline: Windows line ends), or an unpaired surrogate
+_NOT_PLAIN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]|\r(?!\n)")
 
 
 def parse_int(value: Any) -> Any:
@@ -496,18 +498,21 @@ def text_problem(value: str) -> str | None:
     breaks whatever reads the task afterwards), NUL or another control character. Newline and tab are allowed, and
     a carriage return before a newline (Windows line ends).
     """
-    for position, char in enumerate(value):
-        code = ord(char)
-        if 0xD800 <= code <= 0xDFFF:
-            return f"holds an unpaired surrogate (U+{code:04X}) at character {position}: not valid Unicode text"
-        if unicodedata.category(char) == "Cc" and char not in _ALLOWED_CONTROLS:
-            if char == "\r" and value[position + 1 : position + 2] == "\n":
-                continue
-            return (
-                f"holds the control character U+{code:04X} at character {position}; allowed are printable text, "
-                "newlines and tabs"
-            )
-    return None
+    found = _NOT_PLAIN.search(value)
+    if found is None:
+        return None
+    position, code = found.start(), ord(found.group()[0])
+    if 0xD800 <= code <= 0xDFFF:
+        return f"holds an unpaired surrogate (U+{code:04X}) at character {position}: not valid Unicode text"
+    return (
+        f"holds the control character U+{code:04X} at character {position}; allowed are printable text, "
+        "newlines and tabs"
+    )
+
+
+def plain_text(value: str) -> str:
+    """``value`` with every character :func:`text_problem` refuses replaced by a space: a text DashScope sent back."""
+    return _NOT_PLAIN.sub(" ", value)
 
 
 def validate_texts(name: str, input_: Mapping[str, Any]) -> list[Problem]:

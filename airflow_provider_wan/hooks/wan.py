@@ -53,6 +53,7 @@ from airflow_provider_wan.hooks.pacing import AsyncPacer, SyncPacer, sync_pacer
 from airflow_provider_wan.models import API_KEY_ENV
 from airflow_provider_wan.redact import clean_text, redact_url
 from airflow_provider_wan.results import WanTaskResult, task_id_of
+from airflow_provider_wan.schema import plain_text
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +108,33 @@ class TaskStatus(str, Enum):
 
 
 def _text(value: Any) -> str | None:
-    """A string field as sent (prompts may be long), without lone surrogates; None for any other JSON type."""
+    """A string field as sent, without lone surrogates; None for any other JSON type."""
     if not isinstance(value, str) or not value:
         return None
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
+#: longest prompt kept from an answer, in characters: the models take at most 5,000 and DashScope's rewrite
+#: (``actual_prompt``) is a few times the prompt it extends; anything longer is no prompt DashScope wrote, and would go
+#: on whole into XCom, the trigger's event and the stored object's metadata
+MAX_ANSWER_PROMPT_CHARS = 20_000
+
+
+def _prompt(value: Any) -> str | None:
+    """
+    A prompt an answer echoes (``orig_prompt``, ``actual_prompt``), as plain text like the prompts sent
+    (:func:`~airflow_provider_wan.schema.plain_text`: a NUL is refused by PostgreSQL's JSON columns, which hold XCom
+    and trigger events) and at most :data:`MAX_ANSWER_PROMPT_CHARS` characters; None for any other JSON type.
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    text = plain_text(value[: MAX_ANSWER_PROMPT_CHARS + 1])
+    return text if len(text) <= MAX_ANSWER_PROMPT_CHARS else text[: MAX_ANSWER_PROMPT_CHARS - 1] + "…"
+
+
+#: longest unsigned copy of a video_url a result holds, in characters: a result link is far shorter, a hostile one is
+#: not held whole in XCom and trigger events
+MAX_RESULT_LINK_CHARS = 2048
 #: most fields of an answer's ``usage`` kept (DashScope sends a handful: video_count, video_duration, video_ratio...)
 _MAX_USAGE_FIELDS = 32
 
@@ -176,8 +198,8 @@ class WanTask:
             status=TaskStatus.parse(output.get("task_status")),
             request_id=request_id,
             video_url=video_url if isinstance(video_url, str) and video_url else None,
-            orig_prompt=_text(output.get("orig_prompt")),
-            actual_prompt=_text(output.get("actual_prompt")),
+            orig_prompt=_prompt(output.get("orig_prompt")),
+            actual_prompt=_prompt(output.get("actual_prompt")),
             usage=_usage(usage),
             submit_time=clean_text(output.get("submit_time"), 40),
             scheduled_time=clean_text(output.get("scheduled_time"), 40),
@@ -215,7 +237,10 @@ class WanTask:
         return {
             "wan_task_id": self.task_id,
             "task_status": self.status.value,
-            "video_url": redact_url(self.video_url),
+            # cut before parsing too (a query is still cut off whole: it starts before any part of it)
+            "video_url": clean_text(
+                redact_url((self.video_url or "")[: 4 * MAX_RESULT_LINK_CHARS]), MAX_RESULT_LINK_CHARS
+            ),
             "orig_prompt": self.orig_prompt,
             "actual_prompt": self.actual_prompt,
             "usage": dict(self.usage),
