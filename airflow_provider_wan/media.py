@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_wan.durations import audio_stream_format, id3_end, media_seconds
-from airflow_provider_wan.exceptions import WanInvalidInputError, WanRetryableError
+from airflow_provider_wan.exceptions import WanFinalError, WanInvalidInputError, WanRetryableError
 from airflow_provider_wan.images import image_size, sniff_format
 from airflow_provider_wan.models import get_model
+from airflow_provider_wan.redact import url_host
 from airflow_provider_wan.schema import MediaRef, MediaSpec, is_remote, media_references
 
 if TYPE_CHECKING:
@@ -373,28 +374,41 @@ def upload_media(hook: WanHook, model: str, media: LocalMedia) -> str:
         host = str(policy["upload_host"])
     except KeyError as exc:
         raise WanRetryableError(f"DashScope's upload policy for {model} lacks {exc.args[0]!r}") from None
-    body = MultipartStream(fields, media.name, media.content_type, media.size, media.opener)
     import requests
 
-    try:
-        response = hook.session.post(
-            host,
-            data=body,
-            headers={
-                "Content-Type": body.content_type,
-                "Content-Length": str(len(body)),
-                "Accept": "application/json",
-                "Date": formatdate(usegmt=True),
-            },
-            timeout=(10, 3600),
-            # the policy names the one host to post to: a redirect elsewhere is refused, not followed
-            allow_redirects=False,
-        )
-    except requests.exceptions.RequestException as exc:
-        raise WanRetryableError(
-            f"{media.ref.parameter}: uploading {media.name} to DashScope's temporary storage failed "
-            f"({type(exc).__name__}); nothing was submitted"
-        ) from None
+    from airflow_provider_wan.hooks.guard import RefusedAddress, guarded_session
+    from airflow_provider_wan.hooks.wan import link_address_problem, link_problem
+
+    base_url = hook.credentials.base_url
+    # the answer names where the user's file goes: never this machine, the metadata service or the private network
+    # (unless the API is there too), never plain http when the API is https; a host NAME is judged by the address
+    # the connection reaches (the guarded session)
+    why = link_problem(host, base_url, sends_data=True)
+    if why:
+        raise _refused(media, host, why)
+    body = MultipartStream(fields, media.name, media.content_type, media.size, media.opener)
+    with guarded_session(lambda address: link_address_problem(address, base_url)) as session:
+        try:
+            response = session.post(
+                host,
+                data=body,
+                headers={
+                    "Content-Type": body.content_type,
+                    "Content-Length": str(len(body)),
+                    "Accept": "application/json",
+                    "Date": formatdate(usegmt=True),
+                },
+                timeout=(10, 3600),
+                # the policy names the one host to post to: a redirect elsewhere is refused, not followed
+                allow_redirects=False,
+            )
+        except RefusedAddress as refused:
+            raise _refused(media, host, f"{refused.why}; the connection was closed before a byte was sent") from None
+        except requests.exceptions.RequestException as exc:
+            raise WanRetryableError(
+                f"{media.ref.parameter}: uploading {media.name} to DashScope's temporary storage failed "
+                f"({type(exc).__name__}); nothing was submitted"
+            ) from None
     if response.status_code != 200:
         code = _oss_code(response.text)
         raise WanRetryableError(
@@ -405,6 +419,15 @@ def upload_media(hook: WanHook, model: str, media: LocalMedia) -> str:
     url = f"oss://{key}"
     media.ref.replace(url)
     return url
+
+
+def _refused(media: LocalMedia, host: str, why: str) -> WanFinalError:
+    """The upload host an upload policy named is refused: a final error naming the parameter and the host only."""
+    return WanFinalError(
+        f"{media.ref.parameter}: refused to upload {media.name} to {url_host(host)} (the upload_host of DashScope's "
+        f"upload policy): {why}. Nothing was uploaded or submitted; check the connection's base_url and any proxy "
+        "in between"
+    )
 
 
 _OSS_CODE = re.compile(r"<Code>([A-Za-z][A-Za-z0-9]{0,63})</Code>")

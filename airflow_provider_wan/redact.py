@@ -71,6 +71,8 @@ def url_host(url: str | None) -> str:
     if not host:
         return "an unparsable URL"
     scheme = (parts.scheme or "?").lower()
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address, bracketed as in a URL (``::1:81`` would read as an address)
     return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
 
 

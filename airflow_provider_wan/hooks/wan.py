@@ -402,42 +402,51 @@ def _api_is_at(kind: str, base_url: str) -> bool:
     return any(_address_kind(address) == kind for address in host_addresses(api_host)) if api_host else False
 
 
-def video_url_problem(url: str, base_url: str) -> str | None:
+def link_problem(url: str, base_url: str, *, sends_data: bool = False) -> str | None:
     """
-    Why a result link (DashScope's ``video_url``, or where it redirects) must not be fetched; None when it may be.
+    Why a URL that an API answer names must not be contacted; None when it may be. Such links: a result's
+    ``video_url`` (or where it redirects), which a transfer downloads, and an upload policy's ``upload_host``, to
+    which a local media file is posted.
 
-    A link is fetched with the worker's network reach, so a hostile or mixed-up answer must not turn the download
-    into a request to this machine, the cloud's metadata service (169.254.169.254) or the private network: a link
-    must be http(s) without user info, and may name such an address only when the API itself is at that kind of
-    address (the simulator on 127.0.0.1 serves its videos there). This looks at the link as written (an IP
-    address, ``localhost``); a host name is judged by the address each connection actually reaches
-    (:func:`video_address_problem`, applied by :func:`airflow_provider_wan.transfers.guard.guarded_session`), so a
-    name resolving inside, or resolving outside for a check and inside for the connection, is refused too.
+    Such a request runs with the worker's network reach, so a hostile or mixed-up answer must not turn it into a
+    request to this machine, the cloud's metadata service (169.254.169.254, Alibaba Cloud's 100.100.100.200) or the
+    private network: a link must be http(s) without user info, and may name such an address only when the API itself
+    is at that kind of address (the simulator on 127.0.0.1 serves its videos and takes its uploads there). This looks
+    at the link as written (an IP address, ``localhost``); a host name is judged by the address each connection
+    actually reaches (:func:`link_address_problem`, applied by
+    :func:`airflow_provider_wan.hooks.guard.guarded_session`), so a name resolving inside, or resolving outside for
+    a check and inside for the connection, is refused too.
 
     :param url: the link
     :param base_url: the API's base URL (:attr:`Credentials.base_url`)
+    :param sends_data: the request carries the user's data (an upload): then a plain ``http://`` link is refused
+        while the API is ``https://``, as the data would cross the network unencrypted where the user chose
+        encryption (default False: a result link is fetched as DashScope names it)
     """
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
     except ValueError:
         return "it is not a URL that can be read"
-    if parts.scheme.lower() not in ("http", "https"):
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
         return "it is not an http(s) URL"
     if "@" in parts.netloc:
         return "it carries user info"
     if not host:
         return "it names no host"
+    if sends_data and scheme == "http" and base_url.lower().startswith("https://"):
+        return "it is plain http while the API is https, so the data would cross the network unencrypted"
     kind = _address_kind(host)
     if kind is None or _api_is_at(kind, base_url):
         return None
     return f"it points at {kind}, and the API is not there"
 
 
-def video_address_problem(address: str, base_url: str) -> str | None:
+def link_address_problem(address: str, base_url: str) -> str | None:
     """
-    Why a connection for a result link, made to ``address``, must not be used; None when it may be. The same rule
-    as :func:`video_url_problem`, for the IP address a link's host name led to.
+    Why a connection for a link (see :func:`link_problem`), made to ``address``, must not be used; None when it may
+    be. The same rule as :func:`link_problem`, for the IP address a link's host name led to.
 
     :param address: the IP address connected to (or, behind a proxy, one the link's name resolves to)
     :param base_url: the API's base URL (:attr:`Credentials.base_url`)

@@ -35,7 +35,7 @@ from airflow_provider_wan.exceptions import (
     WanTransferIntegrityError,
 )
 from airflow_provider_wan.hooks.classify import TASK_ID_PATTERN
-from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask, video_address_problem, video_url_problem
+from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask, link_address_problem, link_problem
 from airflow_provider_wan.lineage import LineageRecord, dashscope_namespace, storage_dataset
 from airflow_provider_wan.models import cost_from_usage
 from airflow_provider_wan.results import WanStoredVideo, task_id_of
@@ -501,14 +501,14 @@ class WanVideoTransferOperator(BaseOperator):
 
     # -- the copy -------------------------------------------------------------------------------------------------
     def _copy(self, task: WanTask, sink: Sink, key: str, replacing: Stored | None, max_bytes: int) -> Stored:
-        from airflow_provider_wan.transfers.guard import guarded_session
+        from airflow_provider_wan.hooks.guard import guarded_session
 
         url = task.video_url or ""
         mask_signed_url(url)
         base_url = self.hook.credentials.base_url
         # a hostile or mixed-up answer must not point the worker at itself or the cloud's metadata service: the link
         # as written is checked before each request (refuse), the address each connection reaches by the session
-        with guarded_session(lambda address: video_address_problem(address, base_url)) as session:
+        with guarded_session(lambda address: link_address_problem(address, base_url)) as session:
             download = ResumableDownload(
                 session,
                 url,
@@ -520,7 +520,7 @@ class WanVideoTransferOperator(BaseOperator):
                 deadline=self.download_timeout,
                 read_size=min(READ_SIZE, self.part_size()),
                 max_bytes=max_bytes,
-                refuse=lambda link: video_url_problem(link, base_url),
+                refuse=lambda link: link_problem(link, base_url),
             )
             while True:
                 try:

@@ -136,8 +136,8 @@ class ResumableDownload:
     download is proven whole (see the module's docstring).
 
     :param session: a ``requests.Session``; the operators pass a
-        :func:`~airflow_provider_wan.transfers.guard.guarded_session`, whose connections refuse addresses the link
-        rule refuses (a :class:`~airflow_provider_wan.transfers.guard.RefusedAddress` becomes a final error)
+        :func:`~airflow_provider_wan.hooks.guard.guarded_session`, whose connections refuse addresses the link
+        rule refuses (a :class:`~airflow_provider_wan.hooks.guard.RefusedAddress` becomes a final error)
     :param url: the signed link; never logged, never put in an error message
     :param task_id: DashScope task id, for messages
     :param timeout: ``(connect, read)`` seconds of one HTTP request
@@ -150,7 +150,7 @@ class ResumableDownload:
     :param read_size: bytes per read from the response (default 1 MiB)
     :param verify_mp4: require a complete MP4 box structure (default True)
     :param refuse: why a link (the first, or a redirect) must not be fetched, or None when it may
-        (:func:`~airflow_provider_wan.hooks.wan.video_url_problem`: the link as written; the address a host name
+        (:func:`~airflow_provider_wan.hooks.wan.link_problem`: the link as written; the address a host name
         leads to is the session's to judge); a refused link is a final error (default: none refused beyond
         non-http(s) links)
     :param max_bytes: the most bytes the video may have (default None: no cap); an answer announcing more is refused
@@ -387,7 +387,7 @@ class ResumableDownload:
         """
         import requests
 
-        from airflow_provider_wan.transfers.guard import RefusedAddress
+        from airflow_provider_wan.hooks.guard import RefusedAddress
 
         url = self.url
         for hop in range(MAX_REDIRECTS + 1):
@@ -403,7 +403,7 @@ class ResumableDownload:
             try:
                 response = self.session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
             except RefusedAddress as refused:
-                # a guarded session's connection reached an address the rule refuses (transfers/guard.py)
+                # a guarded session's connection reached an address the rule refuses (hooks/guard.py)
                 why = f"{refused.why}. The connection was closed before the request was sent; nothing was kept"
                 raise self._refused(url, why) from None
             except (requests.ConnectionError, requests.Timeout) as exc:

@@ -1,23 +1,31 @@
 """
 A local server that records what a DashScope client sends, including the temporary-upload flow: it answers the
-upload policy request and takes the form upload itself, like DashScope's and OSS's hosts together.
+upload policy request and takes the form upload itself, like DashScope's and OSS's hosts together. Its policy may
+name another ``upload_host`` (:attr:`UploadCaptureServer.upload_host`), and it may serve TLS under a host name.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import uuid
 from email import policy as email_policy
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
 class UploadCaptureServer:
-    """Records creates (path, headers, JSON body), policy requests (query) and uploads (form fields, file bytes)."""
+    """
+    Records creates (path, headers, JSON body), policy requests (query) and uploads (form fields, file bytes).
 
-    def __init__(self) -> None:
+    :param host: the name or address its URLs use (default ``127.0.0.1``; a name must resolve there)
+    :param certificate: a certificate for ``host`` and its key (PEM files): serve https (default: plain http)
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", certificate: tuple[Path, Path] | None = None) -> None:
         self.creates: list[dict[str, Any]] = []
         self.policies: list[str] = []
         self.uploads: list[dict[str, Any]] = []
@@ -42,7 +50,7 @@ class UploadCaptureServer:
                     "policy": "cG9saWN5",
                     "signature": "c2lnbmF0dXJl",
                     "upload_dir": f"dashscope-instant/capture/{uuid.uuid4().hex}",
-                    "upload_host": f"http://127.0.0.1:{owner.port}/_oss",
+                    "upload_host": owner.upload_host or f"{owner.origin}/_oss",
                     "expire_in_seconds": 300,
                     "max_file_size_mb": 1024,
                     "capacity_limit_mb": 999999,
@@ -81,12 +89,19 @@ class UploadCaptureServer:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if certificate is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*certificate)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
+        self.origin = f"{'https' if certificate else 'http'}://{host}:{self.port}"
+        #: the upload_host its policies name; None: itself (``{origin}/_oss``)
+        self.upload_host: str | None = None
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/v1"
+        return f"{self.origin}/api/v1"
 
     def reset(self) -> None:
         self.creates.clear()

@@ -1,6 +1,7 @@
 """
 A small forwarding HTTP proxy on 127.0.0.1 for the store tests (real HTTP both ways): a test's handler decides what
-to refuse and passes the rest on to the emulator behind it (moto, the GCS emulator).
+to refuse and passes the rest on to the emulator behind it (moto, the GCS emulator). :class:`Gateway` is such a proxy
+set as ``HTTP_PROXY``: the way to an API whose host name only the proxy knows.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 
@@ -84,3 +86,39 @@ def forward(handler: BaseHTTPRequestHandler, body: bytes) -> None:
             handler.wfile.write(data)
     finally:
         upstream.close()
+
+
+class Gateway(ForwardingProxy):
+    """
+    An HTTP proxy forwarding every request (whatever host it names) to its upstream; records the hosts. A request
+    for a host in ``redirects`` is answered with a 302 to the URL there instead (a CDN sending the download on).
+    """
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream, _Forward)
+        self.hosts: list[str] = []
+        self.redirects: dict[str, str] = {}
+
+
+class _Forward(BaseHTTPRequestHandler):
+    server: Gateway
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _any(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        target = urlsplit(self.path)  # a proxy's request names the whole URL
+        self.server.hosts.append(target.hostname or "")
+        location = self.server.redirects.get(target.hostname or "")
+        if location is not None:
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.path = target.path + (f"?{target.query}" if target.query else "")
+        forward(self, body)
+
+    do_GET = do_POST = _any

@@ -1,6 +1,6 @@
 """
 Video links whose host NAME leads into the worker's network, through real HTTP on 127.0.0.1: the address each
-connection actually reaches is judged (transfers/guard.py), not the link as written, so a name resolving to this
+connection actually reaches is judged (hooks/guard.py), not the link as written, so a name resolving to this
 machine is refused when the API is elsewhere, directly and behind a proxy, and TLS still checks the link's name.
 
 Name resolution is controlled by patching ``socket.getaddrinfo`` (the system's resolver, not our code) for names
@@ -12,8 +12,6 @@ proxy (``HTTP_PROXY``) on 127.0.0.1 that forwards every request to the simulator
 
 from __future__ import annotations
 
-import datetime
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -26,12 +24,12 @@ import pytest
 import requests
 
 from airflow_provider_wan.exceptions import WanFinalError
-from airflow_provider_wan.hooks.wan import WanHook, video_address_problem
-from airflow_provider_wan.transfers.guard import guarded_session
-from tests.transfer.proxy import ForwardingProxy, forward, serving
+from airflow_provider_wan.hooks.guard import guarded_session
+from airflow_provider_wan.hooks.wan import WanHook, link_address_problem
+from tests.names import DOMAIN, certificate_for, resolve_test_names
+from tests.transfer.proxy import Gateway, serving
 from tests.transfer.test_hostile_links import SIGNATURE, _answer_with_link, _fails_clearly, _generate, _operator
 
-DOMAIN = "wan-dns.test"
 NAMES = {f"video.{DOMAIN}": "127.0.0.1", f"cdn.{DOMAIN}": "93.184.216.34"}
 GATEWAY = f"api.{DOMAIN}"
 
@@ -39,53 +37,7 @@ GATEWAY = f"api.{DOMAIN}"
 @pytest.fixture(autouse=True)
 def resolver(monkeypatch: pytest.MonkeyPatch) -> None:
     """``socket.getaddrinfo`` answering for ``*.wan-dns.test`` from :data:`NAMES`; every other name as before."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        if not name.endswith(DOMAIN):
-            return real(host, port, *args, **kwargs)
-        if name not in NAMES:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (NAMES[name], int(port or 0)))]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-
-class Gateway(ForwardingProxy):
-    """
-    An HTTP proxy forwarding every request (whatever host it names) to the simulator; records the hosts. A request
-    for a host in ``redirects`` is answered with a 302 to the URL there instead (a CDN sending the download on).
-    """
-
-    def __init__(self, upstream: str) -> None:
-        super().__init__(upstream, _Forward)
-        self.hosts: list[str] = []
-        self.redirects: dict[str, str] = {}
-
-
-class _Forward(BaseHTTPRequestHandler):
-    server: Gateway
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _any(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        target = urlsplit(self.path)  # a proxy's request names the whole URL
-        self.server.hosts.append(target.hostname or "")
-        location = self.server.redirects.get(target.hostname or "")
-        if location is not None:
-            self.send_response(302)
-            self.send_header("Location", location)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self.path = target.path + (f"?{target.query}" if target.query else "")
-        forward(self, body)
-
-    do_GET = do_POST = _any
+    resolve_test_names(monkeypatch, NAMES)
 
 
 @pytest.fixture
@@ -189,39 +141,9 @@ def test_the_simulator_on_loopback_may_serve_its_videos_under_a_name_resolving_t
     assert result["size"] == len(served)
 
 
-def _certificate_for(name: str, folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for the DNS name ``name`` only (no IP address), and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "name.pem", folder / "name.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_file, key_file
-
-
 def test_tls_through_the_guarded_session_sends_the_name_and_checks_the_certificate_against_it(tmp_path: Path):
     name = f"video.{DOMAIN}"
-    cert_file, key_file = _certificate_for(name, tmp_path)
+    cert_file, key_file = certificate_for(name, tmp_path)
     server_names: list[str | None] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -242,7 +164,7 @@ def test_tls_through_the_guarded_session_sends_the_name_and_checks_the_certifica
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
     # the API on loopback (the simulator's case): 127.0.0.1 is allowed, so only TLS decides
-    with guarded_session(lambda address: video_address_problem(address, "http://127.0.0.1:1/api/v1")) as session:
+    with guarded_session(lambda address: link_address_problem(address, "http://127.0.0.1:1/api/v1")) as session:
         try:
             answer = session.get(f"https://{name}:{port}/v.mp4", verify=str(cert_file), timeout=10)
             assert answer.content == b"ok"

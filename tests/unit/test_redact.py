@@ -62,7 +62,7 @@ def test_redact_url_keeps_where_not_how():
 
 def test_url_host():
     assert url_host(SIGNED) == "https://b.oss-ap-southeast-1.aliyuncs.com"
-    assert url_host("http://[::1]:81/x") == "http://::1:81"
+    assert url_host("http://[::1]:81/x") == "http://[::1]:81"
     assert url_host("") == url_host(None) == url_host("http://[bad") == "an unparsable URL"
 
 

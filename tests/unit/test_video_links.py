@@ -1,9 +1,10 @@
 """
-Which result links a worker may fetch (:func:`~airflow_provider_wan.hooks.wan.video_url_problem`) and which
-addresses their connections may reach (:func:`~airflow_provider_wan.hooks.wan.video_address_problem`): a hostile or
-mixed-up answer must not point the download at the worker itself, the cloud's metadata service or the private
-network. Through real HTTP (the transfer refusing such a link): tests/transfer/test_hostile_links.py and, for host
-names, tests/transfer/test_dns_links.py.
+Which links an API answer names (a result's video link, an upload policy's upload host) a worker may contact
+(:func:`~airflow_provider_wan.hooks.wan.link_problem`) and which addresses their connections may reach
+(:func:`~airflow_provider_wan.hooks.wan.link_address_problem`): a hostile or mixed-up answer must not point the
+download or the upload at the worker itself, the cloud's metadata service or the private network. Through real HTTP
+(the transfer refusing such a link): tests/transfer/test_hostile_links.py and, for host names,
+tests/transfer/test_dns_links.py; the upload refusing such a host: tests/modes/test_upload_hosts.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_wan.hooks.wan import video_address_problem, video_url_problem
+from airflow_provider_wan.hooks.wan import link_address_problem, link_problem
 
 DASHSCOPE = "https://dashscope-intl.aliyuncs.com/api/v1"
 SIMULATOR = "http://127.0.0.1:4000/api/v1"
@@ -28,8 +29,8 @@ SIMULATOR = "http://127.0.0.1:4000/api/v1"
     ],
 )
 def test_a_public_link_may_be_fetched(link):
-    assert video_url_problem(link, DASHSCOPE) is None
-    assert video_url_problem(link, SIMULATOR) is None
+    assert link_problem(link, DASHSCOPE) is None
+    assert link_problem(link, SIMULATOR) is None
 
 
 @pytest.mark.parametrize(
@@ -52,16 +53,16 @@ def test_a_public_link_may_be_fetched(link):
     ],
 )
 def test_an_internal_or_odd_link_is_refused_with_dashscope(link, words):
-    problem = video_url_problem(link, DASHSCOPE)
+    problem = link_problem(link, DASHSCOPE)
     assert problem is not None
     assert words in problem
 
 
 def test_the_simulator_may_serve_its_videos_on_loopback_but_not_elsewhere_inside():
-    assert video_url_problem("http://127.0.0.1:5000/v.mp4", SIMULATOR) is None
-    assert video_url_problem("http://localhost:5000/v.mp4", SIMULATOR) is None
-    assert "link-local" in (video_url_problem("http://169.254.169.254/", SIMULATOR) or "")
-    assert "private" in (video_url_problem("http://10.0.0.7/", SIMULATOR) or "")
+    assert link_problem("http://127.0.0.1:5000/v.mp4", SIMULATOR) is None
+    assert link_problem("http://localhost:5000/v.mp4", SIMULATOR) is None
+    assert "link-local" in (link_problem("http://169.254.169.254/", SIMULATOR) or "")
+    assert "private" in (link_problem("http://10.0.0.7/", SIMULATOR) or "")
 
 
 @pytest.mark.parametrize(
@@ -84,7 +85,7 @@ def test_the_simulator_may_serve_its_videos_on_loopback_but_not_elsewhere_inside
     ],
 )
 def test_an_address_a_links_name_led_to_is_judged_by_the_same_rule(address, words):
-    problem = video_address_problem(address, DASHSCOPE)
+    problem = link_address_problem(address, DASHSCOPE)
     assert problem is not None
     assert words in problem
     assert address in problem
@@ -92,15 +93,15 @@ def test_an_address_a_links_name_led_to_is_judged_by_the_same_rule(address, word
 
 @pytest.mark.parametrize("address", ["47.88.1.2", "2400:3200::1"])
 def test_a_public_address_may_be_connected_to(address):
-    assert video_address_problem(address, DASHSCOPE) is None
-    assert video_address_problem(address, SIMULATOR) is None
+    assert link_address_problem(address, DASHSCOPE) is None
+    assert link_address_problem(address, SIMULATOR) is None
 
 
 def test_with_the_simulator_on_loopback_only_loopback_addresses_are_allowed():
-    assert video_address_problem("127.0.0.1", SIMULATOR) is None
-    assert video_address_problem("::1", "http://localhost:4000/api/v1") is None
-    assert "link-local" in (video_address_problem("169.254.169.254", SIMULATOR) or "")
-    assert "private" in (video_address_problem("10.0.0.7", SIMULATOR) or "")
+    assert link_address_problem("127.0.0.1", SIMULATOR) is None
+    assert link_address_problem("::1", "http://localhost:4000/api/v1") is None
+    assert "link-local" in (link_address_problem("169.254.169.254", SIMULATOR) or "")
+    assert "private" in (link_address_problem("10.0.0.7", SIMULATOR) or "")
 
 
 def test_an_api_named_by_a_host_name_is_where_that_name_resolves(monkeypatch: pytest.MonkeyPatch):
@@ -117,8 +118,24 @@ def test_an_api_named_by_a_host_name_is_where_that_name_resolves(monkeypatch: py
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     in_a_container = "http://wan-sim:4000/api/v1"
-    assert video_address_problem("172.18.0.9", in_a_container) is None
-    assert video_url_problem("http://172.18.0.9:4000/_files/v.mp4", in_a_container) is None
+    assert link_address_problem("172.18.0.9", in_a_container) is None
+    assert link_problem("http://172.18.0.9:4000/_files/v.mp4", in_a_container) is None
     # the API's kind of address only, not any internal one
-    assert "this machine" in (video_address_problem("127.0.0.1", in_a_container) or "")
-    assert "link-local" in (video_address_problem("169.254.169.254", in_a_container) or "")
+    assert "this machine" in (link_address_problem("127.0.0.1", in_a_container) or "")
+    assert "link-local" in (link_address_problem("169.254.169.254", in_a_container) or "")
+
+
+def test_data_is_not_sent_over_plain_http_when_the_api_is_https():
+    oss = "bucket.oss-cn-beijing.aliyuncs.com"
+    problem = link_problem(f"http://{oss}", DASHSCOPE, sends_data=True)
+    assert problem is not None
+    assert "plain http while the API is https" in problem
+    assert "plain http" in (link_problem(f"HTTP://{oss}", DASHSCOPE.upper(), sends_data=True) or "")
+    assert link_problem(f"https://{oss}", DASHSCOPE, sends_data=True) is None
+    # a plain-http API (the simulator, a proxy on a trusted network): a plain-http upload host is no downgrade
+    assert link_problem("http://127.0.0.1:4000/_oss", SIMULATOR, sends_data=True) is None
+    assert link_problem(f"http://{oss}", "http://gateway.internal/api/v1", sends_data=True) is None
+    # a result link is fetched as DashScope names it, plain http included
+    assert link_problem(f"http://{oss}/a.mp4", DASHSCOPE) is None
+    # and the address rule still holds for data
+    assert "link-local" in (link_problem("https://169.254.169.254/", DASHSCOPE, sends_data=True) or "")

@@ -1,5 +1,7 @@
 """
-The download's HTTP session: each connection for a result link is judged by the address it actually reached.
+The HTTP session for links an API answer names (a result's ``video_url``, an upload policy's ``upload_host``):
+each connection is judged by the address it actually reached (:func:`~airflow_provider_wan.hooks.wan.link_problem`
+judges the link as written).
 
 A link's host name is resolved by the connection itself, so checking a name beforehand proves nothing: it may
 resolve to a public address for the check and to 169.254.169.254 or 127.0.0.1 for the connection (DNS rebinding).
@@ -13,7 +15,7 @@ the session resolves the name itself before the request and refuses it when any 
 effort (the proxy may resolve differently, or resolve names this machine cannot; an unresolvable name is left to
 the proxy). Guarding the proxy's own reach is the proxy's job.
 
-Imported only when a video is copied (``requests``, ``urllib3``).
+Imported only when a video is copied or a local file uploaded (``requests``, ``urllib3``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from airflow_provider_wan.hooks.wan import host_addresses
 
-#: why a connection to an IP address must not be used, or None when it may (hooks.wan.video_address_problem)
+#: why a connection to an IP address must not be used, or None when it may (hooks.wan.link_address_problem)
 AddressRule = Callable[[str], str | None]
 
 
@@ -90,7 +92,7 @@ class _GuardedAdapter(HTTPAdapter):
     def __init__(self, refuse: AddressRule) -> None:
         self._refuse = refuse
         self._pools = _pool_classes(refuse)
-        # urllib3 retries nothing: the download engine decides what a dropped connection means
+        # urllib3 retries nothing: the caller (the download engine, the upload) decides what a dropped connection means
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
