@@ -105,17 +105,19 @@ class LinkServer:
                 """
                 A body that keeps looking like an MP4: ``ftyp``, then an ``mdat`` box that runs to the end, then zeros
                 without end. ``announce``: "" announces no length (200, the box runs to the end of the body),
-                "length" a terabyte (200 with Content-Length), "range" a terabyte as a Content-Range total (206).
+                "length" a terabyte (200 with Content-Length), "range" a terabyte as a Content-Range total (206),
+                "range-end" a range ending after a terabyte, total unknown (206, ``bytes 0-N/*``).
                 """
                 total = 1 << 40
                 if announce:
                     mdat = struct.pack(">I4sQ", 1, b"mdat", total - len(MP4_FTYP))  # a 64-bit size, to the end
                 else:
                     mdat = struct.pack(">I4s", 0, b"mdat")  # size 0: up to the end of the file
-                self.send_response(206 if announce == "range" else 200)
+                self.send_response(206 if announce.startswith("range") else 200)
                 self.send_header("Content-Type", "video/mp4")
-                if announce == "range":
-                    self.send_header("Content-Range", f"bytes 0-{total - 1}/{total}")
+                if announce.startswith("range"):
+                    known = "*" if announce == "range-end" else str(total)
+                    self.send_header("Content-Range", f"bytes 0-{total - 1}/{known}")
                 if announce:
                     self.send_header("Content-Length", str(total))
                 else:

@@ -1,9 +1,10 @@
 """
 ``max_video_bytes`` through real HTTP: a link (``LinkServer``) serving a body that keeps looking like an MP4, either
-announcing a terabyte (``Content-Length``, or a ``Content-Range`` total) or announcing nothing and never ending.
-Into a folder, the GCS emulator and moto: an announced length over the cap is refused before any byte is stored
-(no upload is even opened), a body without one is cut at the cap and its upload aborted (GCS session cancelled, S3
-multipart upload aborted). Either is a final error in our words, naming the cap and how to raise it, never the link.
+announcing a terabyte (``Content-Length``, a ``Content-Range`` total or end) or announcing nothing and never ending.
+Into a folder, the GCS emulator and moto: an announced length (or range end) over the cap is refused before any
+byte is stored (no upload is even opened), a body without one is cut at the cap and its upload aborted (GCS session
+cancelled, S3 multipart upload aborted). Either is a final error in our words, naming the cap and how to raise it,
+never the link.
 """
 
 from __future__ import annotations
@@ -97,7 +98,9 @@ def _fails_at_the_cap(store: Store, task_id: str, words: str) -> WanFinalError:
     return error
 
 
-@pytest.mark.parametrize("announce", ["length", "range"], ids=["content-length", "content-range-total"])
+@pytest.mark.parametrize(
+    "announce", ["length", "range", "range-end"], ids=["content-length", "content-range-total", "content-range-end"]
+)
 def test_a_length_announced_over_the_cap_is_refused_before_any_byte_is_stored(
     wan_connection: Any, links: LinkServer, store: Store, announce: str
 ) -> None:
