@@ -22,9 +22,9 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_wan.exceptions import WanError, WanRetryableError, WanTaskFailedError, WanTimeoutError
+from airflow_provider_wan.exceptions import WanError, WanTaskFailedError, WanTaskRetryableFailure, WanTimeoutError
 from airflow_provider_wan.hooks.wan import WanHook, WanTask
-from airflow_provider_wan.results import WanResult
+from airflow_provider_wan.results import WanResult, task_id_of
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -52,7 +52,7 @@ class WanTaskSensor(BaseSensorOperator):
     submission can help. With ``soft_fail=True`` the sensor is skipped instead. Errors reading the task (after the
     hook's own bounded retries) are ordinary, retryable task failures.
 
-    :param wan_task_id: the DashScope task id (templated)
+    :param wan_task_id: the DashScope task id, or a submit operator's whole result (``submit.output``) (templated)
     :param wan_conn_id: the ``wan`` connection (default ``wan_default``, templated)
     :param poke_interval: seconds between two reads of the task (default 15, DashScope's suggestion; Airflow's
         sensor default of 60 s would add up to a minute to every video). In ``reschedule`` mode prefer 60 s or
@@ -88,7 +88,8 @@ class WanTaskSensor(BaseSensorOperator):
         return WanHook(wan_conn_id=self.wan_conn_id)
 
     def _checked_task_id(self) -> str:
-        task_id = str(self.wan_task_id or "").strip()
+        # a task id, or a whole result (``wan_task_id=submit.output``), as the transfers take it
+        task_id = str(task_id_of(self.wan_task_id) or self.wan_task_id or "").strip()
         if not task_id or task_id == "None":
             # an xcom_pull that found nothing renders as "" or "None"
             raise WanTaskFailedError(
@@ -155,17 +156,17 @@ class WanTaskSensor(BaseSensorOperator):
         except WanTimeoutError as error:
             # a sensor's timeout is Airflow's sensor timeout (no retries; soft_fail skips)
             raise AirflowSensorTimeout(f"Sensor has timed out: {error.message}") from error
-        except WanRetryableError as error:
-            if isinstance(event, dict) and event.get("status") in ("failed", "canceled", "expired"):
-                raise self._final(error) from error
-            raise
+        except WanTaskRetryableFailure as error:
+            # the task FAILED with an InternalError* code; any other retryable error (a garbled event, a read that
+            # kept failing) says nothing about the task, and a retry of the sensor reads it again
+            raise self._final(error) from error
         self.log.info("DashScope task %s SUCCEEDED", task.task_id)
         return self.result(task)
 
     def _raise_if_not_succeeded(self, task: WanTask) -> None:
         try:
             task.raise_for_status()
-        except WanRetryableError as error:
+        except WanTaskRetryableFailure as error:
             raise self._final(error) from error
 
     @staticmethod

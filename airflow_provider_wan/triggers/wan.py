@@ -32,9 +32,12 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_wan import exceptions as wan_exceptions
-from airflow_provider_wan.exceptions import WanError, WanRetryableError, WanTimeoutError
+from airflow_provider_wan.exceptions import WanError, WanRetryableError, WanTimeoutError, dashscope_code
+from airflow_provider_wan.hooks.classify import TASK_ID_PATTERN
 from airflow_provider_wan.hooks.schedule import PollSchedule
 from airflow_provider_wan.hooks.wan import RetryPolicy, TaskStatus, WanAsyncClient, WanHook, WanTask
+from airflow_provider_wan.redact import clean_text
+from airflow_provider_wan.results import task_id_of
 
 __all__ = [
     "DEFAULT_MAX_TRANSIENT_FAILURES",
@@ -431,17 +434,22 @@ def _error_from_dict(data: Any, fallback_message: str, task_id: str | None) -> W
     if not (isinstance(cls, type) and issubclass(cls, WanError)):
         # an event from another provider version, or a garbled one: retryable, since a retry re-attaches
         cls = WanRetryableError
+    # every field as the error classes hold it (a garbled event's may be anything, of any size); the task is the
+    # event's own, already checked
+    http_status = data.get("http_status")
     return cls(
-        str(data.get("message") or fallback_message),
-        http_status=data.get("http_status"),
-        code=data.get("code"),
-        request_id=data.get("request_id"),
-        task_id=data.get("task_id") or task_id,
+        clean_text(data.get("message"), 2000) or fallback_message,
+        http_status=http_status if isinstance(http_status, int) and not isinstance(http_status, bool) else None,
+        code=dashscope_code(data.get("code")),
+        request_id=clean_text(data.get("request_id"), 100),
+        task_id=task_id,
     )
 
 
 def _invalid(event: Any, why: str) -> WanRetryableError:
-    shown = f"a dict with status {event.get('status')!r}" if isinstance(event, Mapping) else type(event).__name__
+    # the status as a cleaned, short text: a garbled event's field may be anything, of any size
+    status = clean_text(repr(event.get("status")), 80) if isinstance(event, Mapping) else None
+    shown = f"a dict with status {status}" if isinstance(event, Mapping) else type(event).__name__
     return WanRetryableError(
         f"Invalid event from WanTaskTrigger ({why}; got {shown}). Expected a dict with 'status' in "
         f"{', '.join(sorted(EVENT_STATUSES))} and a 'task_id'. A retry of this Airflow task re-attaches to the "
@@ -460,28 +468,32 @@ def task_from_event(event: Any) -> WanTask:
     :class:`~airflow_provider_wan.exceptions.WanTimeoutError` (retryable: a retry re-attaches) and ``error`` the
     error class the trigger met (an auth error stays final, exhausted transient failures stay retryable).
 
-    :raises WanRetryableError: for a missing or malformed event
+    :raises WanRetryableError: for a missing or malformed event, or one whose result is about another task
     """
     if not isinstance(event, Mapping):
         raise _invalid(event, "no event" if event is None else "not a dict")
     status = event.get("status")
     task_id = event.get("task_id")
     if status not in EVENT_STATUSES:
-        raise _invalid(event, f"unknown status {status!r}")
-    if not isinstance(task_id, str) or not task_id:
-        raise _invalid(event, "no task_id")
+        raise _invalid(event, f"unknown status {clean_text(repr(status), 80)}")
+    if not isinstance(task_id, str) or not TASK_ID_PATTERN.fullmatch(task_id):
+        raise _invalid(event, "no task_id" if not task_id else "a task_id that is no DashScope task id")
     if status in ("success", "failed", "canceled", "expired"):
         result = event.get("result")
         if not isinstance(result, Mapping):
             raise _invalid(event, "no result")
-        task = WanTask.from_result({**result, "task_id": result.get("task_id") or task_id})
+        # the result names the task it describes: another task's result is not this one's video
+        named = task_id_of(result)
+        if named and named != task_id:
+            raise _invalid(event, f"its result is about another task ({clean_text(named, 80)}), not {task_id}")
+        task = WanTask.from_result({**result, "wan_task_id": task_id})
         expected = {"success": "SUCCEEDED", "failed": "FAILED", "canceled": "CANCELED", "expired": "UNKNOWN"}[status]
         if task.status.value != expected:
             raise _invalid(event, f"result says {task.status.value}, not {expected}")
         # the same raise_for_status the worker's wait uses: same classes, same messages
         task.raise_for_status()
         return task
-    message = str(event.get("message") or f"WanTaskTrigger reported {status} for DashScope task {task_id}")
+    message = clean_text(event.get("message"), 2000) or f"WanTaskTrigger reported {status} for DashScope task {task_id}"
     if status == "timeout":
         raise WanTimeoutError(message, task_id=task_id)
     raise _error_from_dict(event.get("error"), message, task_id)

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_wan.exceptions import WanRetryableError
 from airflow_provider_wan.hooks.wan import WanHook
 from airflow_provider_wan.sensors.wan import WanTaskSensor
 from tests.airflow_run import run_dag, write_dag
 from tests.deferral.conftest import T2V_BODY, VIDEO_ENDPOINT, dag_source
 
 IMPORTS = "from airflow_provider_wan.sensors.wan import WanTaskSensor"
+SUBMIT_IMPORT = "from airflow_provider_wan.operators.wan import WanTextToVideoOperator"
 
 
 def _create() -> str:
@@ -156,3 +158,37 @@ def test_sensor_modes_end_to_end(airflow_stack, sim):
     assert "deferred" not in seen["wait_poke"]
     assert "up_for_reschedule" not in seen["wait_poke"]
     assert sim.stats()["tasks_created"] == 1
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"status": "failed", "task_id": "t1"},
+        {"status": "expired", "task_id": "t1", "result": "UNKNOWN"},
+        {"status": "canceled", "task_id": "t1", "result": {"wan_task_id": "t2", "task_status": "CANCELED"}},
+    ],
+    ids=["failed-without-result", "expired-result-not-a-dict", "another-tasks-result"],
+)
+def test_a_garbled_event_is_no_final_task_failure(event):
+    # a malformed event whose status said "failed", "canceled" or "expired" was turned into the sensor's final
+    # "task FAILED ... the sensor cannot resubmit": no retry, for a task nobody had seen end
+    sensor = WanTaskSensor(task_id="wait", wan_task_id="t1")
+    with pytest.raises(WanRetryableError, match="Invalid event from WanTaskTrigger") as raised:
+        sensor.execute_complete({}, event)
+    assert "cannot resubmit" not in str(raised.value)
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_the_submit_operators_whole_result_names_the_task(wan_conn, wan_simulator, deferrable):
+    # wan_task_id=submit.output (as the transfers take it) was read as the text of the dict: "Not a DashScope task id"
+    dag_id = f"wan_sensor_result_arg_{deferrable}"
+    body = (
+        "submit = WanTextToVideoOperator(task_id='submit', model='wan2.5-t2v-preview', prompt='a red kite', "
+        "wait_for_completion=False)\n"
+        f"WanTaskSensor(task_id='wait', wan_task_id=submit.output, poke_interval=0.2, deferrable={deferrable})"
+    )
+    result = run_dag(write_dag(dag_source(dag_id, body, imports=f"{IMPORTS}\n{SUBMIT_IMPORT}"), dag_id))
+    assert result.state == "success"
+    assert result.xcoms[("wait", "return_value")]["wan_task_id"] == result.xcoms[("submit", "wan_task_id")]
+    assert result.xcoms[("wait", "return_value")]["task_status"] == "SUCCEEDED"
+    assert wan_simulator.stats()["tasks_created"] == 1

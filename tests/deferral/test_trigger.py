@@ -358,16 +358,51 @@ async def test_on_kill_does_not_cancel_a_running_task(wan_conn, wan_simulator):
         ({"status": "success"}, "no task_id"),
         ({"status": "success", "task_id": "t"}, "no result"),
         ({"status": "success", "task_id": "t", "result": {"task_status": "RUNNING"}}, "not SUCCEEDED"),
+        # another task's result under this task's id: its video is not this one's
+        (
+            {"status": "success", "task_id": "t1", "result": {"wan_task_id": "t2", "task_status": "SUCCEEDED"}},
+            r"about another task \(t2\), not t1",
+        ),
+        ({"status": "failed", "task_id": "t1", "result": {"task_id": "t2", "task_status": "FAILED"}}, "another task"),
+        # an id the transfer would put into GET /tasks/{id}
+        ({"status": "success", "task_id": "../uploads", "result": {"task_status": "SUCCEEDED"}}, "no DashScope task"),
+        # a garbled status is shown short
+        ({"status": "x" * 1_000_000, "task_id": "t"}, "unknown status 'xxx"),
     ],
 )
 def test_task_from_event_rejects_bad_events(event, match):
     with pytest.raises(WanRetryableError, match=match) as raised:
         task_from_event(event)
     assert "Invalid event from WanTaskTrigger" in str(raised.value)
+    assert len(str(raised.value)) < 1000
 
 
 def test_event_statuses_are_the_documented_ones():
     assert frozenset({"success", "failed", "canceled", "expired", "timeout", "error"}) == EVENT_STATUSES
+
+
+def test_a_garbled_error_event_fails_in_short_clean_words():
+    # fields of any type and size (a user's hand-made event, another version's): they went into the exception as is
+    event = {
+        "status": "error",
+        "task_id": "t1",
+        "message": "boom\x00" + "m" * 1_000_000,
+        "error": {
+            "error_class": "WanAuthError",
+            "message": "denied\x1b[2J" + "d" * 1_000_000,
+            "http_status": "401",
+            "code": ["x"] * 1000,
+            "request_id": "r" * 1_000_000,
+            "task_id": "t2",
+        },
+    }
+    with pytest.raises(WanAuthError) as raised:
+        task_from_event(event)
+    error = raised.value
+    assert error.message.startswith("denied [2J")
+    assert len(str(error)) < 2500
+    assert (error.http_status, error.code, error.task_id) == (None, None, "t1")
+    assert len(error.request_id or "") == 100
 
 
 def test_error_event_of_an_unknown_class_is_retryable():
