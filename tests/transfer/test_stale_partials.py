@@ -63,13 +63,15 @@ def _stalled_transfer(sim: Any, links: LinkServer, folder: Path, task_id: str, l
             stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 60
+    size = 0
     while time.monotonic() < deadline:
         written = [p for p in _partials(folder, task_id) if p.stat().st_size > 0]
-        if written:
-            return child, written[0]
+        if written and written[0].stat().st_size == size:
+            return child, written[0]  # the link's 64 KiB are in (its size held for 0.2 s): the child waits for more
+        size = written[0].stat().st_size if written else 0
         if child.poll() is not None:
             pytest.fail(f"the child transfer ended ({child.returncode}) before it stalled:\n{log.read_text()}")
-        time.sleep(0.05)
+        time.sleep(0.2)
     child.kill()
     child.wait()
     pytest.fail(f"the child transfer wrote no partial file in 60 s:\n{log.read_text()}")
@@ -128,6 +130,7 @@ def test_a_live_transfers_partial_is_never_removed_however_old_it_looks(
     finally:
         _killed(child)
     # its writer gone, the next transfer to the name removes it
+    _idle_for(partial, 3600)
     _transfer(folder, task_id)
     assert _partials(folder, task_id) == []
 
