@@ -154,8 +154,15 @@ class WanTaskSensor(BaseSensorOperator):
         try:
             task = task_from_event(event)
         except WanTimeoutError as error:
-            # a sensor's timeout is Airflow's sensor timeout (no retries; soft_fail skips)
-            raise AirflowSensorTimeout(f"Sensor has timed out: {error.message}") from error
+            # a sensor's timeout is Airflow's sensor timeout (no retries; soft_fail skips): in our words, not the
+            # trigger's, which promise the re-attaching retry of a submit operator
+            status = event.get("task_status") if isinstance(event, dict) else None
+            seen = status if isinstance(status, str) and status.isalpha() else "not read in time"
+            raise AirflowSensorTimeout(
+                f"Sensor has timed out: DashScope task {error.task_id} did not end within the sensor's timeout of "
+                f"{self.timeout:.0f} s (last seen: {seen}). The sensor does not cancel it, and a sensor timeout is "
+                "not retried; rerun the sensor to wait again"
+            ) from error
         except WanTaskRetryableFailure as error:
             # the task FAILED with an InternalError* code; any other retryable error (a garbled event, a read that
             # kept failing) says nothing about the task, and a retry of the sensor reads it again

@@ -92,11 +92,17 @@ def test_soft_fail_skips_on_a_task_that_failed_before_the_sensor_started(wan_con
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
-def test_sensor_timeout_does_not_cancel_the_task(wan_conn, wan_simulator, deferrable):
+def test_sensor_timeout_does_not_cancel_the_task(wan_conn, wan_simulator, deferrable, capfd):
     wan_simulator.configure(pending_seconds=60)
     task_id = _create()
     result = run_dag(_sensor_dag(f"wan_sensor_timeout_{deferrable}", task_id, deferrable=deferrable, timeout=0.5))
     assert result.tasks["wait"] == ("failed", 1)
+    # a sensor timeout is not retried (retries=2, one try): the deferrable sensor said "a retry of the Airflow task
+    # re-attaches to it", the trigger's words for a submit operator
+    captured = capfd.readouterr()
+    said = [line for line in (captured.out + captured.err).splitlines() if "Sensor has timed out" in line]
+    assert said
+    assert not [line for line in said if "re-attaches" in line]
     # somebody else's task: a sensor never cancels it
     assert "cancel" not in wan_simulator.stats()["requests"]
     assert {t["task_id"]: t["status"] for t in wan_simulator.tasks()}[task_id] == "PENDING"
