@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -185,6 +185,14 @@ class WanBaseVideoOperator(BaseOperator):
     @cached_property
     def hook(self) -> WanHook:
         return WanHook(wan_conn_id=self.wan_conn_id)
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        # a media link's query string is a secret (a presigned S3 URL, an OSS signature, an Azure SAS): registered
+        # with Airflow's masker here, before the rendered fields are stored, so the UI's Rendered Template and the
+        # task log show *** instead
+        for name in self.template_fields:
+            _mask_signed_links(getattr(self, name, None))
 
     # -- the request ------------------------------------------------------------------------------------------------
     def family_fields(self, model: WanModel | None) -> dict[str, Any]:
@@ -1038,6 +1046,21 @@ class WanVideoOperator(WanBaseVideoOperator):
         if any(mark in self.model for mark in ("kf2v", "s2v", "animate")):
             return IMAGE2VIDEO_ENDPOINT
         return VIDEO_GENERATION_ENDPOINT
+
+
+def _mask_signed_links(value: Any) -> None:
+    """Register every http(s) link with a query string in ``value`` (a string, or lists and dicts of them)."""
+    if isinstance(value, str):
+        if value.lower().startswith(("http://", "https://")) and ("?" in value or "#" in value):
+            from airflow_provider_wan.transfers.download import mask_signed_url
+
+            mask_signed_url(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _mask_signed_links(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _mask_signed_links(item)
 
 
 def _is_amount(value: Any) -> bool:

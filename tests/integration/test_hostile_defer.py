@@ -68,3 +68,34 @@ async def test_a_huge_hostile_video_url_is_cut_in_the_event(wan_conn, wan_simula
     assert events[0]["result"]["video_url"].startswith("https://cdn.example.com/v v v")
     assert len(events[0]["result"]["video_url"]) <= 2048
     assert len(text) < 8 * 1024
+
+
+# --- rendered templates ----------------------------------------------------------------------------------------------
+PRESIGNED = (
+    "https://media.example.com/frames/first.png?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE"
+    "&X-Amz-Signature=5f0e1d2c3b4a59687766554433221100ffeeddccbbaa99887766554433221100"
+)
+
+
+def test_a_presigned_media_link_is_masked_in_the_rendered_fields(wan_conn, wan_simulator, capfd):
+    # the UI's Rendered Template (stored in the metadata DB) showed a presigned input link whole: a templated
+    # img_url (here from params, as from an upstream task's XCom) is a way to read the user's image until it expires
+    from tests.airflow_run import run_dag, write_dag
+    from tests.deferral.conftest import dag_source
+
+    dag_id = "wan_rendered_presigned"
+    body = (
+        "WanImageToVideoOperator(task_id='generate', model='wan2.5-i2v-preview', prompt='the frame comes alive', "
+        "img_url='{{ params.frame }}', input_extra={'note': ['{{ params.frame }}']}, wait_for_completion=False, "
+        f"params={{'frame': {PRESIGNED!r}}})"
+    )
+    imports = "from airflow_provider_wan.operators.wan import WanImageToVideoOperator"
+    result = run_dag(write_dag(dag_source(dag_id, body, imports=imports), dag_id))
+    assert result.tasks["generate"][0] == "success"
+    rendered = json.dumps(result.rendered["generate"])
+    assert "X-Amz-Signature" not in rendered
+    assert "5f0e1d2c3b4a5968" not in rendered
+    captured = capfd.readouterr()
+    assert "5f0e1d2c3b4a5968" not in captured.out + captured.err
+    # the request itself carried the link whole: DashScope reads the image through it
+    assert [task["input"]["img_url"] for task in wan_simulator.tasks()] == [PRESIGNED]
