@@ -69,6 +69,19 @@ class LoopCache(Generic[T]):
         entry.waiters.append(waiter)
         return await waiter
 
+    def forget(self, key: str, stale: T) -> None:
+        """
+        Drop ``key``'s value if it is still ``stale`` (found out of date by a caller), so that the next :meth:`get`
+        computes it again; a newer value, or a computation under way, stays (many callers finding the same value
+        stale at once still cause one computation).
+        """
+        entries = self._by_loop.get(asyncio.get_running_loop(), {})
+        entry = entries.get(key)
+        if entry is None or not entry.task.done() or entry.task.cancelled() or entry.task.exception() is not None:
+            return
+        if entry.task.result() == stale:
+            del entries[key]
+
     def clear(self) -> None:
         self._by_loop.clear()
 

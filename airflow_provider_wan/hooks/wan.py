@@ -1040,6 +1040,17 @@ class WanAsyncClient:
         """
         return cls(await _credentials_by_conn_id.get(wan_conn_id, lambda: _look_up(wan_conn_id)), **kwargs)
 
+    @classmethod
+    async def renewed(cls, wan_conn_id: str, client: WanAsyncClient) -> WanAsyncClient | None:
+        """
+        After DashScope refused ``client``'s key: a client of the connection as it is now, or None when its key and
+        address are the ones refused. A trigger runs for hours on the credentials it started with, and a key rotated
+        meanwhile (the old one revoked) would otherwise fail every waiting task for good.
+        """
+        _credentials_by_conn_id.forget(wan_conn_id, client.credentials)
+        fresh = await cls.for_connection(wan_conn_id, timeout=client.timeout, retry_policy=client.retry_policy)
+        return None if fresh.credentials == client.credentials else fresh
+
     async def _send(self, call: ApiCall, *, deadline: float | None = None) -> dict[str, Any]:
         """The async twin of :meth:`WanHook._send` (``deadline`` on the ``time.monotonic()`` clock too)."""
         # imported in a thread first: aiohttp's import would hold the triggerer's loop, and every trigger in it,

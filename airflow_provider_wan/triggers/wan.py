@@ -32,7 +32,13 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_wan import exceptions as wan_exceptions
-from airflow_provider_wan.exceptions import WanError, WanRetryableError, WanTimeoutError, dashscope_code
+from airflow_provider_wan.exceptions import (
+    WanAuthError,
+    WanError,
+    WanRetryableError,
+    WanTimeoutError,
+    dashscope_code,
+)
 from airflow_provider_wan.hooks.classify import TASK_ID_PATTERN
 from airflow_provider_wan.hooks.schedule import PollSchedule
 from airflow_provider_wan.hooks.wan import RetryPolicy, TaskStatus, WanAsyncClient, WanHook, WanTask
@@ -263,6 +269,20 @@ class WanTaskTrigger(BaseTrigger):
                     # the deadline passed while DashScope answered slowly or kept failing: a timeout, not an error
                     yield TriggerEvent(self._unread_timeout_event(last, polls))
                     return
+                except WanAuthError:
+                    # the key this trigger started with may have been rotated since: the connection as it is now
+                    # gets another read; the same key refused again is the (final) error event
+                    renewed = await WanAsyncClient.renewed(self.wan_conn_id, client)
+                    if renewed is None:
+                        raise
+                    self.log.info(
+                        "DashScope refused the key of connection %r this trigger started with; the connection has "
+                        "changed since, so DashScope task %s is read again with it",
+                        self.wan_conn_id,
+                        task_id,
+                    )
+                    client = renewed
+                    continue
                 polls += 1
                 last = task
                 read_at = time.time()

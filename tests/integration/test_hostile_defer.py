@@ -6,6 +6,7 @@ hostile answer served for real on 127.0.0.1 by the simulator, each test with the
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
@@ -16,6 +17,14 @@ from tests.integration.conftest import BODY, ENDPOINT
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
 SIGNED = "https://bucket.oss-ap-southeast-1.aliyuncs.com/v.mp4?Expires=1&OSSAccessKeyId=LTAIx&Signature=c2lnbmVk"
+
+
+def _create() -> str:
+    hook = WanHook(retry_policy=FAST)
+    try:
+        return hook.create_task(ENDPOINT, BODY).task_id
+    finally:
+        hook.close()
 
 
 def _succeeded_answer(wan_simulator) -> tuple[str, dict]:
@@ -99,3 +108,53 @@ def test_a_presigned_media_link_is_masked_in_the_rendered_fields(wan_conn, wan_s
     assert "5f0e1d2c3b4a5968" not in captured.out + captured.err
     # the request itself carried the link whole: DashScope reads the image through it
     assert [task["input"]["img_url"] for task in wan_simulator.tasks()] == [PRESIGNED]
+
+
+# --- the connection changing under a running trigger ----------------------------------------------------------------
+ROTATED_KEY = "sk-rotated0123456789abcdef"
+
+
+async def _run_while(trigger: WanTaskTrigger, change) -> list[dict]:
+    """The trigger's events, with ``change()`` made once the trigger has read the task once."""
+    import asyncio
+
+    events: list[dict] = []
+
+    async def collect() -> None:
+        events.extend([event.payload async for event in trigger.run()])
+
+    running = asyncio.ensure_future(collect())
+    await asyncio.sleep(0.5)
+    change()
+    await running
+    return events
+
+
+@pytest.mark.usefixtures("close_wan_sessions")
+async def test_a_key_rotated_while_the_trigger_waits_is_picked_up(monkeypatch, wan_simulator):
+    # a trigger read with the key it started with for its whole life (an hour, a sensor's days): a key rotated
+    # meanwhile (the old one revoked) failed every deferred task of the account for good (WanAuthError, final)
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())
+    wan_simulator.configure(pending_seconds=0, generation_seconds=1.5)
+    task_id = _create()
+
+    def rotate() -> None:
+        wan_simulator.configure(api_keys=[ROTATED_KEY])
+        monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json(password=ROTATED_KEY))
+
+    trigger = WanTaskTrigger(task_id=task_id, end_time=time.time() + 30, poll_interval=0.2, retry_delay=0.01)
+    events = await _run_while(trigger, rotate)
+    assert [e["status"] for e in events] == ["success"]
+    assert events[0]["task_id"] == task_id
+
+
+@pytest.mark.usefixtures("close_wan_sessions")
+async def test_a_key_revoked_while_the_trigger_waits_is_one_final_error(monkeypatch, wan_simulator):
+    # control: the connection unchanged, its key refused: one final error event, after one more lookup
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())
+    wan_simulator.configure(pending_seconds=0, generation_seconds=1.5)
+    task_id = _create()
+    trigger = WanTaskTrigger(task_id=task_id, end_time=time.time() + 30, poll_interval=0.2, retry_delay=0.01)
+    events = await _run_while(trigger, lambda: wan_simulator.configure(api_keys=[ROTATED_KEY]))
+    assert [e["status"] for e in events] == ["error"]
+    assert events[0]["error"]["error_class"] == "WanAuthError"

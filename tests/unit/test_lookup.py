@@ -54,6 +54,31 @@ async def test_value_expires_after_the_ttl_and_keys_are_separate():
     assert await cache.get("a", counting("a")) == 3
 
 
+async def test_a_value_found_stale_is_looked_up_again_once():
+    # a thousand triggers refused with the key rotated away: one new lookup, and a newer value is never dropped
+    calls = 0
+    cache: LoopCache[int] = LoopCache(ttl=30)
+
+    async def look_up() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return calls
+
+    assert await cache.get("wan_default", look_up) == 1
+    cache.forget("wan_default", 1)
+    cache.forget("wan_default", 1)
+
+    async def refused_then_renewed() -> int:
+        cache.forget("wan_default", 1)
+        return await cache.get("wan_default", look_up)
+
+    assert await asyncio.gather(*(refused_then_renewed() for _ in range(1000))) == [2] * 1000
+    cache.forget("wan_default", 1)  # found stale late: the value is already newer
+    assert await cache.get("wan_default", look_up) == 2
+    assert calls == 2
+
+
 async def test_a_failure_reaches_every_waiter_and_is_not_kept():
     cache: LoopCache[str] = LoopCache(ttl=30)
     attempts = 0
