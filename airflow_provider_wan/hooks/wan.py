@@ -35,6 +35,7 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHo
 from airflow_provider_wan import __version__
 from airflow_provider_wan.compat import HAS_DECLARATIVE_CONN_FIELDS, connection_form_widgets, ui_field_behaviour
 from airflow_provider_wan.exceptions import (
+    WanAuthError,
     WanError,
     WanInvalidInputError,
     WanResultExpiredError,
@@ -729,6 +730,16 @@ class WanHook(BaseHook):
             self.log.info("Connection %r not found; using the %s environment variable", self.wan_conn_id, API_KEY_ENV)
             return None
 
+    def _renew_credentials(self, refused: Credentials) -> bool:
+        """After DashScope refused ``refused``: read the connection again; True when its key or address changed."""
+        del self.__dict__["credentials"]
+        try:
+            renewed = self.credentials
+        except WanError:  # the connection is unusable now: the refusal stands
+            self.__dict__["credentials"] = refused
+            return False
+        return renewed != refused
+
     @property
     def region(self) -> str | None:
         return self.credentials.region
@@ -786,6 +797,11 @@ class WanHook(BaseHook):
             _teach(sync_pacer(task_query_qps), call, result)
             if not isinstance(result, Failure):
                 return result
+            if isinstance(result.error, WanAuthError) and self._renew_credentials(credentials):
+                # the connection's key changed since this hook read it (a wait or a poking sensor lasts hours): the
+                # new one is tried at once; refused too, it is the error
+                credentials = self.credentials
+                continue
             delay = attempts.delay_after(result)
             self.log.warning(
                 "DashScope %s failed (%s); retry %d/%d in %.1f s",

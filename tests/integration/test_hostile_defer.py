@@ -158,3 +158,29 @@ async def test_a_key_revoked_while_the_trigger_waits_is_one_final_error(monkeypa
     events = await _run_while(trigger, lambda: wan_simulator.configure(api_keys=[ROTATED_KEY]))
     assert [e["status"] for e in events] == ["error"]
     assert events[0]["error"]["error_class"] == "WanAuthError"
+
+
+def test_a_key_rotated_while_a_worker_waits_is_picked_up(monkeypatch, wan_simulator):
+    # the worker's twin (a non-deferrable operator's wait, a poking sensor): the hook read the connection once, and a
+    # key rotated during the wait failed the task for good
+    import threading
+
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())
+    wan_simulator.configure(pending_seconds=0, generation_seconds=1.5)
+    task_id = _create()
+
+    def rotate() -> None:
+        time.sleep(0.5)
+        wan_simulator.configure(api_keys=[ROTATED_KEY])
+        monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json(password=ROTATED_KEY))
+
+    rotation = threading.Thread(target=rotate)
+    rotation.start()
+    hook = WanHook(retry_policy=FAST)
+    try:
+        task = hook.wait_for_task(task_id, poll_interval=0.2, timeout=30)
+    finally:
+        hook.close()
+        rotation.join()
+    assert task.status.value == "SUCCEEDED"
+    assert task.task_id == task_id
