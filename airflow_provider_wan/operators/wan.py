@@ -66,6 +66,9 @@ if TYPE_CHECKING:
 XCOM_TASK_ID_KEY = "wan_task_id"
 #: the trigger gets this much longer than the operator's own timeout, so its timeout event arrives first
 DEFER_TIMEOUT_MARGIN = timedelta(minutes=5)
+#: the longest ``timeout`` and ``poll_interval`` taken, in seconds (30 days): far past any generation (DashScope keeps
+#: a task's record 24 hours after it ends), and a deadline every Airflow version and database can store
+MAX_WAIT_SECONDS = 30 * 24 * 3600.0
 
 
 class WanBaseVideoOperator(BaseOperator):
@@ -348,7 +351,9 @@ class WanBaseVideoOperator(BaseOperator):
         """
         The numbers that govern the run, checked before anything is paid for. NaN compares false to everything: a
         NaN budget let any estimate through, a NaN or infinite ``timeout`` broke the deferral (or the wait) only
-        after the task was created and billed, as did a ``timeout`` of 0 or less (a wait that can only time out).
+        after the task was created and billed, as did a ``timeout`` of 0 or less (a wait that can only time out) and
+        one of centuries (Airflow's deferral deadline, now + timeout, overflowed the database's dates: every retry
+        re-attached and failed again, and the paid video was never handed on).
         """
         budget: Any = self.max_cost_usd
         if budget is not None and not _is_amount(budget):
@@ -357,10 +362,10 @@ class WanBaseVideoOperator(BaseOperator):
                 f"submitted for {self.model}"
             )
         for name, value in (("timeout", self.timeout), ("poll_interval", self.poll_interval)):
-            if not (_is_amount(value) and 0 < value < math.inf):
+            if not (_is_amount(value) and 0 < value <= MAX_WAIT_SECONDS):
                 raise WanInvalidInputError(
-                    f"{name}: must be a finite number of seconds above 0, got {value!r}; nothing was submitted for "
-                    f"{self.model}"
+                    f"{name}: must be a number of seconds above 0 and at most {MAX_WAIT_SECONDS:.0f} (30 days), got "
+                    f"{value!r}; nothing was submitted for {self.model}"
                 )
 
     def _fingerprinted(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -320,6 +320,9 @@ def test_wan3_reference_videos_are_held_to_fifteen_seconds_in_all(
         ("timeout", "3600", False),
         ("poll_interval", float("nan"), True),
         ("poll_interval", 0, True),
+        # centuries: Airflow's deferral deadline (now + timeout) overflowed the database's dates after the create, and
+        # every retry re-attached and failed the same way
+        ("timeout", 1e12, True),
     ],
     ids=[
         "timeout-nan-deferred",
@@ -329,6 +332,7 @@ def test_wan3_reference_videos_are_held_to_fifteen_seconds_in_all(
         "timeout-text",
         "poll-nan",
         "poll-0",
+        "timeout-centuries-deferred",
     ],
 )
 def test_a_wait_that_cannot_work_is_refused_before_the_create(
@@ -346,7 +350,9 @@ def test_a_wait_that_cannot_work_is_refused_before_the_create(
         wait_for_completion=True,
         **{setting: value},
     )
-    assert message.startswith(f"{setting}: must be a finite number of seconds above 0, got "), message
+    assert message.startswith(f"{setting}: must be a number of seconds above 0 and at most 2592000 (30 days), got "), (
+        message
+    )
     assert "wan2.5-t2v-preview" in message, message
 
 
