@@ -189,13 +189,18 @@ class WanBaseVideoOperator(BaseOperator):
     def hook(self) -> WanHook:
         return WanHook(wan_conn_id=self.wan_conn_id)
 
-    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
-        super().render_template_fields(context, jinja_env)
-        # a media link's query string is a secret (a presigned S3 URL, an OSS signature, an Azure SAS): registered
-        # with Airflow's masker here, before the rendered fields are stored, so the UI's Rendered Template and the
-        # task log show *** instead
-        for name in self.template_fields:
-            _mask_signed_links(getattr(self, name, None))
+    def _do_render_template_fields(
+        self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: set[int]
+    ) -> None:
+        # Airflow's hook for operators that customise rendering, on every version, and the one a mapped task's
+        # rendering calls too (render_template_fields is not called there)
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:
+            # a media link's query string is a secret (a presigned S3 URL, an OSS signature, an Azure SAS):
+            # registered with Airflow's masker here, before the rendered fields are stored, so the UI's Rendered
+            # Template and the task log show *** instead
+            for name in template_fields:
+                _mask_signed_links(getattr(self, name, None))
 
     # -- the request ------------------------------------------------------------------------------------------------
     def family_fields(self, model: WanModel | None) -> dict[str, Any]:
