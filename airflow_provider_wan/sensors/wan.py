@@ -22,8 +22,15 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_wan.exceptions import WanError, WanTaskFailedError, WanTaskRetryableFailure, WanTimeoutError
+from airflow_provider_wan.exceptions import (
+    WanError,
+    WanInvalidInputError,
+    WanTaskFailedError,
+    WanTaskRetryableFailure,
+    WanTimeoutError,
+)
 from airflow_provider_wan.hooks.wan import WanHook, WanTask
+from airflow_provider_wan.operators.wan import MAX_WAIT_SECONDS
 from airflow_provider_wan.results import WanResult, task_id_of
 
 if TYPE_CHECKING:
@@ -119,6 +126,13 @@ class WanTaskSensor(BaseSensorOperator):
                 # poke mode: the whole wait ends at its timeout, the poke under way included
                 self._wait_deadline = time.monotonic() + float(self.timeout)
             return super().execute(context)
+        if not 0 < self.timeout <= MAX_WAIT_SECONDS:
+            # a deferral's deadline (now + timeout) is stored in the database: an infinite or NaN timeout failed in
+            # Python's words, one of centuries in the database's
+            raise WanInvalidInputError(
+                f"timeout: a deferrable WanTaskSensor waits at most {MAX_WAIT_SECONDS:.0f} s (30 days), got "
+                f"{self.timeout!r}; set a shorter timeout, or use mode='poke' or 'reschedule'"
+            )
         # one read first: a task already finished never reaches the triggerer
         try:
             done = self.poke(context)

@@ -108,6 +108,17 @@ def test_sensor_timeout_does_not_cancel_the_task(wan_conn, wan_simulator, deferr
     assert {t["task_id"]: t["status"] for t in wan_simulator.tasks()}[task_id] == "PENDING"
 
 
+def test_a_deferrable_timeout_the_deferral_cannot_hold_is_named(wan_conn, wan_simulator, capfd):
+    # a timeout of centuries failed with the API server's "Database error" (the deferral's deadline overflowed the
+    # database's dates); an infinite one with Python's "cannot convert float infinity to integer"
+    task_id = _create()
+    result = run_dag(_sensor_dag("wan_sensor_big_timeout", task_id, deferrable=True, timeout=1e12))
+    assert result.tasks["wait"] == ("failed", 1)
+    captured = capfd.readouterr()
+    assert "timeout: a deferrable WanTaskSensor waits at most 2592000 s (30 days)" in captured.out + captured.err
+    assert wan_simulator.stats()["requests"].get("get_task", 0) == 0
+
+
 def test_missing_task_id_names_the_problem(wan_conn, wan_simulator):
     result = run_dag(_sensor_dag("wan_sensor_no_id", "None"))
     assert result.tasks["wait"] == ("failed", 1)
