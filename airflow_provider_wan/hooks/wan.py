@@ -849,9 +849,14 @@ class WanHook(BaseHook):
         """
         return WanTask.from_response(self._send(ApiCall.get_task(task_id), deadline=_deadline(timeout)), task_id)
 
-    def cancel_task(self, task_id: str) -> dict[str, Any]:
-        """Cancel a task; DashScope cancels only tasks still PENDING (``POST /tasks/{task_id}/cancel``)."""
-        return self._send(ApiCall.cancel_task(task_id))
+    def cancel_task(self, task_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """
+        Cancel a task; DashScope cancels only tasks still PENDING (``POST /tasks/{task_id}/cancel``).
+
+        :param timeout: give up after this many seconds in all, retries included (default: only the retry policy and
+            the per-request limit bound it); raises :class:`~airflow_provider_wan.exceptions.WanTimeoutError`
+        """
+        return self._send(ApiCall.cancel_task(task_id), deadline=_deadline(timeout))
 
     def list_tasks(
         self,

@@ -539,10 +539,15 @@ class WanBaseVideoOperator(BaseOperator):
         task_id = self._wan_task_id
         if not (self.cancel_on_kill and task_id):
             return
+        from airflow_provider_wan.triggers.wan import LAST_READ_GRACE_SECONDS
+
+        # the read and the cancel each get the grace a trigger's kill gets: a kill ends soon, whatever the server does
+        # (the hook's own limits let a server trickling its answer hold it for minutes)
+        grace = min(self.poll_interval, LAST_READ_GRACE_SECONDS)
         try:
-            task = self.hook.get_task(task_id)
+            task = self.hook.get_task(task_id, timeout=grace)
             if task.status is TaskStatus.PENDING:
-                self.hook.cancel_task(task_id)
+                self.hook.cancel_task(task_id, timeout=grace)
                 self.log.info("Canceled DashScope task %s (it was still PENDING)", task_id)
             else:
                 self.log.info("DashScope task %s is %s; only PENDING tasks can be canceled", task_id, task.status.value)

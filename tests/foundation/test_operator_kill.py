@@ -39,6 +39,29 @@ def test_on_kill_leaves_a_running_task_alone(operator, wan_simulator):
     assert wan_simulator.stats()["requests"].get("cancel", 0) == 0
 
 
+@pytest.mark.parametrize("route", ["get_task", "cancel"])
+def test_on_kill_ends_soon_whatever_the_server_does(operator, wan_simulator, route):
+    # the worker's on_kill read and canceled with the hook's own limits: a server trickling its answer held the kill
+    # for minutes (70 s an attempt, six attempts), past Airflow's patience; now each call gets the trigger's grace
+    import time
+
+    wan_simulator.configure(pending_seconds=60)
+    task = WanHook(wan_conn_id="wan_kill").create_task(ENDPOINT, BODY)
+    wan_simulator.inject_fault("drip", route=route, delay=1.0, after_bytes=1, count=-1)
+    operator._wan_task_id = task.task_id
+    operator.poll_interval = 0.5
+    started = time.monotonic()
+    try:
+        operator.on_kill()
+        elapsed = time.monotonic() - started
+    finally:
+        # the drip's connection closed, and one drip interval waited out: the server notices at its next byte and
+        # counts the request as it ends, which must not fall into the next test's counts
+        operator.hook.close()
+        time.sleep(1.2)
+    assert elapsed < 2.5, f"on_kill took {elapsed:.1f} s"
+
+
 def test_templated_numbers_are_sent_as_integers(operator):
     operator.duration = "10"
     operator.seed = "42"
