@@ -22,10 +22,11 @@ import pytest
 
 from airflow_provider_wan.exceptions import WanFinalError
 from airflow_provider_wan.operators.wan import WanImageToVideoOperator
+from tests.certificates import self_signed_certificate
 from tests.foundation.images import write_png
 from tests.modes.capture import UploadCaptureServer
 from tests.modes.test_input_attacks import _StateStore, _TaskInstance
-from tests.names import DOMAIN, certificate_for, resolve_test_names
+from tests.names import DOMAIN, resolve_test_names
 from tests.transfer.proxy import Gateway, serving
 
 KEY = "sk-upload-hosts"
@@ -158,7 +159,7 @@ def test_behind_a_proxy_an_upload_host_outside_takes_the_file(
 @pytest.fixture
 def https_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[UploadCaptureServer]:
     """An https API on this machine (``https://secure.wan-dns.test``), its certificate trusted through the env."""
-    cert_file, key_file = certificate_for(SECURE, tmp_path)
+    cert_file, key_file = self_signed_certificate(tmp_path, dns_name=SECURE)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
     with UploadCaptureServer(host=SECURE, certificate=(cert_file, key_file)) as server:
         _connect(monkeypatch, server.base_url)

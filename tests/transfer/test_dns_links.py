@@ -26,7 +26,8 @@ import requests
 from airflow_provider_wan.exceptions import WanFinalError
 from airflow_provider_wan.hooks.guard import guarded_session
 from airflow_provider_wan.hooks.wan import WanHook, link_address_problem
-from tests.names import DOMAIN, certificate_for, resolve_test_names
+from tests.certificates import self_signed_certificate
+from tests.names import DOMAIN, resolve_test_names
 from tests.transfer.proxy import Gateway, serving
 from tests.transfer.test_hostile_links import SIGNATURE, _answer_with_link, _fails_clearly, _generate, _operator
 
@@ -143,7 +144,7 @@ def test_the_simulator_on_loopback_may_serve_its_videos_under_a_name_resolving_t
 
 def test_tls_through_the_guarded_session_sends_the_name_and_checks_the_certificate_against_it(tmp_path: Path):
     name = f"video.{DOMAIN}"
-    cert_file, key_file = certificate_for(name, tmp_path)
+    cert_file, key_file = self_signed_certificate(tmp_path, dns_name=name)
     server_names: list[str | None] = []
 
     class Handler(BaseHTTPRequestHandler):

@@ -10,8 +10,6 @@ simulator's, the destination a local folder.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import ssl
 import struct
@@ -29,6 +27,7 @@ import requests
 from airflow_provider_wan.exceptions import WanFinalError, WanResultExpiredError, WanTransferIntegrityError
 from airflow_provider_wan.hooks.wan import WanHook
 from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+from tests.certificates import self_signed_certificate
 
 T2V_ENDPOINT = "services/aigc/video-generation/video-synthesis"
 MODEL = "wan2.5-t2v-preview"
@@ -298,40 +297,10 @@ def test_an_expired_link_answer_quoting_a_signed_url_is_not_repeated(wan_connect
     assert "Request has expired" in str(error)
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "link.pem", folder / "link.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_file, key_file
-
-
 def test_a_redirect_from_https_down_to_plain_http_is_not_followed(
     wan_connection: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    certificate = _self_signed(tmp_path)
+    certificate = self_signed_certificate(tmp_path, ip_address="127.0.0.1")
     # the worker trusts the link's certificate the way users add a CA: requests reads REQUESTS_CA_BUNDLE
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
     task_id = _generate()
