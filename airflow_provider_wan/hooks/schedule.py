@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_wan.exceptions import WanInvalidInputError
 from airflow_provider_wan.models import get_model
 
 if TYPE_CHECKING:
@@ -72,6 +73,34 @@ WAKE_BATCH = 50
 MIN_SPREAD = 0.03
 # DashScope reports task times in UTC+8 (Beijing), whatever the region.
 _UTC8 = timezone(timedelta(hours=8))
+#: the longest ``timeout`` and poll interval taken, in seconds (30 days): far past any generation (DashScope keeps a
+#: task's record 24 hours after it ends), and a deadline every Airflow version and database can store
+MAX_WAIT_SECONDS = 30 * 24 * 3600.0
+
+
+def check_wait_seconds(name: str, value: Any, then: str) -> float:
+    """
+    The one rule for a wait's ``timeout`` and for the seconds between two reads of a task (``poll_interval``,
+    a sensor's ``poke_interval``): a number of seconds above 0 and at most :data:`MAX_WAIT_SECONDS`.
+
+    Refused: 0 or less (a wait that can only time out; reads in a tight loop, which the hook's pacer keeps off the
+    account but not off the worker or the triggerer), NaN (compares false to every bound), infinity and anything
+    past 30 days (a deferral's deadline, now + timeout, overflows the database's dates). Fractions of a second are
+    taken: DashScope suggests 15 s and the SDK's ``wait()`` reads every 1 to 5 s, but tests and demos poll the local
+    simulator every 0.1 to 0.5 s.
+
+    :param name: the parameter, as the user wrote it (the error names it)
+    :param value: its value
+    :param then: the end of the error's sentence: what was (not) done, or what to do instead
+    :return: ``value`` as a float
+    :raises WanInvalidInputError: naming ``name``, what is allowed and what was given
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_WAIT_SECONDS:
+        raise WanInvalidInputError(
+            f"{name}: must be a number of seconds above 0 and at most {MAX_WAIT_SECONDS:.0f} (30 days), got "
+            f"{value!r}; {then}"
+        )
+    return float(value)
 
 
 def task_kind(model: str, resolution: Any = None, duration: Any = None) -> str:

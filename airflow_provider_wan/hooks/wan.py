@@ -897,7 +897,8 @@ class WanHook(BaseHook):
         """
         Block until a task ends; return it when SUCCEEDED, raise the provider's error otherwise.
 
-        :param poll_interval: seconds between two reads of the task (default 15, DashScope's suggestion)
+        :param poll_interval: seconds between two reads of the task (default 15, DashScope's suggestion; above 0 and at
+            most 30 days, else :class:`~airflow_provider_wan.exceptions.WanInvalidInputError` before any read)
         :param timeout: give up after this many seconds (default: wait as long as it takes); raises
             :class:`~airflow_provider_wan.exceptions.WanTimeoutError`, retryable: the task keeps running and an
             Airflow retry re-attaches to it
@@ -906,9 +907,10 @@ class WanHook(BaseHook):
             around when tasks of that kind ended in this process (:class:`~.schedule.PollSchedule`); default: every
             ``poll_interval``
         """
-        from airflow_provider_wan.hooks.schedule import PollSchedule
+        from airflow_provider_wan.hooks.schedule import PollSchedule, check_wait_seconds
 
-        schedule = PollSchedule(interval=poll_interval, kind=kind)
+        interval = check_wait_seconds("poll_interval", poll_interval, f"DashScope task {task_id} was not read")
+        schedule = PollSchedule(interval=interval, kind=kind)
         started = time.monotonic()
         last: TaskStatus | None = None
         try:

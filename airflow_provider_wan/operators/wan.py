@@ -32,7 +32,7 @@ from airflow_provider_wan.create_record import (
     request_fingerprint,
 )
 from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError, WanError, WanInvalidInputError
-from airflow_provider_wan.hooks.schedule import task_kind
+from airflow_provider_wan.hooks.schedule import check_wait_seconds, task_kind
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
 from airflow_provider_wan.lineage import LineageRecord, dashscope_namespace
 from airflow_provider_wan.media import LocalMedia, check_local_media, upload_all
@@ -66,9 +66,6 @@ if TYPE_CHECKING:
 XCOM_TASK_ID_KEY = "wan_task_id"
 #: the trigger gets this much longer than the operator's own timeout, so its timeout event arrives first
 DEFER_TIMEOUT_MARGIN = timedelta(minutes=5)
-#: the longest ``timeout`` and ``poll_interval`` taken, in seconds (30 days): far past any generation (DashScope keeps
-#: a task's record 24 hours after it ends), and a deadline every Airflow version and database can store
-MAX_WAIT_SECONDS = 30 * 24 * 3600.0
 
 
 class WanBaseVideoOperator(BaseOperator):
@@ -96,10 +93,11 @@ class WanBaseVideoOperator(BaseOperator):
     :param parameters_extra: extra ``parameters`` fields the catalogue does not model yet, sent as given
     :param wan_conn_id: the ``wan`` connection (default ``wan_default``)
     :param wait_for_completion: wait for the video (default True); False returns once the task is created
-    :param poll_interval: seconds between status reads while waiting (default 15, DashScope's suggestion)
-    :param timeout: seconds to wait for the video before failing with a retryable error (default 3600). A task
-        still RUNNING is left alone and a retry re-attaches to it; with ``deferrable=True`` a task still PENDING at
-        the deadline is canceled first (nothing was paid for it), and the retry submits afresh
+    :param poll_interval: seconds between status reads while waiting (default 15, DashScope's suggestion; above 0, so
+        the wait never reads in a tight loop, and at most 30 days)
+    :param timeout: seconds to wait for the video before failing with a retryable error (default 3600; above 0, at
+        most 30 days). A task still RUNNING is left alone and a retry re-attaches to it; with ``deferrable=True`` a
+        task still PENDING at the deadline is canceled first (nothing was paid for it), and the retry submits afresh
     :param max_cost_usd: refuse to submit when the estimated price in USD of the final request (``*_extra``
         included) is higher, or unknown (default: no limit)
     :param take: which take of this request to generate (default 1). Retries and re-runs of the same request
@@ -358,7 +356,8 @@ class WanBaseVideoOperator(BaseOperator):
         NaN budget let any estimate through, a NaN or infinite ``timeout`` broke the deferral (or the wait) only
         after the task was created and billed, as did a ``timeout`` of 0 or less (a wait that can only time out) and
         one of centuries (Airflow's deferral deadline, now + timeout, overflowed the database's dates: every retry
-        re-attached and failed again, and the paid video was never handed on).
+        re-attached and failed again, and the paid video was never handed on). A ``poll_interval`` of 0 read the paid
+        task in a tight loop. The rule is :func:`~airflow_provider_wan.hooks.schedule.check_wait_seconds`.
         """
         budget: Any = self.max_cost_usd
         if budget is not None and not _is_amount(budget):
@@ -367,11 +366,7 @@ class WanBaseVideoOperator(BaseOperator):
                 f"submitted for {self.model}"
             )
         for name, value in (("timeout", self.timeout), ("poll_interval", self.poll_interval)):
-            if not (_is_amount(value) and 0 < value <= MAX_WAIT_SECONDS):
-                raise WanInvalidInputError(
-                    f"{name}: must be a number of seconds above 0 and at most {MAX_WAIT_SECONDS:.0f} (30 days), got "
-                    f"{value!r}; nothing was submitted for {self.model}"
-                )
+            check_wait_seconds(name, value, f"nothing was submitted for {self.model}")
 
     def _fingerprinted(self, body: dict[str, Any]) -> dict[str, Any]:
         """The body as the fingerprint sees it: local and gs:// files by their content's sha256, not their path."""

@@ -24,13 +24,12 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_wan.exceptions import (
     WanError,
-    WanInvalidInputError,
     WanTaskFailedError,
     WanTaskRetryableFailure,
     WanTimeoutError,
 )
+from airflow_provider_wan.hooks.schedule import check_wait_seconds
 from airflow_provider_wan.hooks.wan import WanHook, WanTask
-from airflow_provider_wan.operators.wan import MAX_WAIT_SECONDS
 from airflow_provider_wan.results import WanResult, task_id_of
 
 if TYPE_CHECKING:
@@ -64,11 +63,13 @@ class WanTaskSensor(BaseSensorOperator):
     :param poke_interval: seconds between two reads of the task (default 15, DashScope's suggestion; Airflow's
         sensor default of 60 s would add up to a minute to every video). In ``reschedule`` mode prefer 60 s or
         more, as Airflow advises: each poke is a new worker start, and a reschedule shorter than the executor's
-        event latency can make the scheduler fail the sensor (apache/airflow#71172, open in 3.3)
+        event latency can make the scheduler fail the sensor (apache/airflow#71172, open in 3.3). Above 0 (Airflow
+        itself takes 0, a tight loop of reads) and at most 30 days, refused before the first read
     :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``)
     :param timeout: seconds to wait before the sensor fails (or skips, with ``soft_fail``); Airflow's sensor default
         is ``[sensors] default_timeout`` (7 days). In poke mode a read under way is cut at the timeout too (a slow
-        server cannot hold the sensor past it). The DashScope task is never canceled by this sensor.
+        server cannot hold the sensor past it). A deferrable sensor takes at most 30 days (its deadline is stored in
+        the database). The DashScope task is never canceled by this sensor.
 
     Other parameters (``mode``, ``soft_fail``, ``exponential_backoff``, ...): :class:`BaseSensorOperator`.
     """
@@ -121,18 +122,21 @@ class WanTaskSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self.result(task))
 
     def execute(self, context: Context) -> Any:
+        # Airflow takes a poke_interval of 0: every mode would then read the task in a tight loop
+        check_wait_seconds("poke_interval", self.poke_interval, "the sensor read nothing")
         if not self.deferrable:
             if not self.reschedule:
                 # poke mode: the whole wait ends at its timeout, the poke under way included
                 self._wait_deadline = time.monotonic() + float(self.timeout)
             return super().execute(context)
-        if not 0 < self.timeout <= MAX_WAIT_SECONDS:
-            # a deferral's deadline (now + timeout) is stored in the database: an infinite or NaN timeout failed in
-            # Python's words, one of centuries in the database's
-            raise WanInvalidInputError(
-                f"timeout: a deferrable WanTaskSensor waits at most {MAX_WAIT_SECONDS:.0f} s (30 days), got "
-                f"{self.timeout!r}; set a shorter timeout, or use mode='poke' or 'reschedule'"
-            )
+        # a deferral's deadline (now + timeout) is stored in the database: an infinite or NaN timeout failed in
+        # Python's words, one of centuries in the database's
+        check_wait_seconds(
+            "timeout",
+            self.timeout,
+            "a deferrable WanTaskSensor's deadline must fit the database; set a shorter timeout, or use mode='poke' "
+            "or 'reschedule'",
+        )
         # one read first: a task already finished never reaches the triggerer
         try:
             done = self.poke(context)

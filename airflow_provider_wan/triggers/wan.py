@@ -40,7 +40,7 @@ from airflow_provider_wan.exceptions import (
     dashscope_code,
 )
 from airflow_provider_wan.hooks.classify import TASK_ID_PATTERN
-from airflow_provider_wan.hooks.schedule import PollSchedule
+from airflow_provider_wan.hooks.schedule import PollSchedule, check_wait_seconds
 from airflow_provider_wan.hooks.wan import RetryPolicy, TaskStatus, WanAsyncClient, WanHook, WanTask
 from airflow_provider_wan.redact import clean_text
 from airflow_provider_wan.results import task_id_of
@@ -138,7 +138,8 @@ class WanTaskTrigger(BaseTrigger):
     :param task_id: the DashScope task id (``output.task_id`` of the create call)
     :param wan_conn_id: the ``wan`` connection holding key and region (default ``wan_default``); the key itself is
         looked up where the trigger runs and never serialized
-    :param poll_interval: seconds between two reads of the task (default 15, DashScope's suggestion)
+    :param poll_interval: seconds between two reads of the task (default 15, DashScope's suggestion; above 0 and at
+        most 30 days, else :class:`~airflow_provider_wan.exceptions.WanInvalidInputError`)
     :param end_time: wall-clock deadline, Unix seconds (``time.time()``). Wall clock on purpose: the trigger is stored
         in the metadata database and may resume in another triggerer process or on another machine.
     :param cancel_on_timeout: when the deadline passes and the task is still PENDING (queued, not billed yet),
@@ -180,7 +181,8 @@ class WanTaskTrigger(BaseTrigger):
         # task id when it attaches the task instance. The serialized kwarg keeps the API's name.
         self.wan_task_id = task_id
         self.wan_conn_id = wan_conn_id
-        self.poll_interval = float(poll_interval)
+        # refused here, where the deferring task builds the trigger, not in the triggerer's read loop it would spin
+        self.poll_interval = check_wait_seconds("poll_interval", poll_interval, "the trigger was not started")
         self.end_time = float(end_time)
         self.cancel_on_timeout = cancel_on_timeout
         self.cancel_on_kill = cancel_on_kill

@@ -115,7 +115,25 @@ def test_a_deferrable_timeout_the_deferral_cannot_hold_is_named(wan_conn, wan_si
     result = run_dag(_sensor_dag("wan_sensor_big_timeout", task_id, deferrable=True, timeout=1e12))
     assert result.tasks["wait"] == ("failed", 1)
     captured = capfd.readouterr()
-    assert "timeout: a deferrable WanTaskSensor waits at most 2592000 s (30 days)" in captured.out + captured.err
+    said = captured.out + captured.err
+    assert "timeout: must be a number of seconds above 0 and at most 2592000 (30 days), got 1000000000000.0" in said
+    assert "a deferrable WanTaskSensor's deadline must fit the database" in said
+    assert wan_simulator.stats()["requests"].get("get_task", 0) == 0
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
+def test_a_poke_interval_of_0_is_refused_before_the_first_read(wan_conn, wan_simulator, capfd, mode):
+    # Airflow takes a poke_interval of 0: every mode then read the task in a tight loop (the worker's pokes, the
+    # reschedules, the trigger's reads), with only the hook's pacer between the loop and the account's limit
+    task_id = _create()
+    kwargs: dict[str, Any] = {"deferrable": True} if mode == "deferrable" else {"mode": mode}
+    # a timeout, so that a sensor taking 0 again fails this test instead of spinning forever
+    result = run_dag(_sensor_dag(f"wan_sensor_poke_0_{mode}", task_id, poke_interval=0, timeout=5, **kwargs))
+    # final: retries=2 gives one try
+    assert result.tasks["wait"] == ("failed", 1)
+    captured = capfd.readouterr()
+    said = "poke_interval: must be a number of seconds above 0 and at most 2592000 (30 days), got 0.0"
+    assert said in captured.out + captured.err
     assert wan_simulator.stats()["requests"].get("get_task", 0) == 0
 
 

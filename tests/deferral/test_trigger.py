@@ -16,6 +16,7 @@ from airflow_provider_wan.exceptions import (
     WanAuthError,
     WanContentError,
     WanFinalError,
+    WanInvalidInputError,
     WanResultExpiredError,
     WanRetryableError,
     WanTaskCanceledError,
@@ -56,6 +57,23 @@ def _gets(sim: Any) -> dict[str, int]:
 
 
 # --- serialization --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "interval",
+    [0, -1.0, float("nan"), float("inf"), 31 * 24 * 3600.0, "15"],
+    ids=["zero", "negative", "nan", "inf", "31-days", "text"],
+)
+def test_a_poll_interval_that_cannot_pace_the_reads_is_refused_when_built(interval: Any):
+    # 0 read the task in a tight loop in the triggerer (the hook's pacer spared the account, not the event loop);
+    # refused where the deferring task builds the trigger, with the operator's words
+    with pytest.raises(WanInvalidInputError) as refused:
+        _trigger("abc-123", poll_interval=interval)
+    assert str(refused.value).startswith(
+        f"poll_interval: must be a number of seconds above 0 and at most 2592000 (30 days), got {interval!r}; "
+    )
+    # a fraction of a second is a pace (the tests' simulator runs on it)
+    assert _trigger("abc-123", poll_interval=0.1).poll_interval == 0.1
+
+
 def test_serialize_round_trips_with_ids_and_intervals_only(wan_conn):
     # the operator's own read, as it hands it over: status and times only (never the signed URL, never a prompt)
     checked = WanTask(

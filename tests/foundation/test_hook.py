@@ -117,6 +117,17 @@ def test_create_get_and_wait(hook, wan_simulator):
     assert wan_simulator.stats()["tasks_created"] == 1
 
 
+@pytest.mark.parametrize("interval", [0, -2.5, float("nan")], ids=["zero", "negative", "nan"])
+def test_wait_for_task_refuses_a_poll_interval_that_would_spin_before_reading(hook, wan_simulator, interval):
+    task = hook.create_task(ENDPOINT, BODY)
+    with pytest.raises(WanInvalidInputError) as refused:
+        hook.wait_for_task(task.task_id, poll_interval=interval, timeout=5)
+    message = str(refused.value)
+    assert message.startswith("poll_interval: must be a number of seconds above 0 and at most 2592000 (30 days)")
+    assert f"DashScope task {task.task_id} was not read" in message
+    assert wan_simulator.stats()["requests"].get("get_task", 0) == 0
+
+
 def test_two_503s_on_get_then_success_is_retried_inside_the_hook(hook, wan_simulator):
     task = hook.create_task(ENDPOINT, BODY)
     wan_simulator.inject_fault("error", route="get_task", count=2, status=503, code="ModelUnavailable")

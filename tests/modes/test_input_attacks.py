@@ -319,7 +319,12 @@ def test_wan3_reference_videos_are_held_to_fifteen_seconds_in_all(
         ("timeout", -5, True),
         ("timeout", "3600", False),
         ("poll_interval", float("nan"), True),
+        # 0 (or less) read the paid task in a tight loop, in the worker or the triggerer
         ("poll_interval", 0, True),
+        ("poll_interval", 0.0, False),
+        ("poll_interval", -1, True),
+        ("poll_interval", float("inf"), False),
+        ("poll_interval", 31 * 24 * 3600, True),
         # centuries: Airflow's deferral deadline (now + timeout) overflowed the database's dates after the create, and
         # every retry re-attached and failed the same way
         ("timeout", 1e12, True),
@@ -331,7 +336,11 @@ def test_wan3_reference_videos_are_held_to_fifteen_seconds_in_all(
         "timeout-negative",
         "timeout-text",
         "poll-nan",
-        "poll-0",
+        "poll-0-deferred",
+        "poll-0-worker",
+        "poll-negative",
+        "poll-inf",
+        "poll-31-days",
         "timeout-centuries-deferred",
     ],
 )

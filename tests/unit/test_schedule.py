@@ -10,12 +10,15 @@ import time
 
 import pytest
 
+from airflow_provider_wan.exceptions import WanInvalidInputError
 from airflow_provider_wan.hooks.schedule import (
     DENSE_FRACTION,
     MAX_GAP_FACTOR,
+    MAX_WAIT_SECONDS,
     WINDOW_SPREADS,
     PollSchedule,
     RunHistory,
+    check_wait_seconds,
     kind_model,
     parse_task_time,
     task_kind,
@@ -27,6 +30,28 @@ from airflow_provider_wan.testing._state import format_time
 MODEL = "wan2.5-t2v-preview"
 KIND = task_kind(MODEL, "720P", 5)
 T0 = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("value", "taken"), [(0.1, 0.1), (15, 15.0), (MAX_WAIT_SECONDS, MAX_WAIT_SECONDS)], ids=["tenth", "int", "30-days"]
+)
+def test_a_wait_of_seconds_above_0_and_up_to_30_days_is_taken_as_a_float(value: float, taken: float):
+    assert check_wait_seconds("poll_interval", value, "then") == taken
+    assert isinstance(check_wait_seconds("poll_interval", value, "then"), float)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, 0.0, -0.0, -1, float("nan"), float("inf"), float("-inf"), MAX_WAIT_SECONDS + 1, True, "15", None],
+    ids=["0", "0.0", "-0.0", "negative", "nan", "inf", "-inf", "past-30-days", "bool", "text", "none"],
+)
+def test_a_wait_that_is_no_pace_nor_a_storable_deadline_is_refused_by_name(value: object):
+    with pytest.raises(WanInvalidInputError) as refused:
+        check_wait_seconds("poke_interval", value, "the sensor read nothing")
+    assert str(refused.value) == (
+        f"poke_interval: must be a number of seconds above 0 and at most 2592000 (30 days), got {value!r}; the "
+        "sensor read nothing"
+    )
 
 
 def _task(task_id: str, status: TaskStatus, submitted: float, started: float | None = None, ended: float | None = None):
