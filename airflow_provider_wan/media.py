@@ -376,7 +376,12 @@ def upload_media(hook: WanHook, model: str, media: LocalMedia) -> str:
         raise WanRetryableError(f"DashScope's upload policy for {model} lacks {exc.args[0]!r}") from None
     import requests
 
-    from airflow_provider_wan.hooks.guard import RefusedAddress, guarded_session
+    from airflow_provider_wan.hooks.guard import (
+        CERTIFICATE_REFUSED,
+        RefusedAddress,
+        certificate_refused,
+        guarded_session,
+    )
     from airflow_provider_wan.hooks.wan import link_address_problem, link_problem
 
     base_url = hook.credentials.base_url
@@ -405,6 +410,8 @@ def upload_media(hook: WanHook, model: str, media: LocalMedia) -> str:
         except RefusedAddress as refused:
             raise _refused(media, host, f"{refused.why}; the connection was closed before a byte was sent") from None
         except requests.exceptions.RequestException as exc:
+            if certificate_refused(exc):
+                raise _refused(media, host, CERTIFICATE_REFUSED) from None
             raise WanRetryableError(
                 f"{media.ref.parameter}: uploading {media.name} to DashScope's temporary storage failed "
                 f"({type(exc).__name__}); nothing was submitted"

@@ -13,7 +13,9 @@ Behind a proxy (``HTTP(S)_PROXY`` in the environment, which ``requests`` honours
 host), the peer is the proxy, legitimately often on a private network, and the proxy resolves the link's name. Then
 the session resolves the name itself before the request and refuses it when any of its addresses is refused: best
 effort (the proxy may resolve differently, or resolve names this machine cannot; an unresolvable name is left to
-the proxy). Guarding the proxy's own reach is the proxy's job.
+the proxy). Guarding the proxy's own reach is the proxy's job. An https link goes through the proxy's CONNECT tunnel,
+and TLS inside it still checks the certificate against the link's name (:func:`certificate_refused` tells that
+failure from a dropped connection).
 
 Imported only when a video is copied or a local file uploaded (``requests``, ``urllib3``).
 """
@@ -21,6 +23,7 @@ Imported only when a video is copied or a local file uploaded (``requests``, ``u
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +46,31 @@ class RefusedAddress(Exception):
     def __init__(self, why: str) -> None:
         super().__init__(why)
         self.why = why
+
+
+#: why a link's server was refused when its certificate was (the same link fails the same way: no retry)
+CERTIFICATE_REFUSED = (
+    "its TLS certificate was not accepted (it does not name that host, has expired, or no authority this machine "
+    "trusts signed it; behind a proxy that inspects TLS, trust the proxy's CA with REQUESTS_CA_BUNDLE)"
+)
+
+
+def certificate_refused(exc: BaseException) -> bool:
+    """Whether a ``requests`` failure was the server's certificate failing the check (from its causes, not its text)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            current = reason
+        elif current.args and isinstance(current.args[0], BaseException):
+            current = current.args[0]
+        else:
+            current = current.__cause__ or current.__context__
+    return False
 
 
 def guarded_session(refuse: AddressRule) -> requests.Session:

@@ -387,7 +387,7 @@ class ResumableDownload:
         """
         import requests
 
-        from airflow_provider_wan.hooks.guard import RefusedAddress
+        from airflow_provider_wan.hooks.guard import CERTIFICATE_REFUSED, RefusedAddress, certificate_refused
 
         url = self.url
         for hop in range(MAX_REDIRECTS + 1):
@@ -406,6 +406,10 @@ class ResumableDownload:
                 # a guarded session's connection reached an address the rule refuses (hooks/guard.py)
                 why = f"{refused.why}. The connection was closed before the request was sent; nothing was kept"
                 raise self._refused(url, why) from None
+            except requests.exceptions.SSLError as exc:
+                if certificate_refused(exc):
+                    raise self._refused(url, f"{CERTIFICATE_REFUSED}. Nothing was fetched or kept") from None
+                raise _Dropped(f"{type(exc).__name__} before an answer") from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 # our words only: a client exception's text may carry the signed link
                 raise _Dropped(f"{type(exc).__name__} before an answer") from None

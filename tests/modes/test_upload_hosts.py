@@ -14,7 +14,8 @@ the proxy forwards every request to the capture server.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from tests.foundation.images import write_png
 from tests.modes.capture import UploadCaptureServer
 from tests.modes.test_input_attacks import _StateStore, _TaskInstance
 from tests.names import DOMAIN, resolve_test_names
-from tests.transfer.proxy import Gateway, serving
+from tests.transfer.proxy import Gateway, TLSFront, serving
 
 KEY = "sk-upload-hosts"
 MODEL = "wan2.5-i2v-preview"
@@ -154,6 +155,63 @@ def test_behind_a_proxy_an_upload_host_outside_takes_the_file(
     [create] = capture.creates
     assert create["body"]["input"]["img_url"].startswith("oss://dashscope-instant/capture/")
     assert gateway.hosts == [GATEWAY, CDN, GATEWAY]  # policy, upload, create
+
+
+@pytest.fixture
+def https_proxy(
+    capture: UploadCaptureServer, gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., TLSFront]]:
+    """
+    The gateway as ``HTTPS_PROXY`` too; makes an https upload host for a name (a certificate for ``certificate_name``,
+    default the name, trusted through the env) behind the proxy's CONNECT tunnel, passing on to the capture server.
+    """
+    for name in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, gateway.url)
+    with ExitStack() as stack:
+
+        def front(name: str, certificate_name: str | None = None) -> TLSFront:
+            folder = tmp_path / f"certificate-{name}"
+            folder.mkdir()
+            certificate = self_signed_certificate(folder, dns_name=certificate_name or name)
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
+            server = stack.enter_context(serving(TLSFront(capture.origin, certificate)))
+            gateway.tunnels[f"{name}:443"] = server.address
+            return server
+
+        yield front
+
+
+def test_behind_an_https_proxy_an_https_upload_host_takes_the_file_through_the_tunnel(
+    capture: UploadCaptureServer, gateway: Gateway, https_proxy: Callable[..., TLSFront], tmp_path: Path
+):
+    front = https_proxy(CDN)
+    capture.upload_host = f"https://{CDN}/_oss"
+    _run(tmp_path)
+    [upload] = capture.uploads
+    assert upload["file"] == (tmp_path / "first.png").read_bytes()
+    assert len(capture.creates) == 1
+    assert gateway.connects == [f"{CDN}:443"]  # the upload, through a tunnel asked for by name
+    assert gateway.hosts == [GATEWAY, GATEWAY]  # policy, create: never the upload as plain http
+    assert front.paths == ["/_oss"]
+
+
+def test_behind_an_https_proxy_an_upload_host_name_resolving_to_this_machine_is_refused_before_any_connect(
+    capture: UploadCaptureServer, gateway: Gateway, https_proxy: Callable[..., TLSFront], tmp_path: Path
+):
+    https_proxy(UPLOADS)  # the tunnel would lead to the capture server: only the guard stands in the way
+    capture.upload_host = f"https://{UPLOADS}/_oss"
+    _refused(tmp_path, capture, "this machine", UPLOADS)
+    assert gateway.connects == []
+
+
+def test_behind_an_https_proxy_an_upload_host_with_a_certificate_for_another_name_is_refused(
+    capture: UploadCaptureServer, gateway: Gateway, https_proxy: Callable[..., TLSFront], tmp_path: Path
+):
+    front = https_proxy(CDN, certificate_name=f"other.{DOMAIN}")
+    capture.upload_host = f"https://{CDN}/_oss"
+    _refused(tmp_path, capture, "TLS certificate was not accepted", CDN, "REQUESTS_CA_BUNDLE")
+    assert gateway.connects == [f"{CDN}:443"]
+    assert front.paths == []
 
 
 @pytest.fixture

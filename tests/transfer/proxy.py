@@ -1,16 +1,22 @@
 """
 A small forwarding HTTP proxy on 127.0.0.1 for the store tests (real HTTP both ways): a test's handler decides what
 to refuse and passes the rest on to the emulator behind it (moto, the GCS emulator). :class:`Gateway` is such a proxy
-set as ``HTTP_PROXY``: the way to an API whose host name only the proxy knows.
+set as ``HTTP_PROXY``: the way to an API whose host name only the proxy knows; set as ``HTTPS_PROXY`` too, it opens
+CONNECT tunnels, to a :class:`TLSFront` (an https server for a host name) standing for a CDN, an upload host or the API.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
+import selectors
+import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -92,12 +98,21 @@ class Gateway(ForwardingProxy):
     """
     An HTTP proxy forwarding every request (whatever host it names) to its upstream; records the hosts. A request
     for a host in ``redirects`` is answered with a 302 to the URL there instead (a CDN sending the download on).
+
+    Also a CONNECT proxy (what clients use ``HTTPS_PROXY`` for): a CONNECT for a ``host:port`` in ``tunnels`` is a
+    tunnel to the address there (the only way to that name), any other is answered 502; ``connects`` records every
+    CONNECT's target. With ``credentials`` (``user:password``) a request without them (``Proxy-Authorization``,
+    Basic) is answered 407 instead; ``refused`` counts those.
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, credentials: str | None = None) -> None:
         super().__init__(upstream, _Forward)
         self.hosts: list[str] = []
         self.redirects: dict[str, str] = {}
+        self.connects: list[str] = []
+        self.tunnels: dict[str, tuple[str, int]] = {}
+        self.credentials = credentials
+        self.refused = 0
 
 
 class _Forward(BaseHTTPRequestHandler):
@@ -107,8 +122,25 @@ class _Forward(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def _authorized(self) -> bool:
+        if self.server.credentials is None:
+            return True
+        expected = "Basic " + base64.b64encode(self.server.credentials.encode()).decode()
+        if self.headers.get("Proxy-Authorization") == expected:
+            return True
+        self.server.refused += 1
+        self.send_response(407)
+        self.send_header("Proxy-Authenticate", 'Basic realm="gateway"')
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        return False
+
     def _any(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self._authorized():
+            return
         target = urlsplit(self.path)  # a proxy's request names the whole URL
         self.server.hosts.append(target.hostname or "")
         location = self.server.redirects.get(target.hostname or "")
@@ -122,3 +154,77 @@ class _Forward(BaseHTTPRequestHandler):
         forward(self, body)
 
     do_GET = do_POST = _any
+
+    def do_CONNECT(self) -> None:
+        self.server.connects.append(self.path)  # host:port
+        if not self._authorized():
+            return
+        address = self.server.tunnels.get(self.path)
+        try:
+            if address is None:
+                raise ConnectionRefusedError
+            far = socket.create_connection(address, timeout=30)
+        except OSError:
+            refuse(self, 502, b"", "text/plain")
+            self.close_connection = True
+            return
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+        with far:
+            _splice(self.connection, far)
+
+
+def _splice(one: socket.socket, other: socket.socket) -> None:
+    """Pass bytes both ways until either side closes (or a minute passes without any)."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(one, selectors.EVENT_READ, other)
+        selector.register(other, selectors.EVENT_READ, one)
+        while True:
+            ready = selector.select(timeout=60)
+            if not ready:
+                return
+            for key, _ in ready:
+                try:
+                    data = key.fileobj.recv(64 * 1024)  # type: ignore[union-attr]
+                    if not data:
+                        return
+                    key.data.sendall(data)
+                except OSError:
+                    return
+
+
+class TLSFront(ForwardingProxy):
+    """
+    An https server under a host name (its certificate) passing every request on to the plain-http ``upstream``
+    (the simulator, a capture server): the far end of a :class:`Gateway`'s CONNECT tunnel. ``paths`` records the
+    requests it passed on.
+
+    :param certificate: the certificate and its key (PEM files, tests/certificates.py)
+    """
+
+    def __init__(self, upstream: str, certificate: tuple[Path, Path]) -> None:
+        super().__init__(upstream, _Pass)
+        self.paths: list[str] = []
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*certificate)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return "127.0.0.1", self.server_address[1]
+
+
+class _Pass(BaseHTTPRequestHandler):
+    server: TLSFront
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _any(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.paths.append(self.path)
+        forward(self, body)
+
+    do_GET = do_POST = do_HEAD = _any

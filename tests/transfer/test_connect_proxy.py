@@ -1,0 +1,164 @@
+"""
+https video links behind a corporate proxy (``HTTPS_PROXY``), through real HTTP(S) on 127.0.0.1: the download goes
+through the proxy's CONNECT tunnel, TLS inside it checks the certificate against the link's name, and a name that
+resolves into the worker's network is refused before the proxy is asked for a tunnel (hooks/guard.py).
+
+The proxy is :class:`~tests.transfer.proxy.Gateway` (``HTTP_PROXY`` and ``HTTPS_PROXY``, with a login in its URL):
+the API is "elsewhere" the way tests/transfer/test_dns_links.py puts it (``base_url`` names ``api.wan-dns.test``,
+which only the proxy knows), and a CONNECT for ``cdn.wan-dns.test:443`` is a tunnel to a
+:class:`~tests.transfer.proxy.TLSFront`: an https server with a certificate for that name, passing requests on to
+the simulator. The worker trusts the certificate the way users trust a CA (``REQUESTS_CA_BUNDLE``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from airflow_provider_wan.exceptions import WanFinalError, WanTransferIntegrityError
+from airflow_provider_wan.hooks.wan import WanHook
+from tests.certificates import self_signed_certificate
+from tests.names import DOMAIN, resolve_test_names
+from tests.transfer.proxy import Gateway, TLSFront, serving
+from tests.transfer.test_hostile_links import SIGNATURE, _answer_with_link, _fails_clearly, _generate, _operator
+
+CDN, GATEWAY = f"cdn.{DOMAIN}", f"api.{DOMAIN}"
+#: names leading into the worker's network: this machine, the private network, the cloud's metadata service
+INSIDE = {
+    f"video.{DOMAIN}": ("127.0.0.1", "this machine"),
+    f"private.{DOMAIN}": ("10.20.30.40", "private"),
+    f"metadata.{DOMAIN}": ("169.254.169.254", "link-local"),
+}
+NAMES = {CDN: "93.184.216.34", **{name: address for name, (address, _) in INSIDE.items()}}
+#: the proxy's login, in HTTP(S)_PROXY as users write it: never in an error or a log line
+PROXY_PASSWORD = "pr0xy-s3cret-Zq"
+PROXY_LOGIN = f"wan-user:{PROXY_PASSWORD}"
+
+#: makes an https server for a name (its certificate naming ``certificate_name``, default the name), opens the
+#: proxy's tunnel to it and trusts its certificate
+Fronts = Callable[..., TLSFront]
+
+
+@pytest.fixture(autouse=True)
+def resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolve_test_names(monkeypatch, NAMES)
+
+
+@pytest.fixture
+def gateway(wan_simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
+    """``wan_default`` at ``http://api.wan-dns.test/api/v1``; every link through the proxy, which wants a login."""
+    with serving(Gateway(wan_simulator.url, credentials=PROXY_LOGIN)) as proxy:
+        url = f"http://{PROXY_LOGIN}@127.0.0.1:{proxy.server_address[1]}"
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.setenv(name, "127.0.0.1")  # the simulator's own control calls go straight
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json(base_url=f"http://{GATEWAY}/api/v1")
+        )
+        yield proxy
+
+
+@pytest.fixture
+def fronts(wan_simulator: Any, gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fronts]:
+    with ExitStack() as stack:
+
+        def front(name: str, certificate_name: str | None = None) -> TLSFront:
+            folder = tmp_path / f"certificate-{name}"
+            folder.mkdir()
+            certificate = self_signed_certificate(folder, dns_name=certificate_name or name)
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
+            server = stack.enter_context(serving(TLSFront(wan_simulator.url, certificate)))
+            gateway.tunnels[f"{name}:443"] = server.address
+            return server
+
+        yield front
+
+
+def _downloads(sim: Any) -> int:
+    return int(sim.stats()["requests"].get("download", 0))
+
+
+def _https_link(task_id: str, host: str) -> str:
+    """The task's real video link, as DashScope answered it, made https under ``host`` (port 443)."""
+    real = WanHook().get_task(task_id).video_url or ""
+    parts = urlsplit(real)
+    return f"https://{host}{parts.path}?{parts.query}"
+
+
+def _no_secrets(text: str) -> None:
+    assert PROXY_PASSWORD not in text, "the proxy's password leaked"
+    assert SIGNATURE not in text, "the signed link leaked"
+
+
+def test_an_https_video_url_lands_whole_through_the_proxys_tunnel(
+    wan_simulator: Any, gateway: Gateway, fronts: Fronts, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    front = fronts(CDN)
+    task_id = _generate()
+    link = _https_link(task_id, CDN)
+    served = requests.get(link.replace(f"https://{CDN}", wan_simulator.url, 1), timeout=30).content
+    _answer_with_link(wan_simulator, task_id, link)
+    with caplog.at_level(logging.DEBUG):
+        result = _operator(tmp_path, task_id).execute({})
+    assert (tmp_path / f"{task_id}.mp4").read_bytes() == served
+    assert result["size"] == len(served)
+    assert gateway.connects == [f"{CDN}:443"]  # one tunnel, asked for by name (the proxy resolves it)
+    assert CDN not in gateway.hosts, "the link went through the proxy as plain http"
+    assert gateway.refused == 0  # the login in HTTPS_PROXY was sent
+    assert [urlsplit(path).path for path in front.paths] == [urlsplit(link).path]
+    assert PROXY_PASSWORD not in caplog.text
+
+
+def test_a_certificate_for_another_name_is_refused_with_a_clear_error(
+    wan_simulator: Any, gateway: Gateway, fronts: Fronts, tmp_path: Path
+):
+    # a proxy inspecting TLS with a CA the worker does not trust looks the same: the certificate does not fit
+    front = fronts(CDN, certificate_name=f"other.{DOMAIN}")
+    task_id = _generate()
+    _answer_with_link(wan_simulator, task_id, _https_link(task_id, CDN))
+    before = _downloads(wan_simulator)
+    error = _fails_clearly(tmp_path / "out", task_id, WanFinalError, "TLS certificate was not accepted")
+    assert CDN in str(error)
+    assert "REQUESTS_CA_BUNDLE" in str(error)  # what to do about it
+    _no_secrets(f"{error} {error!r}")
+    # refused at once: the same certificate would be refused again, so no retry
+    assert gateway.connects == [f"{CDN}:443"]
+    assert front.paths == []
+    assert _downloads(wan_simulator) == before
+
+
+@pytest.mark.parametrize("name", sorted(INSIDE), ids=[words for _, words in sorted(INSIDE.values())])
+def test_a_name_resolving_into_the_network_is_refused_before_any_connect(
+    wan_simulator: Any, gateway: Gateway, fronts: Fronts, tmp_path: Path, name: str
+):
+    fronts(name)  # the tunnel would lead to the video: only the guard stands in the way
+    address, words = INSIDE[name]
+    task_id = _generate()
+    _answer_with_link(wan_simulator, task_id, _https_link(task_id, name))
+    before = _downloads(wan_simulator)
+    error = _fails_clearly(tmp_path / "out", task_id, WanFinalError, words)
+    assert name in str(error)
+    assert address in str(error)
+    _no_secrets(str(error))
+    assert gateway.connects == [], "the proxy was asked for a tunnel"
+    assert _downloads(wan_simulator) == before
+
+
+def test_a_tunnel_the_proxy_refuses_is_an_error_without_its_login(
+    wan_simulator: Any, gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    # no tunnel to the CDN: the proxy answers the CONNECT with 502, each attempt
+    task_id = _generate()
+    _answer_with_link(wan_simulator, task_id, _https_link(task_id, CDN))
+    with caplog.at_level(logging.DEBUG):
+        error = _fails_clearly(tmp_path / "out", task_id, WanTransferIntegrityError, "ProxyError")
+    _no_secrets(f"{error} {error!r} {caplog.text}")
+    assert gateway.connects == [f"{CDN}:443"] * 2  # max_download_attempts
