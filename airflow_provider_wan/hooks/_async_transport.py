@@ -2,14 +2,21 @@
 The triggerer's transport (``aiohttp``): one attempt of an :class:`~airflow_provider_wan.hooks.wan.ApiCall`, bounded
 in total time (``ClientTimeout.total``), its answer read up to a size cap, and handed to the classifier, exactly as
 the worker's transport does. Imported only inside the async client (``aiohttp`` is not cheap to import).
+
+It goes through the proxy the worker's would (:func:`proxy_for`): a deployment where only a proxy reaches DashScope
+must not have its deferrable tasks fail in the triggerer after the worker created them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import urllib.request
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
+from requests.utils import get_environ_proxies, prepend_scheme_if_needed, select_proxy
 
 from airflow_provider_wan.hooks.classify import (
     MAX_ANSWER_BYTES,
@@ -50,6 +57,32 @@ def _fault_of(exc: BaseException) -> TransportFault:
     return TransportFault.BROKEN
 
 
+def proxy_for(url: str) -> tuple[str | None, str | None]:
+    """
+    The proxy of ``url`` by the worker's rule, and the ``Proxy-Authorization`` its URL's login makes.
+
+    ``requests`` (the worker) reads ``HTTPS_PROXY``, ``HTTP_PROXY`` and ``ALL_PROXY`` unless ``NO_PROXY`` names the
+    host (names, suffixes, ``*``, CIDR ranges). ``aiohttp`` reads none of them, and with ``trust_env=True`` reads
+    them by urllib's rule instead (no ``ALL_PROXY``, no CIDR ranges, no proxy without a scheme) and takes
+    ``~/.netrc`` logins that clash with our ``Authorization`` header. So the decision is ``requests``' own, here.
+
+    :return: the proxy's URL without its login (None: connect directly), and the header value when the proxy's URL
+        held ``user:password`` (never logged, never put in an error)
+    """
+    if not urllib.request.getproxies_environment():
+        return None, None  # no proxy configured: skip the bypass rule (which may resolve names on macOS)
+    proxy = select_proxy(url, get_environ_proxies(url))
+    if not proxy:
+        return None, None
+    parts = urlsplit(prepend_scheme_if_needed(proxy, "http"))
+    bare = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
+    if parts.username is None:
+        return bare, None
+    # as requests builds it (latin-1, the user name as given: aiohttp's BasicAuth refuses a ':' in it)
+    login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode("latin-1")
+    return bare, "Basic " + base64.b64encode(login).decode()
+
+
 async def exchange(
     session: aiohttp.ClientSession,
     call: ApiCall,
@@ -75,13 +108,26 @@ async def exchange(
         total=seconds, sock_connect=min(connect_timeout, seconds), sock_read=min(read_timeout, seconds)
     )
     response: aiohttp.ClientResponse | None = None
+    url = call.url(credentials.base_url)
+    request_headers = call.headers(credentials)
     try:
+        proxy, login = proxy_for(url)
+        tunnel_headers = None
+        if login is not None:
+            # an https request's login goes in the CONNECT; aiohttp puts proxy_headers nowhere else, so a plain
+            # http request (sent to the proxy itself) carries it
+            if url.startswith("https:"):
+                tunnel_headers = {"Proxy-Authorization": login}
+            else:
+                request_headers = {**request_headers, "Proxy-Authorization": login}
         response = await session.request(
             call.method,
-            call.url(credentials.base_url),
+            url,
+            proxy=proxy,
+            proxy_headers=tunnel_headers,
             params=call.params,
             json=call.json_body,
-            headers=call.headers(credentials),
+            headers=request_headers,
             timeout=timeout,
             allow_redirects=False,
         )
