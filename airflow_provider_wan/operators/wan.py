@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -35,6 +35,7 @@ from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError, WanErr
 from airflow_provider_wan.hooks.schedule import check_wait_seconds, task_kind
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
 from airflow_provider_wan.lineage import LineageRecord, dashscope_namespace
+from airflow_provider_wan.masking import SignedLinkMasking
 from airflow_provider_wan.media import LocalMedia, check_local_media, upload_all
 from airflow_provider_wan.models import (
     IMAGE2VIDEO_ENDPOINT,
@@ -68,7 +69,7 @@ XCOM_TASK_ID_KEY = "wan_task_id"
 DEFER_TIMEOUT_MARGIN = timedelta(minutes=5)
 
 
-class WanBaseVideoOperator(BaseOperator):
+class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
     """
     Shared base of the Wan submit operators. Parameters keep DashScope's names.
 
@@ -186,19 +187,6 @@ class WanBaseVideoOperator(BaseOperator):
     @cached_property
     def hook(self) -> WanHook:
         return WanHook(wan_conn_id=self.wan_conn_id)
-
-    def _do_render_template_fields(
-        self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: set[int]
-    ) -> None:
-        # Airflow's hook for operators that customise rendering, on every version, and the one a mapped task's
-        # rendering calls too (render_template_fields is not called there)
-        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-        if parent is self:
-            # a media link's query string is a secret (a presigned S3 URL, an OSS signature, an Azure SAS):
-            # registered with Airflow's masker here, before the rendered fields are stored, so the UI's Rendered
-            # Template and the task log show *** instead
-            for name in template_fields:
-                _mask_signed_links(getattr(self, name, None))
 
     # -- the request ------------------------------------------------------------------------------------------------
     def family_fields(self, model: WanModel | None) -> dict[str, Any]:
@@ -1056,21 +1044,6 @@ class WanVideoOperator(WanBaseVideoOperator):
         if any(mark in self.model for mark in ("kf2v", "s2v", "animate")):
             return IMAGE2VIDEO_ENDPOINT
         return VIDEO_GENERATION_ENDPOINT
-
-
-def _mask_signed_links(value: Any) -> None:
-    """Register every http(s) link with a query string in ``value`` (a string, or lists and dicts of them)."""
-    if isinstance(value, str):
-        if value.lower().startswith(("http://", "https://")) and ("?" in value or "#" in value):
-            from airflow_provider_wan.transfers.download import mask_signed_url
-
-            mask_signed_url(value)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            _mask_signed_links(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _mask_signed_links(item)
 
 
 def _is_amount(value: Any) -> bool:

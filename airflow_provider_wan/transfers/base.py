@@ -37,6 +37,7 @@ from airflow_provider_wan.exceptions import (
 from airflow_provider_wan.hooks.classify import TASK_ID_PATTERN
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask, link_address_problem, link_problem
 from airflow_provider_wan.lineage import LineageRecord, dashscope_namespace, storage_dataset
+from airflow_provider_wan.masking import SignedLinkMasking, mask_signed_url
 from airflow_provider_wan.models import cost_from_usage
 from airflow_provider_wan.results import WanStoredVideo, task_id_of
 from airflow_provider_wan.schema import parse_int
@@ -45,7 +46,6 @@ from airflow_provider_wan.transfers.download import (
     Progress,
     ResumableDownload,
     SourceChangedError,
-    mask_signed_url,
 )
 from airflow_provider_wan.transfers.links import WanStoredObjectLink
 from airflow_provider_wan.transfers.poster import (
@@ -203,7 +203,7 @@ def _recorded_cost(metadata: Mapping[str, str]) -> float | None:
 
 
 # --- the operator layer --------------------------------------------------------------------------------------------
-class WanVideoTransferOperator(BaseOperator):
+class WanVideoTransferOperator(SignedLinkMasking, BaseOperator):
     """
     Base of the transfers: copy a finished Wan video from DashScope into one object, streamed, verified, at most once.
 

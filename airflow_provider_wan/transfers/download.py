@@ -38,7 +38,7 @@ from airflow_provider_wan.transfers.mp4 import Mp4BoxWalker
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["READ_SIZE", "ContentRange", "Progress", "ResumableDownload", "SourceChangedError", "mask_signed_url"]
+__all__ = ["READ_SIZE", "ContentRange", "Progress", "ResumableDownload", "SourceChangedError"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -69,19 +69,6 @@ class ContentRange:
             None if end is None else int(end),
             None if total == "*" else int(total),
         )
-
-
-def mask_signed_url(url: str) -> None:
-    """Register the signed link and its signature with Airflow's log masker: a bearer secret for 24 hours."""
-    try:
-        from airflow.providers.common.compat.sdk import mask_secret
-
-        mask_secret(url)
-        query = urlsplit(url).query
-        if query:
-            mask_secret(query)
-    except Exception:  # pragma: no cover - masking is best effort outside a task
-        pass
 
 
 class SourceChangedError(WanTransferIntegrityError):

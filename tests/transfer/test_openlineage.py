@@ -64,6 +64,42 @@ def _complete(events: list[dict[str, Any]], job: str) -> dict[str, Any]:
     return found[0]
 
 
+def _run_dag_file(dag_file: Path, url: str, tmp_path: Path, **settings: str) -> tuple[str | None, str]:
+    """``dag.test()`` of ``dag_file`` in a fresh process posting its OpenLineage events to ``url``: state, output."""
+    env = {
+        **os.environ,
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "http", "url": url, "endpoint": "api/v1/lineage"}),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "wan-tests",
+        "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True",
+        "AIRFLOW__OPENLINEAGE__DISABLED": "False",
+        **settings,
+    }
+    script = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('ol_dag', sys.argv[1])\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        # Airflow 2.11's dag.test() leaves the asset aliases to the scheduler's parsing (see tests/airflow_run.py)
+        "import airflow\n"
+        "if airflow.__version__.startswith('2.'):\n"
+        "    module.dag.sync_to_db()\n"
+        # the state goes to a file: on stdout the OpenLineage thread's log lines can land inside it
+        "state = module.dag.test().state\n"
+        "open(sys.argv[2], 'w').write(str(getattr(state, 'value', state)))\n"
+    )
+    state_file = tmp_path / "state"
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(dag_file), str(state_file)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    state = state_file.read_text() if state_file.exists() else None
+    return state, run.stdout[-3000:] + run.stderr[-3000:]
+
+
 def test_a_run_emits_model_in_video_out_and_the_wan_run_facet(
     lineage_server: list[dict[str, Any]], wan_connection: Any, bucket: Any, tmp_path: Path
 ) -> None:
@@ -92,37 +128,8 @@ def test_a_run_emits_model_in_video_out_and_the_wan_run_facet(
         """,
         dag_id,
     )
-    env = {
-        **os.environ,
-        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "http", "url": url, "endpoint": "api/v1/lineage"}),
-        "AIRFLOW__OPENLINEAGE__NAMESPACE": "wan-tests",
-        "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True",
-        "AIRFLOW__OPENLINEAGE__DISABLED": "False",
-    }
-    script = (
-        "import importlib.util, sys\n"
-        "spec = importlib.util.spec_from_file_location('ol_dag', sys.argv[1])\n"
-        "module = importlib.util.module_from_spec(spec)\n"
-        "spec.loader.exec_module(module)\n"
-        # Airflow 2.11's dag.test() leaves the asset aliases to the scheduler's parsing (see tests/airflow_run.py)
-        "import airflow\n"
-        "if airflow.__version__.startswith('2.'):\n"
-        "    module.dag.sync_to_db()\n"
-        # the state goes to a file: on stdout the OpenLineage thread's log lines can land inside it
-        "state = module.dag.test().state\n"
-        "open(sys.argv[2], 'w').write(str(getattr(state, 'value', state)))\n"
-    )
-    state_file = tmp_path / "state"
-    run = subprocess.run(
-        [sys.executable, "-c", script, str(dag_file), str(state_file)],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    state = state_file.read_text() if state_file.exists() else None
-    assert state == "success", run.stdout[-3000:] + run.stderr[-3000:]
+    state, output = _run_dag_file(dag_file, url, tmp_path)
+    assert state == "success", output
 
     namespace = f"dashscope://{urlsplit(wan_connection.url).netloc}"
     model_dataset = {"namespace": namespace, "name": MODEL}
@@ -156,3 +163,41 @@ def test_a_run_emits_model_in_video_out_and_the_wan_run_facet(
     # the events carry no signed link
     assert "Signature" not in json.dumps(lineage_server)
     assert (folder / f"{task_id}.mp4").stat().st_size > 10_000
+
+
+def test_a_refused_signed_destination_stays_masked_in_the_failure_event(
+    lineage_server: list[dict[str, Any]], wan_connection: Any, tmp_path: Path
+) -> None:
+    # with full task info, the events carry every attribute of the operator, the rendered destination included:
+    # the listener redacts them through Airflow's masker, where the transfer registered the link once rendered
+    url = lineage_server.pop(0)["url"]
+    signature = "T0xzaWduYXR1cmUtb2YtdGhpcy10ZXN0"
+    link = f"https://account.blob.core.windows.net/{BUCKET}/wan/v.mp4?sv=2024-05-04&sp=cw&sr=c&sig={signature}"
+    dag_id = "wan_openlineage_signed_destination"
+    dag_file = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{dag_id}.py"
+    write_dag(
+        f"""
+        from datetime import datetime
+
+        from airflow.providers.common.compat.sdk import DAG
+
+        from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+
+        with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+            WanVideoToStorageOperator(
+                task_id="store", wan_task_id="0385dc79-5ff8-4d82-bcb6-000000000001",
+                destination="{{{{ params.destination }}}}", params={{"destination": {link!r}}},
+            )
+        """,
+        dag_id,
+    )
+    state, output = _run_dag_file(dag_file, url, tmp_path, AIRFLOW__OPENLINEAGE__INCLUDE_FULL_TASK_INFO="True")
+    assert state == "failed", output
+    failed = [e for e in lineage_server if e.get("eventType") == "FAIL" and e["job"]["name"] == f"{dag_id}.store"]
+    assert len(failed) == 1, [(e.get("eventType"), e.get("job", {}).get("name")) for e in lineage_server]
+    facets = failed[0]["run"]["facets"]
+    assert "is a signed web link" in facets["errorMessage"]["message"]
+    # the field is there, without its query
+    assert facets["airflow"]["task"]["destination_uri"] == link.partition("?")[0] + "?***"
+    assert signature not in json.dumps(lineage_server)
+    assert wan_connection.stats()["requests"].get("get_task", 0) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from airflow_provider_wan.exceptions import WanInvalidInputError
@@ -98,3 +100,39 @@ def test_a_refused_destination_never_shows_its_signature(uri: str) -> None:
         Destination.parse(uri)
     assert "c2FzLXNpZ25hdHVyZQ" not in str(caught.value)
     assert "account" in str(caught.value) or "s3.amazonaws.com" in str(caught.value)  # still says which one
+
+
+@pytest.mark.parametrize(
+    ("uri", "words"),
+    [
+        ("https://account.blob.core.windows.net/videos/v.mp4?sv=2024&sig=c2FzLXNpZ25hdHVyZQ", "a signed web link"),
+        ("https://b.s3.amazonaws.com/{{ ds }}/v.mp4?X-Amz-Signature=c2FzLXNpZ25hdHVyZQ", "a signed web link"),
+        ("abfs://videos/{{ ds }}/{wan_task_id}.mp4?sig=c2FzLXNpZ25hdHVyZQ", "come from its connection"),
+        ("s3://bucket/wan/take#c2FzLXNpZ25hdHVyZQ.mp4", "'?' or '#'"),
+    ],
+    ids=["azure-sas", "templated-path-s3-presigned", "abfs-with-sas", "fragment"],
+)
+def test_a_query_written_in_the_dag_is_refused_as_the_dag_is_parsed(uri: str, words: str) -> None:
+    # outside any template, it is in every rendering: refused before an upstream generation is paid for
+    from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+
+    with pytest.raises(WanInvalidInputError, match=rf"^destination: .*{re.escape(words)}") as caught:
+        WanVideoToStorageOperator(task_id="store", wan_task_id="t-1", destination=uri)
+    assert "c2FzLXNpZ25hdHVyZQ" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "{{ params.destination }}",
+        "s3://bucket/{{ 'a?b' if params.x else 'c' }}/{wan_task_id}.mp4",
+        "gs://bucket/wan/{# the date #}{{ ds }}/{wan_task_id}.mp4",
+    ],
+    ids=["all-templated", "question-mark-inside-an-expression", "comment"],
+)
+def test_a_template_is_judged_once_rendered(uri: str) -> None:
+    # a '?' or '#' of Jinja's own (an expression, a comment) may render to nothing: checked at run time instead
+    from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+
+    operator = WanVideoToStorageOperator(task_id="store", wan_task_id="t-1", destination=uri)
+    assert operator.destination_uri == uri

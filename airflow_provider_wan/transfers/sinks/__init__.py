@@ -32,7 +32,7 @@ from urllib.parse import quote, unquote, urlsplit
 from airflow_provider_wan.exceptions import WanInvalidInputError
 from airflow_provider_wan.redact import redact_text
 
-__all__ = ["Destination", "Sink", "Stored", "Upload", "b64", "sink_for"]
+__all__ = ["Destination", "Sink", "Stored", "Upload", "b64", "check_no_query", "sink_for"]
 
 VIDEO_CONTENT_TYPE = "video/mp4"
 
@@ -193,16 +193,13 @@ class Destination:
     @classmethod
     def parse(cls, uri: str, conn_id: str | None = None) -> Destination:
         text = str(uri or "").strip()
-        # as errors show it: a refused URI may be a signed one (an Azure SAS URL, a presigned S3 URL)
+        check_no_query(text)
+        # as errors show it
         shown = repr(redact_text(text))
-        if "?" in text or "#" in text:
-            # a URI's query and fragment are cut from its path: 'wan/what?.mp4' would become the object 'wan/what'
-            # (and 'wan/#{wan_task_id}.mp4' one key, 'wan/', for every task)
-            raise WanInvalidInputError(
-                f"destination: {shown} has a '?' or '#', which would end the object name there; object names of "
-                "this operator cannot hold them"
-            )
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError:  # an unclosed IPv6 bracket, a bad port
+            raise WanInvalidInputError(f"destination: {shown} is not a valid URI") from None
         scheme = parts.scheme.lower()
         if scheme == "file" or (not scheme and text.startswith("/")):
             path = unquote(parts.path) if scheme else text
@@ -225,6 +222,33 @@ class Destination:
         if not container:
             raise WanInvalidInputError(f"destination: {shown} names no bucket (container)")
         return cls(scheme, conn_id or (user or None), container, parts.path.lstrip("/"))
+
+
+def check_no_query(uri: str) -> None:
+    """
+    Raise :class:`WanInvalidInputError` naming ``destination`` when ``uri`` holds a ``?`` or ``#``.
+
+    A URI's query and fragment are cut from its path: ``wan/what?.mp4`` would become the object ``wan/what`` (and
+    ``wan/#{wan_task_id}.mp4`` one key, ``wan/``, for every task). And a query is where a signed link keeps its
+    credential (an Azure SAS URL, a presigned S3, OSS or GCS URL): not a destination form here, as the transfer
+    makes requests such a link does not sign (block lists, multipart parts, metadata reads). The URI is shown
+    without its query (it may be a signature), with what to write instead.
+    """
+    text = str(uri or "").strip()
+    if "?" not in text and "#" not in text:
+        return
+    shown = repr(redact_text(text))
+    if text.lower().startswith(("http://", "https://")):
+        raise WanInvalidInputError(
+            f"destination: {shown} is a signed web link (an Azure SAS URL, a presigned S3, OSS or GCS URL), which is "
+            "not a destination: name the store by its scheme (abfs://container/key, s3://bucket/key, "
+            "gs://bucket/key) and give its credentials through a connection (conn_id); an Azure SAS token goes in a "
+            "wasb connection's connection_string (BlobEndpoint=...;SharedAccessSignature=...)"
+        )
+    raise WanInvalidInputError(
+        f"destination: {shown} has a '?' or '#', which would end the object name there; object names of this "
+        "operator cannot hold them, and a store's credentials come from its connection (conn_id), never from the URI"
+    )
 
 
 def sink_for(destination: Destination) -> Sink:

@@ -1,0 +1,170 @@
+"""
+A destination carrying a credential (an Azure SAS URL, an abfs:// URI with a SAS appended): refused by name before
+DashScope or the store is asked anything, and its signature never shown: not in the Rendered Template view (the
+rendered fields Airflow stores), the task log, XCom or the error. The credential's supported place, a wasb
+connection, stores the video without it reaching the result either. Real Airflow (``dag.test()``), the DashScope
+simulator and Azurite, with SAS tokens Azurite really honours.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+
+from airflow_provider_wan.hooks.wan import WanHook
+from tests.airflow_run import run_dag, write_dag
+from tests.transfer.conftest import AZURITE_ACCOUNT, AZURITE_KEY, BUCKET
+
+MODEL = "wan2.5-t2v-preview"
+T2V_ENDPOINT = "services/aigc/video-generation/video-synthesis"
+# each SAS its own expiry, hence its own signature: Airflow's masker is one per process and keeps what it was given
+_hours = itertools.count(1)
+
+
+def _sas(kind: str) -> str:
+    """A SAS token for the test account (``container``: of ``wan-videos``; ``account``: of the whole account)."""
+    from azure.storage.blob import (
+        AccountSasPermissions,
+        ContainerSasPermissions,
+        ResourceTypes,
+        generate_account_sas,
+        generate_container_sas,
+    )
+
+    expiry = datetime.now(timezone.utc) + timedelta(hours=next(_hours))
+    if kind == "container":
+        permission = ContainerSasPermissions(read=True, write=True, create=True, add=True, delete=True, list=True)
+        return generate_container_sas(
+            AZURITE_ACCOUNT, BUCKET, account_key=AZURITE_KEY, permission=permission, expiry=expiry
+        )
+    return generate_account_sas(
+        AZURITE_ACCOUNT,
+        account_key=AZURITE_KEY,
+        resource_types=ResourceTypes(container=True, object=True),
+        permission=AccountSasPermissions(read=True, write=True, create=True, add=True, delete=True, list=True),
+        expiry=expiry,
+    )
+
+
+def _signature_forms(sas: str) -> list[str]:
+    """The SAS's signature as it may be written: percent-encoded as in the token, decoded, and its first characters."""
+    raw = next(value for name, _, value in (pair.partition("=") for pair in sas.split("&")) if name == "sig")
+    return [raw, unquote(raw), raw[:12]]
+
+
+def _blob_endpoint(connection_string: str) -> str:
+    return dict(part.split("=", 1) for part in connection_string.split(";") if part)["BlobEndpoint"]
+
+
+def _generate() -> str:
+    hook = WanHook()
+    body = {"model": MODEL, "input": {"prompt": "a red fox in snow"}, "parameters": {"size": "832*480"}}
+    return hook.wait_for_task(hook.create_task(T2V_ENDPOINT, body).task_id, poll_interval=0.1, timeout=30).task_id
+
+
+def _rendered_rows(dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+    """Every rendered-fields row Airflow stored for ``task_id`` in the run (one per map index)."""
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id)
+        return [dict(row.rendered_fields or {}) for row in rows]
+
+
+@pytest.mark.parametrize("mapped", [False, True], ids=["task", "mapped-task"])
+def test_a_signed_destination_is_refused_and_its_signature_never_shown(
+    azurite: Any, wan_connection: Any, capfd: pytest.CaptureFixture[str], mapped: bool
+) -> None:
+    # the destination arrives through a template (here params; as from an upstream task's XCom or a Variable): the
+    # operator learns it only once rendered, after Airflow has rendered it for the UI
+    task_id = _generate()
+    before = wan_connection.stats()["requests"]
+    sas = _sas("container")  # a real write grant on the container: Azurite would take the video through it
+    links = {
+        "https": f"{_blob_endpoint(azurite.connection_string)}/{BUCKET}/wan/{task_id}.mp4?{sas}",
+        "abfs": f"abfs://{BUCKET}/wan/{{wan_task_id}}.mp4?{sas}",
+    }
+    dag_id = f"wan_signed_destination_{'mapped' if mapped else 'task'}"
+    common = f"task_id='store', wan_task_id={task_id!r}, params={links!r}, download_retry_delay=0.01"
+    if mapped:
+        body = (
+            f"WanVideoToStorageOperator.partial({common})"
+            ".expand(destination=['{{ params.https }}', '{{ params.abfs }}'])"
+        )
+    else:
+        body = f"WanVideoToStorageOperator({common}, destination='{{{{ params.https }}}}')"
+    source = f"""
+        from datetime import datetime
+
+        from airflow.providers.common.compat.sdk import DAG
+
+        from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+
+        with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+            {body}
+        """
+    result = run_dag(write_dag(source, dag_id))
+    captured = capfd.readouterr()
+    logs = captured.out + captured.err
+
+    # refused, by name, before DashScope or the store was asked anything
+    assert [state for state, _ in result.tasks.values()] == ["failed"] * (2 if mapped else 1), result.tasks
+    assert "destination: " in logs
+    assert "is a signed web link" in logs  # and what to do instead: the credential goes in a connection
+    after = wan_connection.stats()["requests"]
+    assert after.get("get_task", 0) == before.get("get_task", 0)
+    assert after.get("download", 0) == before.get("download", 0)
+    assert list(azurite.container.list_blobs()) == []
+
+    # the Rendered Template view: one row per map index, the destination there, its signature not
+    rows = _rendered_rows(dag_id, result.run_id, "store")
+    assert len(rows) == (2 if mapped else 1)
+    xcoms = json.dumps(list(result.xcoms.items()), default=str)
+    # where the link pointed stays readable; its query does not
+    assert sorted(row["destination_uri"] for row in rows) == sorted(
+        link.partition("?")[0] + "?***" for link in (list(links.values()) if mapped else [links["https"]])
+    )
+    # nor in the log (the error included), nor XCom
+    for signature in _signature_forms(sas):
+        assert all(signature not in json.dumps(row) for row in rows)
+        assert signature not in logs
+        assert signature not in xcoms
+
+
+def test_a_sas_token_in_a_wasb_connection_stores_the_video(
+    azurite: Any, wan_connection: Any, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what the refusal points to: the SAS in the connection (an account SAS: a container SAS may not read the
+    # container's properties, which the transfer checks before any download), the destination a plain URI
+    from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+
+    sas = _sas("account")
+    connection_string = f"BlobEndpoint={_blob_endpoint(azurite.connection_string)};SharedAccessSignature={sas}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAN_AZURE_SAS",
+        json.dumps({"conn_type": "wasb", "extra": {"connection_string": connection_string}}),
+    )
+    task_id = _generate()
+    result = WanVideoToStorageOperator(
+        task_id="store",
+        wan_task_id=task_id,
+        destination=f"abfs://{BUCKET}/wan/{{wan_task_id}}.mp4",
+        conn_id="wan_azure_sas",
+        download_retry_delay=0.01,
+    ).execute({})
+
+    assert result["uri"] == f"abfs://{BUCKET}/wan/{task_id}.mp4"
+    stored = azurite.container.get_blob_client(f"wan/{task_id}.mp4").get_blob_properties()
+    assert stored.size == result["size"] > 10_000
+    # the SDK's blob URL carries the SAS: the console link is built without it
+    assert result["console_url"] == f"{_blob_endpoint(azurite.connection_string)}/{BUCKET}/wan/{task_id}.mp4"
+    captured = capfd.readouterr()
+    for signature in _signature_forms(sas):
+        assert signature not in json.dumps(result, default=str)
+        assert signature not in captured.out + captured.err

@@ -1,0 +1,41 @@
+"""The one rule for "this value is a signed link" (``airflow_provider_wan.masking``), which masking follows."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_wan.masking import is_signed_link
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://b.s3.amazonaws.com/v.mp4?X-Amz-Credential=AKIAX&X-Amz-Signature=abc",
+        "https://bucket.oss-cn-beijing.aliyuncs.com/v.mp4?Expires=1&OSSAccessKeyId=LTAI&Signature=abc",
+        "https://storage.googleapis.com/b/v.mp4?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Signature=abc",
+        "https://account.blob.core.windows.net/videos/v.mp4?sv=2024-05-04&sp=cw&sig=abc",
+        "HTTP://example.com/v.mp4#access_token=abc",
+        # a store's own scheme with a SAS appended: as much a credential as the https:// form
+        "abfs://videos@account.dfs.core.windows.net/v.mp4?sig=abc",
+        "  s3://bucket/v.mp4?X-Amz-Signature=abc\n",
+    ],
+)
+def test_urls_with_a_query_or_fragment_are_signed_links(value: str) -> None:
+    assert is_signed_link(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://example.com/v.mp4",
+        "s3://bucket/wan/{wan_task_id}.mp4",
+        "oss://dashscope-instant/abc/v.mp4",
+        "/data/videos/take?2.mp4",  # a path, not a URL
+        "a fox; see https://example.com/?q=1",  # a prompt mentioning a link is not a link
+        "data:image/png;base64,iVBORw0KGgo=",
+        None,
+        42,
+    ],
+)
+def test_other_values_are_not(value: object) -> None:
+    assert not is_signed_link(value)
