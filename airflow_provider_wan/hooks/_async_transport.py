@@ -3,20 +3,25 @@ The triggerer's transport (``aiohttp``): one attempt of an :class:`~airflow_prov
 in total time (``ClientTimeout.total``), its answer read up to a size cap, and handed to the classifier, exactly as
 the worker's transport does. Imported only inside the async client (``aiohttp`` is not cheap to import).
 
-It goes through the proxy the worker's would (:func:`proxy_for`): a deployment where only a proxy reaches DashScope
-must not have its deferrable tasks fail in the triggerer after the worker created them.
+It goes through the proxy the worker's would (:func:`proxy_for`) and trusts the certificate authorities the worker's
+does (:func:`tls_context`): a deployment where only a proxy reaches DashScope, or where a proxy inspecting TLS signs
+with its own CA, must not have its deferrable tasks fail in the triggerer after the worker created them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import functools
+import os
+import ssl
 import urllib.request
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
-from requests.utils import get_environ_proxies, prepend_scheme_if_needed, select_proxy
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_environ_proxies, prepend_scheme_if_needed, select_proxy
 
 from airflow_provider_wan.hooks.classify import (
     MAX_ANSWER_BYTES,
@@ -50,6 +55,8 @@ def _fault_of(exc: BaseException) -> TransportFault:
     """What an aiohttp exception means, from its type (never from its text or repr: those hold the headers)."""
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return TransportFault.INVALID_URL
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return TransportFault.CERTIFICATE
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
         return TransportFault.NOT_CONNECTED
     if isinstance(exc, asyncio.TimeoutError):  # ServerTimeoutError (a read) and the total limit alike
@@ -81,6 +88,28 @@ def proxy_for(url: str) -> tuple[str | None, str | None]:
     # as requests builds it (latin-1, the user name as given: aiohttp's BasicAuth refuses a ':' in it)
     login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode("latin-1")
     return bare, "Basic " + base64.b64encode(login).decode()
+
+
+def tls_context() -> ssl.SSLContext:
+    """
+    The TLS settings of an https request: the authorities ``requests`` (the worker) trusts, ``REQUESTS_CA_BUNDLE``,
+    else ``CURL_CA_BUNDLE``, else certifi's bundle (a file, or a folder of certificates). ``aiohttp`` would trust
+    the system's store instead: a CA added for the worker (a proxy's that inspects TLS) failed every trigger's read.
+    """
+    return _context_for(os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or "")
+
+
+@functools.lru_cache(maxsize=8)
+def _context_for(authorities: str) -> ssl.SSLContext:
+    # one context per bundle: loading one takes ~40 ms, and aiohttp pools connections per context
+    authorities = authorities or DEFAULT_CA_BUNDLE_PATH
+    if os.path.isdir(authorities):
+        return ssl.create_default_context(capath=authorities)
+    return ssl.create_default_context(cafile=authorities)
+
+
+with contextlib.suppress(OSError):
+    tls_context()  # loaded with the module, off the triggerer's loop (hooks/lookup.py: import_off_loop)
 
 
 async def exchange(
@@ -125,6 +154,7 @@ async def exchange(
             url,
             proxy=proxy,
             proxy_headers=tunnel_headers,
+            ssl=tls_context() if url.startswith("https:") else True,
             params=call.params,
             json=call.json_body,
             headers=request_headers,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -136,7 +137,7 @@ def new_session() -> requests.Session:
     return session
 
 
-def _fault_of(exc: BaseException) -> TransportFault:
+def fault_of(exc: BaseException) -> TransportFault:
     """What a requests/urllib3 exception means, from its chain of causes (never from its text)."""
     if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema)):
         return TransportFault.INVALID_URL
@@ -146,6 +147,8 @@ def _fault_of(exc: BaseException) -> TransportFault:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return TransportFault.CERTIFICATE
         if isinstance(
             current,
             (
@@ -232,7 +235,7 @@ def exchange(
             finally:
                 response.close()
         except Exception as exc:  # every failure of the client library; its text is never used
-            fault = _fault_of(exc)
+            fault = fault_of(exc)
     if watchdog.fired and fault is not TransportFault.NOT_CONNECTED:
         # the socket was shut under the read: whatever came is partial (even a "clean" end without Content-Length)
         return classify_transport(call, timed_out, credentials, seconds=seconds)

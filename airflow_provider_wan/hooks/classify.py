@@ -78,6 +78,15 @@ class TransportFault(str, Enum):
     BROKEN = "broken"
     #: the URL cannot be sent at all (no http(s) scheme, bad host): a configuration error
     INVALID_URL = "invalid_url"
+    #: the server's TLS certificate failed the check: nothing was sent, and the same certificate fails again
+    CERTIFICATE = "certificate"
+
+
+#: why a server was refused when its certificate was (the API's, a result link's, an upload host's)
+CERTIFICATE_REFUSED = (
+    "its TLS certificate was not accepted (it does not name that host, has expired, or no authority this machine "
+    "trusts signed it; behind a proxy that inspects TLS, trust the proxy's CA with REQUESTS_CA_BUNDLE)"
+)
 
 
 @dataclass(frozen=True)
@@ -314,6 +323,13 @@ def classify_transport(
         error: WanError = WanInvalidInputError(
             f"Cannot send a request to {url_host(credentials.base_url)}: not a valid http(s) URL; check the base_url "
             f"of the {credentials.source}"
+        )
+        return Failure(error, retryable=False, nothing_created=True)
+    if fault is TransportFault.CERTIFICATE:
+        error = WanFinalError(
+            f"Refused DashScope at {credentials.describe()} while {call.context}: {CERTIFICATE_REFUSED}. Nothing was "
+            "sent",
+            task_id=call.task_id,
         )
         return Failure(error, retryable=False, nothing_created=True)
     if fault is TransportFault.NOT_CONNECTED:

@@ -23,7 +23,6 @@ Imported only when a video is copied or a local file uploaded (``requests``, ``u
 from __future__ import annotations
 
 import socket
-import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +33,11 @@ from requests.utils import select_proxy
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from airflow_provider_wan.hooks._sync_transport import fault_of
+from airflow_provider_wan.hooks.classify import CERTIFICATE_REFUSED, TransportFault
 from airflow_provider_wan.hooks.wan import host_addresses
+
+__all__ = ["CERTIFICATE_REFUSED", "RefusedAddress", "certificate_refused", "guarded_session"]
 
 #: why a connection to an IP address must not be used, or None when it may (hooks.wan.link_address_problem)
 AddressRule = Callable[[str], str | None]
@@ -48,29 +51,9 @@ class RefusedAddress(Exception):
         self.why = why
 
 
-#: why a link's server was refused when its certificate was (the same link fails the same way: no retry)
-CERTIFICATE_REFUSED = (
-    "its TLS certificate was not accepted (it does not name that host, has expired, or no authority this machine "
-    "trusts signed it; behind a proxy that inspects TLS, trust the proxy's CA with REQUESTS_CA_BUNDLE)"
-)
-
-
 def certificate_refused(exc: BaseException) -> bool:
-    """Whether a ``requests`` failure was the server's certificate failing the check (from its causes, not its text)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return True
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            current = reason
-        elif current.args and isinstance(current.args[0], BaseException):
-            current = current.args[0]
-        else:
-            current = current.__cause__ or current.__context__
-    return False
+    """Whether a ``requests`` failure was the server's certificate failing the check (the API's transport's rule)."""
+    return fault_of(exc) is TransportFault.CERTIFICATE
 
 
 def guarded_session(refuse: AddressRule) -> requests.Session:

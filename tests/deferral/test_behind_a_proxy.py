@@ -38,7 +38,9 @@ def gateway(wan_simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gat
         yield proxy
 
 
-def test_a_deferred_task_waits_through_the_proxy_the_worker_used(wan_simulator: Any, gateway: Gateway):
+def test_a_deferred_task_waits_through_the_proxy_the_worker_used(
+    wan_simulator: Any, gateway: Gateway, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+):
     dag_id = "wan_defer_behind_a_proxy"
     body = (
         "WanTextToVideoOperator(task_id='generate', retries=0, model='wan2.5-t2v-preview', "
@@ -56,4 +58,6 @@ def test_a_deferred_task_waits_through_the_proxy_the_worker_used(wan_simulator: 
     assert stats["requests"].get("get_task", 0) >= 1
     assert gateway.hosts == [GATEWAY] * answered
     assert gateway.refused == 0  # both transports sent the login in HTTP_PROXY
-    assert "pr0xy-s3cret" not in repr(result.triggers)
+    out, err = capfd.readouterr()
+    for text in (repr(result.triggers), repr(result.xcoms), out, err, caplog.text):
+        assert "pr0xy-s3cret" not in text, "the proxy's password leaked"

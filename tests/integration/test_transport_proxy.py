@@ -3,19 +3,25 @@ The worker's transport (``requests``) and the triggerer's (``aiohttp``) choose t
 direct connection for each setting of ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY``, and send the login a
 proxy's URL carries; through real HTTP to the simulator on 127.0.0.1 and a real proxy
 (:class:`~tests.transfer.proxy.Gateway`) in front of it. A proxy's password never reaches an error.
+
+An https API (as DashScope's are) is reached through the proxy's CONNECT tunnel, by both, trusting the same
+authorities (``REQUESTS_CA_BUNDLE``); a certificate for another name is the same clear error on both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from airflow_provider_wan.exceptions import WanError
+from airflow_provider_wan.exceptions import WanError, WanFinalError
 from airflow_provider_wan.hooks.wan import RetryPolicy, WanAsyncClient, WanHook
+from tests.certificates import self_signed_certificate
 from tests.integration.conftest import BODY, ENDPOINT
-from tests.transfer.proxy import Gateway, serving
+from tests.names import DOMAIN, resolve_test_names
+from tests.transfer.proxy import Gateway, TLSFront, serving
 
 pytestmark = pytest.mark.usefixtures("close_wan_sessions")
 
@@ -114,3 +120,37 @@ async def test_a_proxy_refusing_the_login_is_the_same_error_on_both_without_the_
         text = f"{error} {error!r} {error.to_dict()}"
         assert wrong not in text, "the proxy's password leaked"
     assert gateway.refused == 2  # once each: the login would be refused again, so no retry
+
+
+@pytest.mark.parametrize("certificate_name", [f"api.{DOMAIN}", f"other.{DOMAIN}"], ids=["its-name", "another-name"])
+async def test_an_https_api_behind_the_proxys_tunnel_is_reached_alike(
+    wan_simulator: Any, gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, certificate_name: str
+):
+    hook = WanHook()
+    task_id = hook.create_task(ENDPOINT, BODY).task_id  # straight to the simulator, before any proxy is set
+    hook.close()
+    api = f"api.{DOMAIN}"
+    resolve_test_names(monkeypatch, {})  # the API's name resolves nowhere here: only the proxy reaches it
+    certificate = self_signed_certificate(tmp_path, dns_name=certificate_name)
+    with serving(TLSFront(wan_simulator.url, certificate)) as front:
+        gateway.tunnels[f"{api}:443"] = front.address
+        monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json(base_url=f"https://{api}/api/v1"))
+        monkeypatch.setenv("HTTPS_PROXY", f"http://{PROXY_LOGIN}@127.0.0.1:{gateway.server_address[1]}")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))  # the worker's way to trust a CA
+        sync_result, async_result = await _read_twice(task_id)
+    assert gateway.hosts == [], "a request went to the proxy as plain http"
+    assert gateway.refused == 0
+    if certificate_name == api:
+        assert sync_result.task_id == async_result.task_id == task_id
+        assert gateway.connects == [f"{api}:443"] * 2  # one tunnel each
+        assert [path.split("?")[0] for path in front.paths] == [f"/api/v1/tasks/{task_id}"] * 2
+        return
+    for error in (sync_result, async_result):
+        assert type(error) is WanFinalError, error
+        assert "TLS certificate was not accepted" in str(error)
+        assert api in str(error)
+        assert PROXY_PASSWORD not in f"{error} {error!r} {error.to_dict()}"
+    assert str(sync_result) == str(async_result)
+    # refused at the handshake, once each: nothing was sent, and no retry would fare better
+    assert gateway.connects == [f"{api}:443"] * 2
+    assert front.paths == []

@@ -215,6 +215,12 @@ def test_transport_faults(fault):
     elif fault is TransportFault.NOT_CONNECTED:
         # nothing left this machine: even a create may be sent again
         assert (on_create.retryable, on_create.nothing_created) == (True, True)
+    elif fault is TransportFault.CERTIFICATE:
+        # the TLS handshake failed, so nothing was sent; the same certificate would fail again
+        for failure in (on_create, on_read):
+            assert type(failure.error) is WanFinalError
+            assert (failure.retryable, failure.nothing_created) == (False, True)
+            assert "TLS certificate was not accepted" in str(failure.error)
     else:
         assert type(on_create.error) is WanCreateOutcomeUnknownError
         assert not on_create.retryable
