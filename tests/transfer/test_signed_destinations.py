@@ -3,7 +3,7 @@ A destination carrying a credential (an Azure SAS URL, an abfs:// URI with a SAS
 DashScope or the store is asked anything, and its signature never shown: not in the Rendered Template view (the
 rendered fields Airflow stores), the task log, XCom or the error. The credential's supported place, a wasb
 connection, stores the video without it reaching the result either. Real Airflow (``dag.test()``), the DashScope
-simulator and Azurite, with SAS tokens Azurite really honours.
+simulator, the GCS emulator (every Airflow version) and Azurite, with SAS tokens Azurite really honours.
 """
 
 from __future__ import annotations
@@ -77,25 +77,59 @@ def _rendered_rows(dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any
         return [dict(row.rendered_fields or {}) for row in rows]
 
 
-@pytest.mark.parametrize("mapped", [False, True], ids=["task", "mapped-task"])
+def _gcs_signed(task_id: str, signature: str) -> dict[str, str]:
+    """A V4-signed GCS URL to the video's place, and the gs:// URI with that signature appended."""
+    query = (
+        "X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=wan%40p.iam.gserviceaccount.com%2F20261201%2Fauto"
+        f"%2Fstorage%2Fgoog4_request&X-Goog-Date=20261201T000000Z&X-Goog-Expires=900&X-Goog-SignedHeaders=host"
+        f"&X-Goog-Signature={signature}"
+    )
+    return {
+        "https": f"https://storage.googleapis.com/{BUCKET}/wan/{task_id}.mp4?{query}",
+        "store": f"gs://{BUCKET}/wan/{{wan_task_id}}.mp4?{query}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("store", "mapped"),
+    # GCS on every Airflow version the suite runs; Azure where azure-storage-blob is installed, with a SAS token
+    # Azurite honours (a real write grant on the container)
+    [("gs", False), ("gs", True), ("az", True)],
+    ids=["gcs-task", "gcs-mapped-task", "azure-sas-mapped-task"],
+)
 def test_a_signed_destination_is_refused_and_its_signature_never_shown(
-    azurite: Any, wan_connection: Any, capfd: pytest.CaptureFixture[str], mapped: bool
+    request: pytest.FixtureRequest,
+    wan_connection: Any,
+    capfd: pytest.CaptureFixture[str],
+    store: str,
+    mapped: bool,
 ) -> None:
     # the destination arrives through a template (here params; as from an upstream task's XCom or a Variable): the
     # operator learns it only once rendered, after Airflow has rendered it for the UI
     task_id = _generate()
     before = wan_connection.stats()["requests"]
-    sas = _sas("container")  # a real write grant on the container: Azurite would take the video through it
-    links = {
-        "https": f"{_blob_endpoint(azurite.connection_string)}/{BUCKET}/wan/{task_id}.mp4?{sas}",
-        "abfs": f"abfs://{BUCKET}/wan/{{wan_task_id}}.mp4?{sas}",
-    }
-    dag_id = f"wan_signed_destination_{'mapped' if mapped else 'task'}"
+    if store == "az":
+        azurite = request.getfixturevalue("azurite")
+        sas = _sas("container")
+        links = {
+            "https": f"{_blob_endpoint(azurite.connection_string)}/{BUCKET}/wan/{task_id}.mp4?{sas}",
+            "store": f"abfs://{BUCKET}/wan/{{wan_task_id}}.mp4?{sas}",
+        }
+        signatures = _signature_forms(sas)
+        place = azurite.container
+    else:
+        bucket = request.getfixturevalue("bucket")
+        # each case its own signature: Airflow's masker is one per process and keeps what it was given
+        signature = f"{int(mapped)}a3f09c2b7e4d15" * 16
+        links = _gcs_signed(task_id, signature)
+        signatures = [signature, signature[:12]]
+        place = bucket
+    dag_id = f"wan_signed_destination_{store}_{'mapped' if mapped else 'task'}"
     common = f"task_id='store', wan_task_id={task_id!r}, params={links!r}, download_retry_delay=0.01"
     if mapped:
         body = (
             f"WanVideoToStorageOperator.partial({common})"
-            ".expand(destination=['{{ params.https }}', '{{ params.abfs }}'])"
+            ".expand(destination=['{{ params.https }}', '{{ params.store }}'])"
         )
     else:
         body = f"WanVideoToStorageOperator({common}, destination='{{{{ params.https }}}}')"
@@ -120,7 +154,7 @@ def test_a_signed_destination_is_refused_and_its_signature_never_shown(
     after = wan_connection.stats()["requests"]
     assert after.get("get_task", 0) == before.get("get_task", 0)
     assert after.get("download", 0) == before.get("download", 0)
-    assert list(azurite.container.list_blobs()) == []
+    assert list(place.list_blobs() if store == "az" else place.client.list_blobs(BUCKET)) == []
 
     # the Rendered Template view: one row per map index, the destination there, its signature not
     rows = _rendered_rows(dag_id, result.run_id, "store")
@@ -131,7 +165,7 @@ def test_a_signed_destination_is_refused_and_its_signature_never_shown(
         link.partition("?")[0] + "?***" for link in (list(links.values()) if mapped else [links["https"]])
     )
     # nor in the log (the error included), nor XCom
-    for signature in _signature_forms(sas):
+    for signature in signatures:
         assert all(signature not in json.dumps(row) for row in rows)
         assert signature not in logs
         assert signature not in xcoms
