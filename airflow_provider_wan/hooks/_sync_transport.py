@@ -128,9 +128,19 @@ class WatchedAdapter(HTTPAdapter):
         return manager
 
 
+def as_sent(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """
+    A session's ``auth`` that changes nothing. A session without one takes a login from ``~/.netrc`` (or ``NETRC``)
+    for the request's host and puts it in ``Authorization``: over the API key (every call refused), or handed to
+    any host an answer names (a video link, an upload host).
+    """
+    return request
+
+
 def new_session() -> requests.Session:
     """A pooled session whose requests the watchdog can cut; urllib3 retries nothing (the hook decides)."""
     session = requests.Session()
+    session.auth = as_sent
     adapter = WatchedAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

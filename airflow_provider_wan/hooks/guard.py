@@ -33,7 +33,7 @@ from requests.utils import select_proxy
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from airflow_provider_wan.hooks._sync_transport import fault_of
+from airflow_provider_wan.hooks._sync_transport import as_sent, fault_of
 from airflow_provider_wan.hooks.classify import CERTIFICATE_REFUSED, TransportFault
 from airflow_provider_wan.hooks.wan import host_addresses
 
@@ -63,6 +63,7 @@ def guarded_session(refuse: AddressRule) -> requests.Session:
     :param refuse: why an IP address must not be connected to, or None when it may
     """
     session = requests.Session()
+    session.auth = as_sent  # no ~/.netrc login for a host an answer names
     adapter = _GuardedAdapter(refuse)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

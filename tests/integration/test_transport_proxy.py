@@ -154,3 +154,17 @@ async def test_an_https_api_behind_the_proxys_tunnel_is_reached_alike(
     # refused at the handshake, once each: nothing was sent, and no retry would fare better
     assert gateway.connects == [f"{api}:443"] * 2
     assert front.paths == []
+
+
+async def test_a_netrc_login_replaces_the_api_key_on_neither_transport(
+    wan_conn: str, wan_simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # requests puts a ~/.netrc login for the host over the Authorization header: every call refused (401)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login intruder password n3trc-pa55\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    hook = WanHook()
+    task_id = hook.create_task(ENDPOINT, BODY).task_id
+    hook.close()
+    sync_result, async_result = await _read_twice(task_id)
+    assert sync_result.task_id == async_result.task_id == task_id

@@ -198,7 +198,7 @@ class TLSFront(ForwardingProxy):
     """
     An https server under a host name (its certificate) passing every request on to the plain-http ``upstream``
     (the simulator, a capture server): the far end of a :class:`Gateway`'s CONNECT tunnel. ``paths`` records the
-    requests it passed on.
+    requests it passed on, ``authorizations`` their ``Authorization`` headers (None: none).
 
     :param certificate: the certificate and its key (PEM files, tests/certificates.py)
     """
@@ -206,6 +206,7 @@ class TLSFront(ForwardingProxy):
     def __init__(self, upstream: str, certificate: tuple[Path, Path]) -> None:
         super().__init__(upstream, _Pass)
         self.paths: list[str] = []
+        self.authorizations: list[str | None] = []
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*certificate)
         self.socket = context.wrap_socket(self.socket, server_side=True)
@@ -225,6 +226,7 @@ class _Pass(BaseHTTPRequestHandler):
     def _any(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.paths.append(self.path)
+        self.server.authorizations.append(self.headers.get("Authorization"))
         forward(self, body)
 
     do_GET = do_POST = do_HEAD = _any

@@ -162,3 +162,18 @@ def test_a_tunnel_the_proxy_refuses_is_an_error_without_its_login(
         error = _fails_clearly(tmp_path / "out", task_id, WanTransferIntegrityError, "ProxyError")
     _no_secrets(f"{error} {error!r} {caplog.text}")
     assert gateway.connects == [f"{CDN}:443"] * 2  # max_download_attempts
+
+
+def test_a_netrc_login_is_not_handed_to_the_links_host(
+    wan_simulator: Any, gateway: Gateway, fronts: Fronts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # a machine's ~/.netrc with a default login (for pip, git...): requests would put it in the request to any host
+    front = fronts(CDN)
+    task_id = _generate()
+    _answer_with_link(wan_simulator, task_id, _https_link(task_id, CDN))
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login intruder password n3trc-pa55\n")
+    monkeypatch.setenv("NETRC", str(netrc))  # from here (the test's own requests.get would take it too)
+    _operator(tmp_path / "out", task_id).execute({})
+    assert len(front.paths) == 1
+    assert front.authorizations == [None]
