@@ -16,7 +16,6 @@ import contextlib
 import functools
 import os
 import ssl
-import urllib.request
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -64,6 +63,10 @@ def _fault_of(exc: BaseException) -> TransportFault:
     return TransportFault.BROKEN
 
 
+#: the variables a proxy decision depends on (each also in upper case)
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
 def proxy_for(url: str) -> tuple[str | None, str | None]:
     """
     The proxy of ``url`` by the worker's rule, and the ``Proxy-Authorization`` its URL's login makes.
@@ -76,9 +79,17 @@ def proxy_for(url: str) -> tuple[str | None, str | None]:
     :return: the proxy's URL without its login (None: connect directly), and the header value when the proxy's URL
         held ``user:password`` (never logged, never put in an error)
     """
-    if not urllib.request.getproxies_environment():
-        return None, None  # no proxy configured: skip the bypass rule (which may resolve names on macOS)
-    proxy = select_proxy(url, get_environ_proxies(url))
+    parts = urlsplit(url)
+    settings = tuple(os.environ.get(name) for lower in _PROXY_VARIABLES for name in (lower, lower.upper()))
+    return _proxy_of(f"{parts.scheme}://{parts.netloc}", settings)
+
+
+@functools.lru_cache(maxsize=64)
+def _proxy_of(origin: str, settings: tuple[str | None, ...]) -> tuple[str | None, str | None]:
+    # remembered per origin and settings (the key only): requests' rule takes ~0.5 ms a call, on the triggerer's loop
+    if not any(settings):
+        return None, None  # no proxy configured (and no bypass rule, which may resolve names on macOS)
+    proxy = select_proxy(origin, get_environ_proxies(origin))
     if not proxy:
         return None, None
     parts = urlsplit(prepend_scheme_if_needed(proxy, "http"))
