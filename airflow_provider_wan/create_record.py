@@ -149,7 +149,7 @@ class VariableRecords:
     """
     The record in an Airflow Variable named ``wan_create_record/<dag_id>/<task_id>/<run_id>/<map_index>`` (or
     ``wan_create_record/<sha256>`` when that would pass Airflow's 250-character limit). Airflow never deletes
-    Variables by itself: see the operator docs for their cleanup.
+    Variables by itself: :mod:`airflow_provider_wan.record_cleanup` deletes old ones.
     """
 
     description = "an Airflow Variable"

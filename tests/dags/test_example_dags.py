@@ -28,6 +28,7 @@ EXAMPLE_DAG_IDS = {
     "example_wan_reference_to_video",
     "example_wan_video_edit",
     "example_wan_v3",
+    "example_wan_record_cleanup",
 }
 
 
@@ -350,3 +351,24 @@ def test_wan3_first_and_last_frame(example_env: dict[str, Any]) -> None:
     data = example_env["bucket"].get_blob(transfer["object"]).download_as_bytes()
     # the given first frame is the video's frame 0
     assert _first_frame_matches(data, Path(example_env["folder"]) / "assets" / "first_frame.png") < 12
+
+
+def test_record_cleanup(example_dags_folder: Path) -> None:
+    import time
+    import uuid
+
+    from airflow.models.variable import Variable
+
+    from airflow_provider_wan.create_record import CreateRecord, variable_key
+
+    # records as VariableRecords.put stores them on Airflow 2.11 (the test process writes through the ORM)
+    dag_id, now = f"nightly_{uuid.uuid4().hex[:8]}", time.time()
+    old, young = (variable_key(dag_id, "generate", run, -1) for run in ("scheduled__old", "scheduled__young"))
+    for key, age_days in ((old, 31), (young, 29)):
+        record = CreateRecord("b" * 64, "wan2.2-t2v-plus", now - age_days * 86400, f"task-{age_days}")
+        Variable.set(key, record.to_json(), serialize_json=True)
+
+    _, dag = load_example(example_dags_folder, "example_wan_record_cleanup")
+    _succeeded(run_dag(dag))
+    assert Variable.get(old, None) is None
+    assert Variable.get(young, None, deserialize_json=True)["task_id"] == "task-29"
