@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -78,16 +79,28 @@ class CreateRecord:
     What one try knew about its create. Holds no request text (the body may hold a prompt nobody should read in
     the Airflow UI, and megabytes of inline images): the fingerprint stands for it.
 
+    The facts of the create are recorded with it and reported by every later step (the wait, the deferred resume, a
+    retry that re-attaches) as they were when it was sent: the estimate the budget was checked against, and where
+    the task was made. Nothing read after the video is paid for (a price table or a connection edited meanwhile) can
+    change or fail them.
+
     :param fingerprint: :func:`request_fingerprint` of the request
     :param model: the model name sent
     :param sent_at: epoch seconds when the create was about to be sent (the "in flight" mark)
     :param task_id: the DashScope task id, None while the create is in flight
+    :param estimated_cost_usd: the cost estimate of the request when it was sent; None when unknown
+    :param region: the DashScope region it was sent to (``custom`` for a base URL of one's own); None when unknown
+    :param namespace: the OpenLineage namespace of the API it was sent to (``dashscope://<host>``); None when
+        unknown
     """
 
     fingerprint: str
     model: str
     sent_at: float
     task_id: str | None = None
+    estimated_cost_usd: float | None = None
+    region: str | None = None
+    namespace: str | None = None
 
     @property
     def in_flight(self) -> bool:
@@ -101,7 +114,11 @@ class CreateRecord:
 
     @classmethod
     def from_json(cls, value: Any) -> CreateRecord | None:
-        """The record a store held, or None for nothing or anything unreadable (never raises)."""
+        """
+        The record a store held, or None for nothing or anything unreadable (never raises). A reported fact that is
+        unreadable (or absent, in a record written before it was kept) reads as None, and the record still counts:
+        dropping it would create, and pay for, a second task.
+        """
         if not isinstance(value, Mapping):
             return None
         fingerprint, model, sent_at, task_id = (value.get(k) for k in ("fingerprint", "model", "sent_at", "task_id"))
@@ -111,7 +128,19 @@ class CreateRecord:
             return None
         if task_id is not None and not (isinstance(task_id, str) and task_id):
             return None
-        return cls(fingerprint=fingerprint, model=model, sent_at=float(sent_at), task_id=task_id)
+        cost = value.get("estimated_cost_usd")
+        if not (isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0):
+            cost = None
+        region, namespace = (value.get(k) for k in ("region", "namespace"))
+        return cls(
+            fingerprint=fingerprint,
+            model=model,
+            sent_at=float(sent_at),
+            task_id=task_id,
+            estimated_cost_usd=None if cost is None else float(cost),
+            region=region if isinstance(region, str) and region else None,
+            namespace=namespace if isinstance(namespace, str) and namespace else None,
+        )
 
 
 class RecordStore(Protocol):

@@ -101,7 +101,8 @@ def get_provider_info() -> dict[str, Any]:
                         "process (a triggerer or a worker) sends to DashScope; 0 switches pacing off. Below it, each "
                         "process adapts its pace to DashScope's answers (slower on 429, faster while reads wait), so "
                         "several processes share the account's 20 per second without setting this. Lower it to "
-                        "leave room for other clients of the same account.",
+                        "leave room for other clients of the same account. A value that is not a number is logged as "
+                        "a warning and the default is used.",
                         "version_added": "0.1.0",
                         "type": "float",
                         "example": "5",
@@ -122,8 +123,10 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "prices": {
                         "description": "Prices that replace the model catalogue's, as JSON: model -> {tier: USD per "
-                        "generated second}. Used by cost estimates and max_cost_usd. A wan connection's extra "
-                        "'prices' (same shape) wins over this.",
+                        "generated second}. Read when a task is about to be created, for its cost estimate and "
+                        "max_cost_usd; that estimate is recorded with the task and reported in its result, so a "
+                        "change affects later creates only. A wan connection's extra 'prices' (same shape) wins "
+                        "over this.",
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": '{"wan3.0-video": {"720P": 0.06, "1080P": 0.12}}',

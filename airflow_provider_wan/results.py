@@ -56,10 +56,11 @@ class WanResult(WanTaskResult):
     #: the model that made the video; None from the sensor, which only knows the task id (DashScope's task record
     #: does not name the model)
     model: str | None
-    #: the DashScope region, or ``"custom"`` for a base URL of one's own
+    #: the DashScope region the task was created in, or ``"custom"`` for a base URL of one's own; ``"unknown"``
+    #: when a result without a record of the create (the sensor's) finds the connection unreadable
     region: str
-    #: list price in USD from the catalogue (:func:`~airflow_provider_wan.models.request_cost_usd`); None when
-    #: the model or its tier has no price
+    #: list price in USD from the catalogue (:func:`~airflow_provider_wan.models.request_cost_usd`), as estimated
+    #: when the task was created; None when the model or its tier has no price
     estimated_cost_usd: float | None
 
 

@@ -267,6 +267,13 @@ class Credentials:
         where = f"region {self.region!r}" if self.region else "a custom base URL"
         return f"{where} ({self.base_url})"
 
+    def location(self) -> tuple[str, str]:
+        """What a result says of where its task lives: the region (``custom`` for a base URL of one's own) and the
+        OpenLineage namespace of the API (``dashscope://<host>``, no user or password)."""
+        from airflow_provider_wan.lineage import dashscope_namespace
+
+        return self.region or "custom", dashscope_namespace(self.base_url)
+
 
 def resolve_base_url(
     region: str | None, base_url: str | None, workspace_id: str | None = None
@@ -744,6 +751,18 @@ class WanHook(BaseHook):
     def region(self) -> str | None:
         return self.credentials.region
 
+    def reported_endpoint(self) -> tuple[str, str]:
+        """
+        Region (``custom`` for a base URL) and OpenLineage namespace of the connection as it is now, for a result
+        whose create did not record them. Never raises: the video is ready, and a connection edited meanwhile (a key
+        being rotated, say) costs these two facts, logged, not the task: ``("unknown", "dashscope")``.
+        """
+        try:
+            return self.credentials.location()
+        except WanError as error:
+            self.log.warning("The connection %r cannot be read now (%s): region unknown", self.wan_conn_id, error)
+            return "unknown", "dashscope"
+
     def price_overrides(self) -> dict[str, dict[str, float]]:
         """Prices replacing the catalogue's: ``[wan] prices`` in airflow.cfg, then the connection extra ``prices``."""
         from airflow.providers.common.compat.sdk import conf
@@ -781,9 +800,11 @@ class WanHook(BaseHook):
 
         credentials = self.credentials
         attempts = Attempts(call, self.retry_policy, sum(self.timeout), deadline)
+        # task reads only: nothing is done between a (paid) create's answer and the return of its task id
+        pacer = sync_pacer(task_query_qps) if call.method == "GET" else None
         while True:
-            if call.method == "GET":
-                sync_pacer(task_query_qps).acquire()
+            if pacer is not None:
+                pacer.acquire()
             seconds, is_deadline = attempts.start()
             result = _sync_transport.exchange(
                 self.session,
@@ -794,7 +815,8 @@ class WanHook(BaseHook):
                 seconds=seconds,
                 is_deadline=is_deadline,
             )
-            _teach(sync_pacer(task_query_qps), call, result)
+            if pacer is not None:
+                _teach(pacer, call, result)
             if not isinstance(result, Failure):
                 return result
             if isinstance(result.error, WanAuthError) and self._renew_credentials(credentials):
@@ -965,10 +987,25 @@ _loop_state_lock = threading.Lock()
 
 
 def task_query_qps() -> float:
-    """GET /tasks per second per process: ``[wan] task_query_qps`` in airflow.cfg (default 20, DashScope's limit)."""
+    """
+    GET /tasks per second per process: ``[wan] task_query_qps`` in airflow.cfg (default 20, DashScope's limit).
+
+    A value that is no number is a warning and the default, never an error: the option is read when a process first
+    reads a task, which is after the (paid) create in a worker and whenever a triggerer (re)starts a trigger, so an
+    error would fail a video already paid for, and every retry of it.
+    """
     from airflow.providers.common.compat.sdk import conf
 
-    return conf.getfloat("wan", "task_query_qps", fallback=DEFAULT_TASK_QUERY_QPS)
+    try:
+        qps = conf.getfloat("wan", "task_query_qps", fallback=DEFAULT_TASK_QUERY_QPS)
+    except Exception:  # AirflowConfigException (no AirflowException on Airflow 3) or ValueError, by version
+        qps = math.nan
+    if math.isnan(qps):
+        log.warning(
+            "[wan] task_query_qps is not a number of reads per second; using the default, %g", DEFAULT_TASK_QUERY_QPS
+        )
+        return DEFAULT_TASK_QUERY_QPS
+    return qps
 
 
 def _shared_for_this_loop() -> tuple[aiohttp.ClientSession, AsyncPacer]:

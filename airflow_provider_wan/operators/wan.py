@@ -34,7 +34,7 @@ from airflow_provider_wan.create_record import (
 from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError, WanError, WanInvalidInputError
 from airflow_provider_wan.hooks.schedule import check_wait_seconds, task_kind
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
-from airflow_provider_wan.lineage import LineageRecord, dashscope_namespace
+from airflow_provider_wan.lineage import LineageRecord
 from airflow_provider_wan.masking import SignedLinkMasking
 from airflow_provider_wan.media import LocalMedia, check_local_media, upload_all
 from airflow_provider_wan.models import (
@@ -181,7 +181,8 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
         self._wan_task_id: str | None = None
         self.lineage_record: LineageRecord | None = None
         self._last_task: WanTask | None = None
-        self._body: dict[str, Any] | None = None
+        #: the retry-safety record of the task this operator waits for (what its create knew)
+        self._record: CreateRecord | None = None
         self._local_media: list[LocalMedia] = []
 
     @cached_property
@@ -311,8 +312,32 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
         endpoint, body = self.build_request()
         # credentials are resolved before anything is sent: no key or an unknown region fails here, for free
         credentials = self.hook.credentials
-        self._body = body
         self._check_run_settings()
+        take = parse_int(self.take)
+        if not (isinstance(take, int) and not isinstance(take, bool) and take >= 1):
+            raise WanInvalidInputError(f"take: must be a whole number >= 1 (ASCII digits), got {self.take!r}")
+        self.log.info("DashScope endpoint: %s", credentials.describe())
+        records = record_store(context)
+        fingerprint = request_fingerprint(self.model, endpoint, self._fingerprinted(body), take)
+        record = self._reattach(records, fingerprint)
+        if record is None:
+            # priced (and held to the budget) only when a task is about to be paid for: re-attaching pays nothing,
+            # and reports the estimate recorded when its task was created
+            cost = self._checked_cost(body)
+            region, namespace = credentials.location()
+            record = CreateRecord(
+                fingerprint, self.model, time.time(), estimated_cost_usd=cost, region=region, namespace=namespace
+            )
+            record = self._create(records, record, endpoint, body)
+        self._record = record
+        task_id = record.task_id or ""
+        # XCom only once the record holds the id: a failing push now costs a retry, not a second video
+        self._wan_task_id = task_id
+        context["ti"].xcom_push(key=XCOM_TASK_ID_KEY, value=task_id)
+        return self._wait(task_id)
+
+    def _checked_cost(self, body: dict[str, Any]) -> float | None:
+        """The estimate of the request about to be created, logged and held to ``max_cost_usd`` (raises above it)."""
         cost = self.estimated_cost_usd(body)
         if cost is None:
             self.log.info("Estimated cost: unknown (no catalogue price for model %s)", self.model)
@@ -324,19 +349,7 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
                 f"{'unknown' if cost is None else f'${cost:.4f}'}, above the budget of ${self.max_cost_usd:.4f}; "
                 "nothing was submitted"
             )
-        take = parse_int(self.take)
-        if not (isinstance(take, int) and not isinstance(take, bool) and take >= 1):
-            raise WanInvalidInputError(f"take: must be a whole number >= 1 (ASCII digits), got {self.take!r}")
-        self.log.info("DashScope endpoint: %s", credentials.describe())
-        records = record_store(context)
-        fingerprint = request_fingerprint(self.model, endpoint, self._fingerprinted(body), take)
-        task_id = self._reattach(records, fingerprint)
-        if task_id is None:
-            task_id = self._create(records, CreateRecord(fingerprint, self.model, time.time()), endpoint, body)
-        # XCom only once the record holds the id: a failing push now costs a retry, not a second video
-        self._wan_task_id = task_id
-        context["ti"].xcom_push(key=XCOM_TASK_ID_KEY, value=task_id)
-        return self._wait(task_id)
+        return cost
 
     def _check_run_settings(self) -> None:
         """
@@ -367,8 +380,8 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
                 ref.replace(f"sha256:{digests[ref.parameter]}")
         return copied
 
-    def _reattach(self, records: RecordStore, fingerprint: str) -> str | None:
-        """The task an earlier try made for this very request, if it can still give its video; else None."""
+    def _reattach(self, records: RecordStore, fingerprint: str) -> CreateRecord | None:
+        """The record of the task an earlier try made for this very request, if it can still give its video."""
         previous = records.get()
         if previous is None:
             return None
@@ -393,7 +406,7 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
                 fingerprint[:12],
             )
             self._last_task = task
-            return task.task_id
+            return previous
         self.log.warning(
             "DashScope task %s, made by an earlier try for this same request, ended %s: creating a new task",
             task.task_id,
@@ -401,7 +414,7 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
         )
         return None
 
-    def _create(self, records: RecordStore, record: CreateRecord, endpoint: str, body: dict[str, Any]) -> str:
+    def _create(self, records: RecordStore, record: CreateRecord, endpoint: str, body: dict[str, Any]) -> CreateRecord:
         if self._local_media:
             # uploaded only now, when a task is really created: a try that re-attaches uploads nothing
             body = copy.deepcopy(body)
@@ -421,9 +434,10 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
             else:
                 records.put(previous)
             raise
-        records.put(record.with_task(task.task_id))
+        record = record.with_task(task.task_id)
+        records.put(record)
         self.log.info("Created DashScope task %s (%s, request_id=%s)", task.task_id, self.model, task.request_id)
-        return task.task_id
+        return record
 
     def _wait(self, task_id: str) -> WanResult:
         """Wait for the task (in the worker or the triggerer) and return its result; the same on every path."""
@@ -487,27 +501,45 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
         task = task_from_event(event)
         self._wan_task_id = task.task_id
         self.log.info("DashScope task %s %s", task.task_id, task.status.value)
+        self._record = self._stored_record(context, task.task_id)
         return self.result(task)
 
+    def _stored_record(self, context: Context, task_id: str) -> CreateRecord | None:
+        """The retry-safety record of ``task_id`` (after a deferral: it holds what the create knew); None, logged."""
+        try:
+            record = record_store(context).get()
+        except Exception as exc:  # the video is ready: a store that cannot be read now costs its facts, not the task
+            self.log.warning(
+                "Could not read the retry-safety record of DashScope task %s (%s)", task_id, type(exc).__name__
+            )
+            return None
+        return record if record is not None and record.task_id == task_id else None
+
     def result(self, task: WanTask) -> WanResult:
-        """The value returned to XCom (:class:`~airflow_provider_wan.results.WanResult`): the task's result plus
-        model, region and the cost estimate."""
-        credentials = self.hook.credentials
-        cost = self.estimated_cost_usd(self._body)
+        """
+        The value returned to XCom (:class:`~airflow_provider_wan.results.WanResult`): the task's result plus model,
+        region and the cost estimate, as the create recorded them. Nothing is priced or looked up again: the video is
+        paid for, and a price table or connection edited during the wait must neither change nor fail its result.
+        """
+        record = self._record if self._record is not None and self._record.task_id == task.task_id else None
+        if record is None:
+            self.log.warning(
+                "No retry-safety record of DashScope task %s was found: its result has no cost estimate", task.task_id
+            )
+        cost = record.estimated_cost_usd if record is not None else None
+        if record is not None and record.region and record.namespace:
+            region, namespace = record.region, record.namespace
+        else:
+            region, namespace = self.hook.reported_endpoint()
         # for OpenLineage, recorded now: the listener may run in a forked process, after the task
         self.lineage_record = LineageRecord(
-            namespace=dashscope_namespace(credentials.base_url),
+            namespace=namespace,
             wan_task_id=task.task_id,
             model=self.model,
             usage=dict(task.usage),
             estimated_cost_usd=cost,
         )
-        return {
-            **task.to_result(),
-            "model": self.model,
-            "region": credentials.region or "custom",
-            "estimated_cost_usd": cost,
-        }
+        return {**task.to_result(), "model": self.model, "region": region, "estimated_cost_usd": cost}
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """

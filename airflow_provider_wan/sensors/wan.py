@@ -211,9 +211,6 @@ class WanTaskSensor(BaseSensorOperator):
         operator's: the task's result (signed URL redacted) plus the region. The model is None (DashScope's task
         record does not name it), so there is no cost estimate either.
         """
-        return {
-            **task.to_result(),
-            "model": None,
-            "region": self.hook.credentials.region or "custom",
-            "estimated_cost_usd": None,
-        }
+        # the region as the connection says now, never an error: the task it watched has ended
+        region, _ = self.hook.reported_endpoint()
+        return {**task.to_result(), "model": None, "region": region, "estimated_cost_usd": None}

@@ -322,12 +322,39 @@ def test_invalid_input_fails_before_any_request(
         k: (_image(v[1:], tmp_path) if isinstance(v, str) and v.startswith("@") else v) for k, v in params.items()
     }
     operator = operator_class(task_id=f"invalid-{case}", wan_conn_id=simulator_connection(), **params)
+    # the budget is checked once the retry-safety record says no earlier try made a task for this request
+    store = _TaskStateStore()
     with pytest.raises(WanInvalidInputError) as excinfo:
-        operator.execute(context={})
+        operator.execute(context={"task_state_store": store})
     message = str(excinfo.value)
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
     _assert_nothing_sent(wan_simulator)
+    assert store.data == {}, "no create may be marked in flight"
+
+
+def test_malformed_prices_fail_before_any_request(wan_simulator, simulator_connection, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__WAN__PRICES", '{"wan2.5-t2v-preview": {"720P": "cheap"}}')
+    operator = T2V(task_id="prices", wan_conn_id=simulator_connection(), model="wan2.5-t2v-preview", prompt="p")
+    with pytest.raises(WanInvalidInputError, match=r"prices: prices\['wan2.5-t2v-preview'\] must map tiers"):
+        operator.execute(context={"task_state_store": _TaskStateStore()})
+    _assert_nothing_sent(wan_simulator)
+
+
+class _TaskStateStore:
+    """Airflow 3.3's task state store accessor (get/set/delete) over a dict: what a first try's context holds."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
 
 
 def test_unknown_region_fails_before_any_request(wan_simulator, monkeypatch, wan_simulator_api_key):

@@ -72,6 +72,29 @@ def test_record_round_trips_and_junk_reads_as_none():
         assert CreateRecord.from_json(junk) is None, junk
 
 
+def test_the_facts_of_the_create_round_trip_and_junk_ones_read_as_none_keeping_the_record():
+    record = CreateRecord(
+        "f" * 64,
+        "wan2.5-t2v-preview",
+        5.0,
+        task_id="task-1",
+        estimated_cost_usd=0.75,
+        region="singapore",
+        namespace="dashscope://dashscope-intl.aliyuncs.com",
+    )
+    assert CreateRecord.from_json(record.to_json()) == record
+    # a record written before the facts were kept, or with a fact nobody can read: the record (and its re-attach)
+    # stands, the fact is unknown
+    bare = CreateRecord("f" * 64, "wan2.5-t2v-preview", 5.0, task_id="task-1")
+    old = {k: v for k, v in record.to_json().items() if k not in ("estimated_cost_usd", "region", "namespace")}
+    assert CreateRecord.from_json(old) == bare
+    for cost in ("0.75", True, -1.0, float("nan"), float("inf"), [0.75]):
+        assert CreateRecord.from_json({**record.to_json(), "estimated_cost_usd": cost}).estimated_cost_usd is None
+    junk = CreateRecord.from_json({**record.to_json(), "region": 3, "namespace": ""})
+    assert junk is not None
+    assert (junk.task_id, junk.region, junk.namespace) == ("task-1", None, None)
+
+
 def test_variable_key_names_the_task_instance_and_stays_within_airflows_limit():
     assert variable_key("d", "t", "manual__2026", 3) == "wan_create_record/d/t/manual__2026/3"
     long = variable_key("d" * 200, "t" * 100, "r", -1)

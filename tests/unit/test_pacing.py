@@ -347,3 +347,16 @@ async def test_async_pacer_skips_cancelled_waiters():
     await asyncio.wait_for(kept, 3)
     assert kept.done()
     assert not kept.cancelled()
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"), [("5", 5.0), ("0", 0.0), ("fast", 20.0), ("", 20.0), ("nan", 20.0)]
+)
+def test_task_query_qps_that_is_no_number_is_the_default_with_a_warning(monkeypatch, caplog, configured, expected):
+    # read after a paid create (a worker's first task read) or at a trigger's start: never an error
+    from airflow_provider_wan.hooks.wan import task_query_qps
+
+    monkeypatch.setenv("AIRFLOW__WAN__TASK_QUERY_QPS", configured)
+    assert task_query_qps() == expected
+    warned = any("task_query_qps is not a number" in r.getMessage() for r in caplog.records)
+    assert warned is (expected == 20.0)
