@@ -27,6 +27,7 @@ COMPAT_TESTS=(
   tests/foundation/test_record_cleanup.py
   tests/deferral/test_trigger.py
   tests/deferral/test_operator_deferral.py
+  tests/deferral/test_config_during_wait.py::test_prices_changed_during_the_wait_keep_the_submit_estimate
   tests/deferral/test_sensor.py
   tests/transfer
   tests/deferral/test_stack_e2e.py::test_deferred_run_succeeds_with_result_in_xcom
