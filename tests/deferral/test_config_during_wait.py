@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,20 +45,23 @@ def _dag(dag_id: str, *, retries: int = 0, **operator_kwargs: Any) -> Any:
 def change_when() -> Iterator[Callable[..., threading.Event]]:
     """
     ``change_when(ready, name, value)``: set the environment variable ``name`` to ``value`` from a thread as soon as
-    ``ready()`` is true (the simulator saw the create...). Returns an Event set once the change is made; the variable
-    is restored after the test.
+    ``ready()`` is true (the simulator saw the create...). Returns an Event set once the change is made (never, if
+    ``ready()`` never holds while the test runs: the test then says so); the variable is restored after the test.
     """
     threads: list[threading.Thread] = []
     originals: dict[str, str | None] = {}
+    test_over = threading.Event()
 
     def change(ready: Callable[[], bool], name: str, value: str) -> threading.Event:
         originals.setdefault(name, os.environ.get(name))
         done = threading.Event()
 
         def watch() -> None:
-            deadline = time.monotonic() + 30
-            while not ready() and time.monotonic() < deadline:
-                time.sleep(0.02)
+            # no deadline of its own: a loaded machine may take long to start the run, and a change made before
+            # the create would test something else
+            while not ready():
+                if test_over.wait(0.02):
+                    return
             os.environ[name] = value
             done.set()
 
@@ -69,8 +71,9 @@ def change_when() -> Iterator[Callable[..., threading.Event]]:
         return done
 
     yield change
+    test_over.set()
     for thread in threads:
-        thread.join(timeout=35)
+        thread.join(timeout=10)
     for name, original in originals.items():
         if original is None:
             os.environ.pop(name, None)
