@@ -76,6 +76,12 @@ _UTC8 = timezone(timedelta(hours=8))
 #: the longest ``timeout`` and poll interval taken, in seconds (30 days): far past any generation (DashScope keeps a
 #: task's record 24 hours after it ends), and a deadline every Airflow version and database can store
 MAX_WAIT_SECONDS = 30 * 24 * 3600.0
+#: Most seconds past a wait's deadline the read at the deadline may take (and at most one poll interval). Every read
+#: of a wait, in the triggerer or in the worker, is bounded by the deadline (a server trickling its answer byte by byte
+#: cannot hold the wait), the last sleep ends at the deadline, and the read there gets this little more so that a task
+#: finishing just in time is still seen. A trigger's cancel at the deadline and a kill's read and cancel get one grace
+#: each.
+LAST_READ_GRACE_SECONDS = 10.0
 
 
 def check_wait_seconds(name: str, value: Any, then: str) -> float:

@@ -923,24 +923,27 @@ class WanHook(BaseHook):
             most 30 days, else :class:`~airflow_provider_wan.exceptions.WanInvalidInputError` before any read)
         :param timeout: give up after this many seconds (default: wait as long as it takes); raises
             :class:`~airflow_provider_wan.exceptions.WanTimeoutError`, retryable: the task keeps running and an
-            Airflow retry re-attaches to it
+            Airflow retry re-attaches to it. The task is read once more at the timeout, a read that may take up to
+            ``poll_interval`` more (10 s at most)
         :param on_status: called with the task and the elapsed seconds whenever the status changes
         :param kind: the task's :func:`~airflow_provider_wan.hooks.schedule.task_kind`: reads are then planned
             around when tasks of that kind ended in this process (:class:`~.schedule.PollSchedule`); default: every
             ``poll_interval``
         """
-        from airflow_provider_wan.hooks.schedule import PollSchedule, check_wait_seconds
+        from airflow_provider_wan.hooks.schedule import LAST_READ_GRACE_SECONDS, PollSchedule, check_wait_seconds
 
         interval = check_wait_seconds("poll_interval", poll_interval, f"DashScope task {task_id} was not read")
         schedule = PollSchedule(interval=interval, kind=kind)
+        grace = min(interval, LAST_READ_GRACE_SECONDS)
         started = time.monotonic()
         last: TaskStatus | None = None
         try:
             while True:
                 try:
-                    # each read is bounded by what is left of the timeout: a server trickling its answer byte by byte
-                    # cannot hold the wait past it
-                    left = None if timeout is None else timeout - (time.monotonic() - started)
+                    # each read is bounded by what is left of the timeout, the read at the deadline by a grace past
+                    # it (the trigger's rule): a server trickling its answer byte by byte cannot hold the wait, and a
+                    # task that ends just in time is still seen
+                    left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started)) + grace
                     task = self.get_task(task_id, timeout=left)
                 except WanTimeoutError as error:
                     raise WanTimeoutError(
@@ -958,13 +961,20 @@ class WanHook(BaseHook):
                     task.raise_for_status()
                     schedule.learn(task)
                     return task
-                gap = schedule.next_gap(task, time.time())
-                if timeout is not None and elapsed + gap > timeout:
+                if timeout is not None and elapsed >= timeout:
                     raise WanTimeoutError(
                         f"DashScope task {task_id} is still {task.status.value} after {elapsed:.0f} s (timeout "
                         f"{timeout:.0f} s); it was not canceled, and a retry of this Airflow task re-attaches to it",
                         task_id=task_id,
                     )
+                gap = schedule.next_gap(task, time.time())
+                if timeout is not None:
+                    # the last sleep ends at the deadline and the task is read once more there, as the trigger does: a
+                    # read costs little, a retry a worker slot and retry_delay. (Giving up as soon as the planned read
+                    # fell past the deadline ended waits early, by up to 8 poll intervals, and a wait shorter than
+                    # the plan's 1 s shortest gap after its first read: every try of a retried task then gave up at
+                    # once, and all of them could be spent before the video was done.)
+                    gap = min(gap, timeout - elapsed)
                 self._sleep(gap)
         finally:
             # a wait that ended in an error no longer holds a place in this process's view of the queue

@@ -32,7 +32,7 @@ from airflow_provider_wan.create_record import (
     request_fingerprint,
 )
 from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError, WanError, WanInvalidInputError
-from airflow_provider_wan.hooks.schedule import check_wait_seconds, task_kind
+from airflow_provider_wan.hooks.schedule import LAST_READ_GRACE_SECONDS, check_wait_seconds, task_kind
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
 from airflow_provider_wan.lineage import LineageRecord
 from airflow_provider_wan.masking import SignedLinkMasking
@@ -554,8 +554,6 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
         task_id = self._wan_task_id
         if not (self.cancel_on_kill and task_id):
             return
-        from airflow_provider_wan.triggers.wan import LAST_READ_GRACE_SECONDS
-
         # the read and the cancel each get the grace a trigger's kill gets: a kill ends soon, whatever the server does
         # (the hook's own limits let a server trickling its answer hold it for minutes)
         grace = min(self.poll_interval, LAST_READ_GRACE_SECONDS)

@@ -40,7 +40,7 @@ from airflow_provider_wan.exceptions import (
     dashscope_code,
 )
 from airflow_provider_wan.hooks.classify import TASK_ID_PATTERN
-from airflow_provider_wan.hooks.schedule import PollSchedule, check_wait_seconds
+from airflow_provider_wan.hooks.schedule import LAST_READ_GRACE_SECONDS, PollSchedule, check_wait_seconds
 from airflow_provider_wan.hooks.wan import RetryPolicy, TaskStatus, WanAsyncClient, WanHook, WanTask
 from airflow_provider_wan.redact import clean_text
 from airflow_provider_wan.results import task_id_of
@@ -63,11 +63,6 @@ DEFAULT_POLL_INTERVAL = 15.0
 DEFAULT_MAX_TRANSIENT_FAILURES = 10
 #: Cap of one backoff wait in seconds (DashScope's Retry-After is honoured up to this too).
 MAX_BACKOFF_SECONDS = 30.0
-#: Most seconds past ``end_time`` the read at the deadline may take (and at most one poll interval). Every read is
-#: bounded by the deadline in wall-clock time (a server trickling its answer byte by byte cannot hold a trigger), and
-#: the last one gets this little more so that a task finishing just in time is still seen. The cancel of a task still
-#: PENDING at the deadline ends within the same grace, and a kill's read and cancel get one grace each.
-LAST_READ_GRACE_SECONDS = 10.0
 
 #: Every status a WanTaskTrigger event can carry.
 EVENT_STATUSES = frozenset({"success", "failed", "canceled", "expired", "timeout", "error"})

@@ -31,7 +31,7 @@ from airflow_provider_wan.operators.wan import (
 with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2026, 1, 1), catchup=False) as dag:
     {operator}(
         task_id="generate",
-        retries=3,
+        retries={retries},
         retry_delay=datetime.timedelta(seconds=0.5),
         poll_interval=0.2,
         {params}
@@ -39,9 +39,9 @@ with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2026, 1, 1), ca
 """
 
 
-def _dag(dag_id: str, operator: str = "WanTextToVideoOperator", **params: object):
+def _dag(dag_id: str, operator: str = "WanTextToVideoOperator", retries: int = 3, **params: object):
     rendered = "\n        ".join(f"{k}={v!r}," for k, v in params.items())
-    return write_dag(DAG_SOURCE.format(dag_id=dag_id, operator=operator, params=rendered), dag_id)
+    return write_dag(DAG_SOURCE.format(dag_id=dag_id, operator=operator, retries=retries, params=rendered), dag_id)
 
 
 @pytest.fixture
@@ -175,10 +175,17 @@ def test_transient_task_failure_is_retried_by_airflow(connection, capfd, wan_sim
 
 def test_a_retry_reattaches_to_the_task_it_already_paid_for(connection, capfd, wan_simulator_api_key):
     # the first try gives up waiting (retryable timeout) while DashScope still generates; the retry must read the
-    # persisted task id and wait for that task instead of creating (and paying for) another one
+    # persisted task id and wait for that task instead of creating (and paying for) another one.
+    # Timing, by bounds the code enforces rather than by dag.test()'s pace: every try waits its whole 1 s timeout
+    # (reading the task at the deadline) and Airflow holds each retry back 0.5 s, so the sixth try starts at least
+    # 7.5 s after the create, well past the video's end (4.1 s). Before, a try gave up right after its first read
+    # once an earlier test had taught this process how long such tasks run, and dag.test() could spend all four
+    # tries of retries=3 within the 4.1 s (seen under load). The first try sees the end only if stalled about 3 s.
     connection.configure(generation_seconds=4.0)
     result, output = _run(
-        _dag("reattach", model="wan2.5-t2v-preview", prompt="p", timeout=1.0), capfd, wan_simulator_api_key
+        _dag("reattach", retries=5, model="wan2.5-t2v-preview", prompt="p", timeout=1.0),
+        capfd,
+        wan_simulator_api_key,
     )
     assert result.state == "success"
     assert result.tasks["generate"][1] >= 2

@@ -14,6 +14,7 @@ from airflow_provider_wan.exceptions import (
     WanInvalidInputError,
     WanResultExpiredError,
     WanRetryableError,
+    WanTimeoutError,
 )
 from airflow_provider_wan.hooks.wan import REGIONS, RetryPolicy, TaskStatus, WanHook, resolve_base_url
 
@@ -117,6 +118,34 @@ def test_create_get_and_wait(hook, wan_simulator):
     assert wan_simulator.stats()["tasks_created"] == 1
 
 
+def test_wait_reads_the_task_once_more_at_its_timeout(hook, wan_simulator):
+    # the next planned read (here poll_interval, 30 s; in a worker often the read plan's 1 s shortest gap) falls past
+    # the timeout: the wait used to give up at once after its first read; now it sleeps to the deadline and reads
+    # there, as the trigger does, and sees the task that ended meanwhile (1.6 s after the create, before the 2 s
+    # timeout)
+    wan_simulator.configure(pending_seconds=0.1, generation_seconds=1.5)
+    task = hook.create_task(ENDPOINT, BODY)
+    seen: list[TaskStatus] = []
+    started = time.monotonic()
+    done = hook.wait_for_task(task.task_id, poll_interval=30, timeout=2.0, on_status=lambda t, _: seen.append(t.status))
+    assert done.status is TaskStatus.SUCCEEDED
+    assert seen[0] is not TaskStatus.SUCCEEDED, "the first read must find the task unfinished"
+    assert wan_simulator.stats()["requests"]["get_task"] == 2, "one read at the start, one at the deadline"
+    assert time.monotonic() - started >= 1.6
+
+
+def test_wait_times_out_at_its_timeout_not_before(hook, wan_simulator):
+    wan_simulator.configure(pending_seconds=60)
+    task = hook.create_task(ENDPOINT, BODY)
+    started = time.monotonic()
+    with pytest.raises(WanTimeoutError, match=r"still PENDING after 1 s \(timeout 1 s\)") as raised:
+        hook.wait_for_task(task.task_id, poll_interval=30, timeout=1.0)
+    elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 10.0, f"gave up after {elapsed:.1f} s of a 1 s timeout (30 s between reads)"
+    assert raised.value.task_id == task.task_id
+    assert wan_simulator.stats()["requests"]["get_task"] == 2
+
+
 @pytest.mark.parametrize("interval", [0, -2.5, float("nan")], ids=["zero", "negative", "nan"])
 def test_wait_for_task_refuses_a_poll_interval_that_would_spin_before_reading(hook, wan_simulator, interval):
     task = hook.create_task(ENDPOINT, BODY)
@@ -211,7 +240,12 @@ def test_read_timeout_on_create_is_never_resent(hook, wan_simulator):
     wan_simulator.inject_fault("slow", route="create", count=1, delay=3)
     with pytest.raises(WanCreateOutcomeUnknownError, match="no answer came within"):
         hook.create_task(ENDPOINT, BODY)
-    time.sleep(1.5)  # the simulator counts the request once its (late) answer is written
+    # the simulator counts the request once its late answer is written, 3 s after the request came: wait for that,
+    # not a fixed time (a loaded machine writes it later). A resent create would have been counted already: the fault
+    # slows only the first answer, and the hook resends, if ever, before it gives up
+    deadline = time.monotonic() + 10
+    while "create" not in wan_simulator.stats()["requests"] and time.monotonic() < deadline:
+        time.sleep(0.1)
     stats = wan_simulator.stats()
     assert stats["requests"]["create"] == 1
     assert stats["tasks_created"] == 1
