@@ -337,7 +337,7 @@ class WanVideoTransferOperator(SignedLinkMasking, BaseOperator):
                 raise WanInvalidInputError(f"{self.key_parameter}: {key!r} would be its own poster; name it .mp4")
         self._check_metadata_fits(sink, task_id)
         # the destination before DashScope: a missing bucket must not cost a download (nor a retry of one)
-        sink.check()
+        sink.check(key)
         for leftover in sink.remove_leftovers(name for name in (key, sidecar, poster) if name):
             self.log.warning(
                 "Removed %s, left by an earlier transfer to this name that was killed before it could clean up",

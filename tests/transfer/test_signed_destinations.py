@@ -8,6 +8,7 @@ simulator, the GCS emulator (every Airflow version) and Azurite, with SAS tokens
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from datetime import datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from urllib.parse import unquote
 import pytest
 
 from airflow_provider_wan.hooks.wan import WanHook
+from airflow_provider_wan.transfers.sinks import b64
 from tests.airflow_run import run_dag, write_dag
 from tests.transfer.conftest import AZURITE_ACCOUNT, AZURITE_KEY, BUCKET
 
@@ -26,8 +28,12 @@ T2V_ENDPOINT = "services/aigc/video-generation/video-synthesis"
 _hours = itertools.count(1)
 
 
-def _sas(kind: str) -> str:
-    """A SAS token for the test account (``container``: of ``wan-videos``; ``account``: of the whole account)."""
+def _sas(kind: str, *, container: str = BUCKET, permissions: str = "rwd") -> str:
+    """
+    A SAS token for the test account: ``container``: a service SAS of ``container``; ``account``: an account SAS
+    (resource types container and object). ``permissions``: the letters granted (r read, w write, d delete, c create,
+    a add, l list).
+    """
     from azure.storage.blob import (
         AccountSasPermissions,
         ContainerSasPermissions,
@@ -38,15 +44,18 @@ def _sas(kind: str) -> str:
 
     expiry = datetime.now(timezone.utc) + timedelta(hours=next(_hours))
     if kind == "container":
-        permission = ContainerSasPermissions(read=True, write=True, create=True, add=True, delete=True, list=True)
         return generate_container_sas(
-            AZURITE_ACCOUNT, BUCKET, account_key=AZURITE_KEY, permission=permission, expiry=expiry
+            AZURITE_ACCOUNT,
+            container,
+            account_key=AZURITE_KEY,
+            permission=ContainerSasPermissions.from_string(permissions),
+            expiry=expiry,
         )
     return generate_account_sas(
         AZURITE_ACCOUNT,
         account_key=AZURITE_KEY,
         resource_types=ResourceTypes(container=True, object=True),
-        permission=AccountSasPermissions(read=True, write=True, create=True, add=True, delete=True, list=True),
+        permission=AccountSasPermissions.from_string(permissions),
         expiry=expiry,
     )
 
@@ -110,7 +119,7 @@ def test_a_signed_destination_is_refused_and_its_signature_never_shown(
     before = wan_connection.stats()["requests"]
     if store == "az":
         azurite = request.getfixturevalue("azurite")
-        sas = _sas("container")
+        sas = _sas("container", permissions="racwdl")
         links = {
             "https": f"{_blob_endpoint(azurite.connection_string)}/{BUCKET}/wan/{task_id}.mp4?{sas}",
             "store": f"abfs://{BUCKET}/wan/{{wan_task_id}}.mp4?{sas}",
@@ -171,34 +180,122 @@ def test_a_signed_destination_is_refused_and_its_signature_never_shown(
         assert signature not in xcoms
 
 
-def test_a_sas_token_in_a_wasb_connection_stores_the_video(
-    azurite: Any, wan_connection: Any, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # what the refusal points to: the SAS in the connection (an account SAS: a container SAS may not read the
-    # container's properties, which the transfer checks before any download), the destination a plain URI
-    from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
-
-    sas = _sas("account")
+def _transfer_with_sas(sas: str, azurite: Any, monkeypatch: pytest.MonkeyPatch, dag_id: str) -> Any:
+    """Generate a video, then run a DAG (``dag.test()``) storing it through a wasb connection holding ``sas``."""
     connection_string = f"BlobEndpoint={_blob_endpoint(azurite.connection_string)};SharedAccessSignature={sas}"
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAN_AZURE_SAS",
         json.dumps({"conn_type": "wasb", "extra": {"connection_string": connection_string}}),
     )
     task_id = _generate()
-    result = WanVideoToStorageOperator(
-        task_id="store",
-        wan_task_id=task_id,
-        destination=f"abfs://{BUCKET}/wan/{{wan_task_id}}.mp4",
-        conn_id="wan_azure_sas",
-        download_retry_delay=0.01,
-    ).execute({})
+    source = f"""
+        from datetime import datetime
 
+        from airflow.providers.common.compat.sdk import DAG
+
+        from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
+
+        with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+            WanVideoToStorageOperator(
+                task_id="store",
+                wan_task_id={task_id!r},
+                destination="abfs://{BUCKET}/wan/{{wan_task_id}}.mp4",
+                conn_id="wan_azure_sas",
+                download_retry_delay=0.01,
+                retries=0,
+            )
+        """
+    return task_id, run_dag(write_dag(source, dag_id))
+
+
+@pytest.mark.parametrize(
+    ("kind", "permissions"),
+    # the least a verified transfer needs (a container SAS: read, write, delete), and an account SAS with more
+    [("container", "rwd"), ("account", "racwdl")],
+    ids=["container-sas-read-write-delete", "account-sas"],
+)
+def test_a_sas_token_in_a_wasb_connection_stores_the_video(
+    azurite: Any,
+    wan_connection: Any,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    permissions: str,
+) -> None:
+    # what the refusal of a signed link points to: the SAS in the connection, the destination a plain URI
+    sas = _sas(kind, permissions=permissions)
+    task_id, run = _transfer_with_sas(sas, azurite, monkeypatch, f"wan_sas_connection_{kind}")
+
+    assert run.tasks == {"store": ("success", 1)}, run.tasks
+    result = run.xcoms[("store", "return_value")]
     assert result["uri"] == f"abfs://{BUCKET}/wan/{task_id}.mp4"
-    stored = azurite.container.get_blob_client(f"wan/{task_id}.mp4").get_blob_properties()
-    assert stored.size == result["size"] > 10_000
+    blob = azurite.container.get_blob_client(f"wan/{task_id}.mp4")
+    stored, data = blob.get_blob_properties(), blob.download_blob().readall()
+    # whole: the bytes Azure kept are the size and MD5 the download proved
+    assert len(data) == stored.size == result["size"] > 10_000
+    assert stored.metadata["wan_source_md5"] == b64(hashlib.md5(data).digest())
+    assert stored.metadata["wan_source_bytes"] == str(len(data))
     # the SDK's blob URL carries the SAS: the console link is built without it
     assert result["console_url"] == f"{_blob_endpoint(azurite.connection_string)}/{BUCKET}/wan/{task_id}.mp4"
     captured = capfd.readouterr()
     for signature in _signature_forms(sas):
         assert signature not in json.dumps(result, default=str)
         assert signature not in captured.out + captured.err
+
+
+@pytest.mark.parametrize(
+    ("container", "permissions", "error"),
+    [
+        # signed for another container: Azure cannot authenticate it here
+        ("other-videos", "racwdl", "cannot be used with these credentials (HTTP 403"),
+        (
+            BUCKET,
+            "rl",
+            "may not write blobs in the Azure container 'wan-videos' (HTTP 403 "
+            "AuthorizationPermissionMismatch): a SAS needs the write permission",
+        ),
+        (BUCKET, "rwc", "a SAS needs the delete permission"),
+        (BUCKET, "wd", "a SAS needs the read permission"),
+    ],
+    ids=["sas-of-another-container", "read-only-sas", "sas-without-delete", "sas-without-read"],
+)
+def test_a_container_sas_that_cannot_do_the_transfer_is_refused_before_any_download(
+    azurite: Any,
+    wan_connection: Any,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    container: str,
+    permissions: str,
+    error: str,
+) -> None:
+    sas = _sas("container", container=container, permissions=permissions)
+    before = wan_connection.stats()["requests"]
+    _, run = _transfer_with_sas(sas, azurite, monkeypatch, f"wan_sas_refused_{permissions}")
+
+    assert run.tasks == {"store": ("failed", 1)}, run.tasks
+    logs = "".join(capfd.readouterr())
+    assert "destination: " in logs
+    assert error in logs
+    assert "nothing was downloaded" in logs
+    # before any download: the simulator served no video, and nothing is in the container
+    after = wan_connection.stats()["requests"]
+    assert after.get("download", 0) == before.get("download", 0)
+    assert list(azurite.container.list_blobs()) == []
+    for signature in _signature_forms(sas):
+        assert signature not in logs
+
+
+def test_a_container_sas_of_a_missing_container_says_it_does_not_exist(
+    azurite: Any, wan_connection: Any, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_wan.exceptions import WanFinalError
+    from airflow_provider_wan.transfers.sinks.azure import AzureBlobSink
+
+    sas = _sas("container", container="no-such-container")
+    connection_string = f"BlobEndpoint={_blob_endpoint(azurite.connection_string)};SharedAccessSignature={sas}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAN_AZURE_SAS",
+        json.dumps({"conn_type": "wasb", "extra": {"connection_string": connection_string}}),
+    )
+    with pytest.raises(WanFinalError, match="container 'no-such-container' does not exist"):
+        AzureBlobSink("no-such-container", azure_conn_id="wan_azure_sas").check("wan/x.mp4")

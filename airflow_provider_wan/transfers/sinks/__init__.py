@@ -124,8 +124,14 @@ class Sink(ABC):
         return None  # most stores take any name
 
     @abstractmethod
-    def check(self) -> None:
-        """Before any download: the destination exists and can be read; else a final error naming it."""
+    def check(self, key: str) -> None:
+        """
+        Before any download: the destination exists and these credentials may do what the transfer will do there;
+        else a final error naming it.
+
+        :param key: the object the transfer will write (a credential scoped below the container, such as an Azure
+            container SAS, is asked about it rather than about the container)
+        """
 
     @abstractmethod
     def stat(self, key: str) -> Stored | None: ...

@@ -14,7 +14,7 @@ import base64
 import io
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +27,24 @@ from airflow_provider_wan.exceptions import (
 from airflow_provider_wan.transfers.sinks import VIDEO_CONTENT_TYPE, Destination, Sink, Stored, Upload, b64
 
 MiB = 1024 * 1024
+
+
+#: an ETag no blob has: a conditional delete that names it deletes nothing
+_NO_SUCH_ETAG = '"0x0"'
+#: Azure's error codes are words (``ContainerNotFound``); anything else is not shown
+_ERROR_CODE = re.compile(r"[A-Za-z]{1,64}")
+
+
+def _block_id(prefix: str, index: int) -> str:
+    """A block's id: Azure requires the ids of one blob's blocks to be of one length."""
+    return base64.b64encode(f"{prefix}-{index:06d}".encode()).decode()
+
+
+def _error_code(exc: Any) -> str | None:
+    """Azure's error code of ``exc`` (the ``x-ms-error-code`` header), when it is a plain word."""
+    code = getattr(exc, "error_code", None)
+    text = str(getattr(code, "value", code) or "")
+    return text if _ERROR_CODE.fullmatch(text) else None
 
 
 #: Azure metadata names are C# identifiers (they travel as ``x-ms-meta-<name>`` headers)
@@ -119,24 +137,54 @@ class AzureBlobSink(Sink):
             self._client = service.get_container_client(self.container)
         return self._client
 
-    def check(self) -> None:
-        from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+    def check(self, key: str) -> None:
+        """
+        Before any download: ask Azure, about ``key`` itself, for each permission the transfer will use. Read: the
+        blob's properties (``BlobNotFound`` is a yes). Write: one 1-byte block staged to it (uncommitted: invisible,
+        dropped at the commit or by Azure within a week). Delete: a delete on a condition no blob meets (``If-Match``
+        an impossible ETag: Azure checks the permission first, so 412 or 404 is a yes, and nothing is deleted). Blob
+        requests, not the container's properties: a SAS scoped to the container (the least privilege) may not read
+        those.
+        """
+        from azure.core import MatchConditions
 
+        blob = self.client.get_blob_client(key)
+        self._probe("read", blob.get_blob_properties)
+        self._probe("write", lambda: blob.stage_block(_block_id(os.urandom(8).hex(), 0), b"\0", length=1))
+        self._probe(
+            "delete", lambda: blob.delete_blob(etag=_NO_SUCH_ETAG, match_condition=MatchConditions.IfNotModified)
+        )
+
+    def _probe(self, permission: str, request: Callable[[], object]) -> None:
+        """Run ``request``; raise the final error naming ``permission`` (or the missing container) when refused."""
+        from azure.core.exceptions import AzureError, HttpResponseError
+
+        container = self.container
         try:
-            self.client.get_container_properties()
-        except ResourceNotFoundError:
-            raise WanFinalError(
-                f"destination: the Azure container {self.container!r} does not exist; create it or fix the "
-                "destination. Nothing was downloaded"
-            ) from None
+            request()
         except HttpResponseError as exc:
+            code = _error_code(exc)
+            if code == "ContainerNotFound":
+                raise WanFinalError(
+                    f"destination: the Azure container {container!r} does not exist; create it or fix the "
+                    "destination. Nothing was downloaded"
+                ) from None
+            if exc.status_code in (404, 412):
+                return  # no such blob, or the condition failed: the permission was granted
+            if exc.status_code in (401, 403) and code == "AuthorizationPermissionMismatch":
+                raise WanFinalError(
+                    f"destination: these credentials may not {permission} blobs in the Azure container "
+                    f"{container!r} (HTTP 403 {code}): a SAS needs the {permission} permission (the transfer needs "
+                    "read, write and delete); nothing was downloaded"
+                ) from None
             if exc.status_code in (401, 403):
                 raise WanFinalError(
-                    f"destination: the Azure container {self.container!r} cannot be read with these credentials "
-                    f"(HTTP {exc.status_code}); nothing was downloaded"
+                    f"destination: the Azure container {container!r} cannot be used with these credentials (HTTP "
+                    f"{exc.status_code}{f' {code}' if code else ''}): a wrong account key, or a SAS that is expired, "
+                    "not yet valid or signed for another container or account; nothing was downloaded"
                 ) from None
             raise WanRetryableError(
-                f"Azure answered HTTP {exc.status_code} about container {self.container!r}"
+                f"Azure answered HTTP {exc.status_code} about container {container!r}; nothing was downloaded"
             ) from None
         except AzureError as exc:
             raise WanRetryableError(f"Azure did not answer ({type(exc).__name__}); nothing was downloaded") from None
@@ -213,7 +261,7 @@ class _AzureUpload(Upload):
     def _stage(self) -> None:
         data = self.buffer.getvalue()
         self.buffer = io.BytesIO()
-        block_id = base64.b64encode(f"{self.prefix}-{len(self.blocks):06d}".encode()).decode()
+        block_id = _block_id(self.prefix, len(self.blocks))
         # validate_content: the block is sent with its Content-MD5, which Azure checks before keeping it
         self.blob.stage_block(block_id, data, length=len(data), validate_content=True)
         self.blocks.append(block_id)

@@ -71,7 +71,7 @@ class GCSSink(Sink):
             self._bucket = self.client.bucket(self.container)
         return self._bucket
 
-    def check(self) -> None:
+    def check(self, key: str) -> None:
         from google.api_core import exceptions as google_errors
 
         try:

@@ -75,7 +75,7 @@ class LocalSink(Sink):
                 "shorten it"
             )
 
-    def check(self) -> None:
+    def check(self, key: str) -> None:
         """Nothing to look up: the folders are created on the first byte."""
 
     def stat(self, key: str) -> Stored | None:

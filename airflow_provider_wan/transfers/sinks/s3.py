@@ -83,7 +83,7 @@ class S3Sink(Sink):
     def _status(exc: Exception) -> int:
         return int(getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
 
-    def check(self) -> None:
+    def check(self, key: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
