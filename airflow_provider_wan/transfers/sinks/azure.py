@@ -174,8 +174,8 @@ class AzureBlobSink(Sink):
             if exc.status_code in (401, 403) and code == "AuthorizationPermissionMismatch":
                 raise WanFinalError(
                     f"destination: these credentials may not {permission} blobs in the Azure container "
-                    f"{container!r} (HTTP 403 {code}): a SAS needs the {permission} permission (the transfer needs "
-                    "read, write and delete); nothing was downloaded"
+                    f"{container!r} (HTTP {exc.status_code} {code}): a SAS needs the {permission} permission (the "
+                    "transfer needs read, write and delete); nothing was downloaded"
                 ) from None
             if exc.status_code in (401, 403):
                 raise WanFinalError(
