@@ -64,7 +64,7 @@ class RunResult:
     xcoms: dict[tuple[str, str], Any]
     #: task_id -> rendered template fields
     rendered: dict[str, dict[str, Any]]
-    #: (classpath, kwargs) of every trigger the run deferred to (Airflow 3: every trigger row in the DB)
+    #: (classpath, kwargs) of every trigger the run deferred to (Airflow 3: the trigger rows the run added to the DB)
     triggers: list[tuple[str, dict[str, Any]]]
 
 
@@ -80,6 +80,12 @@ def run_dag(dag: Any, **kwargs: Any) -> RunResult:
 
     inline: list[tuple[str, dict[str, Any]]] = []
     if airflow3:
+        from airflow.models.trigger import Trigger
+        from sqlalchemy import func
+
+        # the DB is the test process's, shared by the runs before this one: only the rows this run adds are its own
+        with create_session() as session:
+            before = session.query(func.max(Trigger.id)).scalar() or 0
         dag_run = dag.test(**kwargs)
     else:
         # Airflow 2.11's dag.test() does not write the DAG's dataset aliases to the DB (the scheduler's parsing does),
@@ -115,9 +121,10 @@ def run_dag(dag: Any, **kwargs: Any) -> RunResult:
             for r in session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id)
         }
         if airflow3:
-            from airflow.models.trigger import Trigger
-
-            inline = [(t.classpath, dict(t.kwargs)) for t in session.query(Trigger).all()]
+            inline = [
+                (t.classpath, dict(t.kwargs))
+                for t in session.query(Trigger).filter(Trigger.id > before).order_by(Trigger.id)
+            ]
         state = str(dag_run.state)
     return RunResult(dag_run.run_id, state, tasks, xcoms, rendered, inline)
 
