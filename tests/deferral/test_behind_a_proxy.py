@@ -17,7 +17,7 @@ import pytest
 from tests.airflow_run import run_dag, write_dag
 from tests.deferral.conftest import dag_source
 from tests.names import DOMAIN, resolve_test_names
-from tests.transfer.proxy import Gateway, serving
+from tests.transfer.proxy import Gateway, only_way_to_the_api
 
 GATEWAY = f"api.{DOMAIN}"
 PROXY_LOGIN = "wan-user:pr0xy-s3cret-Df"
@@ -26,15 +26,7 @@ PROXY_LOGIN = "wan-user:pr0xy-s3cret-Df"
 @pytest.fixture
 def gateway(wan_simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
     resolve_test_names(monkeypatch, {})  # api.wan-dns.test resolves nowhere: only the proxy knows it
-    with serving(Gateway(wan_simulator.url, credentials=PROXY_LOGIN)) as proxy:
-        url = f"http://{PROXY_LOGIN}@127.0.0.1:{proxy.server_address[1]}"
-        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
-            monkeypatch.setenv(name, url)
-        for name in ("NO_PROXY", "no_proxy"):
-            monkeypatch.setenv(name, "127.0.0.1")  # the simulator's own control calls go straight
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json(base_url=f"http://{GATEWAY}/api/v1")
-        )
+    with only_way_to_the_api(wan_simulator, monkeypatch, GATEWAY, PROXY_LOGIN) as proxy:
         yield proxy
 
 

@@ -28,7 +28,7 @@ from tests.foundation.images import write_png
 from tests.modes.capture import UploadCaptureServer
 from tests.modes.test_input_attacks import _StateStore, _TaskInstance
 from tests.names import DOMAIN, resolve_test_names
-from tests.transfer.proxy import Gateway, TLSFront, serving
+from tests.transfer.proxy import Gateway, TLSFront, serving, tls_fronts
 
 KEY = "sk-upload-hosts"
 MODEL = "wan2.5-i2v-preview"
@@ -168,17 +168,7 @@ def https_proxy(
     for name in ("HTTPS_PROXY", "https_proxy"):
         monkeypatch.setenv(name, gateway.url)
     with ExitStack() as stack:
-
-        def front(name: str, certificate_name: str | None = None) -> TLSFront:
-            folder = tmp_path / f"certificate-{name}"
-            folder.mkdir()
-            certificate = self_signed_certificate(folder, dns_name=certificate_name or name)
-            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
-            server = stack.enter_context(serving(TLSFront(capture.origin, certificate)))
-            gateway.tunnels[f"{name}:443"] = server.address
-            return server
-
-        yield front
+        yield tls_fronts(stack, gateway, capture.origin, tmp_path, monkeypatch)
 
 
 def test_behind_an_https_proxy_an_https_upload_host_takes_the_file_through_the_tunnel(

@@ -13,12 +13,16 @@ import selectors
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
+
+import pytest
+
+from tests.certificates import self_signed_certificate
 
 
 class ForwardingProxy(ThreadingHTTPServer):
@@ -230,3 +234,44 @@ class _Pass(BaseHTTPRequestHandler):
         forward(self, body)
 
     do_GET = do_POST = do_HEAD = _any
+
+
+@contextmanager
+def only_way_to_the_api(
+    simulator: Any, monkeypatch: pytest.MonkeyPatch, api_host: str, login: str
+) -> Iterator[Gateway]:
+    """
+    A :class:`Gateway` (wanting ``login``) as every proxy variable, ``wan_default`` at ``http://<api_host>/api/v1``:
+    a name only the proxy knows. The simulator's own control calls (127.0.0.1) go straight.
+    """
+    with serving(Gateway(simulator.url, credentials=login)) as proxy:
+        url = f"http://{login}@127.0.0.1:{proxy.server_address[1]}"
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.setenv(name, "127.0.0.1")
+        monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", simulator.connection_json(base_url=f"http://{api_host}/api/v1"))
+        assert isinstance(proxy, Gateway)
+        yield proxy
+
+
+def tls_fronts(
+    stack: ExitStack, gateway: Gateway, upstream: str, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., TLSFront]:
+    """
+    A maker of https servers behind ``gateway``'s CONNECT tunnels, passing on to ``upstream``: ``front(name)`` serves
+    ``name:443`` with a certificate for ``certificate_name`` (default ``name``), trusted through ``REQUESTS_CA_BUNDLE``;
+    each is stopped with ``stack``.
+    """
+
+    def front(name: str, certificate_name: str | None = None) -> TLSFront:
+        where = folder / f"certificate-{name}"
+        where.mkdir()
+        certificate = self_signed_certificate(where, dns_name=certificate_name or name)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
+        server = stack.enter_context(serving(TLSFront(upstream, certificate)))
+        gateway.tunnels[f"{name}:443"] = server.address
+        assert isinstance(server, TLSFront)
+        return server
+
+    return front

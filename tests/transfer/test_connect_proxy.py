@@ -24,9 +24,8 @@ import requests
 
 from airflow_provider_wan.exceptions import WanFinalError, WanTransferIntegrityError
 from airflow_provider_wan.hooks.wan import WanHook
-from tests.certificates import self_signed_certificate
 from tests.names import DOMAIN, resolve_test_names
-from tests.transfer.proxy import Gateway, TLSFront, serving
+from tests.transfer.proxy import Gateway, TLSFront, only_way_to_the_api, tls_fronts
 from tests.transfer.test_hostile_links import SIGNATURE, _answer_with_link, _fails_clearly, _generate, _operator
 
 CDN, GATEWAY = f"cdn.{DOMAIN}", f"api.{DOMAIN}"
@@ -54,32 +53,14 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def gateway(wan_simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
     """``wan_default`` at ``http://api.wan-dns.test/api/v1``; every link through the proxy, which wants a login."""
-    with serving(Gateway(wan_simulator.url, credentials=PROXY_LOGIN)) as proxy:
-        url = f"http://{PROXY_LOGIN}@127.0.0.1:{proxy.server_address[1]}"
-        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
-            monkeypatch.setenv(name, url)
-        for name in ("NO_PROXY", "no_proxy"):
-            monkeypatch.setenv(name, "127.0.0.1")  # the simulator's own control calls go straight
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json(base_url=f"http://{GATEWAY}/api/v1")
-        )
+    with only_way_to_the_api(wan_simulator, monkeypatch, GATEWAY, PROXY_LOGIN) as proxy:
         yield proxy
 
 
 @pytest.fixture
 def fronts(wan_simulator: Any, gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fronts]:
     with ExitStack() as stack:
-
-        def front(name: str, certificate_name: str | None = None) -> TLSFront:
-            folder = tmp_path / f"certificate-{name}"
-            folder.mkdir()
-            certificate = self_signed_certificate(folder, dns_name=certificate_name or name)
-            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
-            server = stack.enter_context(serving(TLSFront(wan_simulator.url, certificate)))
-            gateway.tunnels[f"{name}:443"] = server.address
-            return server
-
-        yield front
+        yield tls_fronts(stack, gateway, wan_simulator.url, tmp_path, monkeypatch)
 
 
 def _downloads(sim: Any) -> int:
