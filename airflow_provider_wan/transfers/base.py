@@ -367,7 +367,7 @@ class WanVideoTransferOperator(SignedLinkMasking, BaseOperator):
         poster_existing = self._companion_replaceable(sink, poster, task_id, "poster") if poster else None
 
         task = self._finished_task(task_id)
-        stored = self._copy(task, sink, key, existing, max_video_bytes)
+        stored = self._copy(task, sink, key, existing, max_video_bytes, self._estimated_cost(task))
         sidecar_uri = self._write_sidecar(sink, sidecar, stored, task, sidecar_existing) if sidecar else None
         poster_uri = self._write_poster(sink, poster, key, stored, poster_existing) if poster else None
         result = self._result(sink, key, stored, task_id, uploaded=True, sidecar_uri=sidecar_uri, poster_uri=poster_uri)
@@ -469,11 +469,33 @@ class WanVideoTransferOperator(SignedLinkMasking, BaseOperator):
             end_time=stand_in,
             usage={"video_count": 1, "video_duration": 15, "video_ratio": "1920*1080", "note": "x" * 100},
         )
-        sink.check_metadata_keys(self._metadata(sink, task, uuid.uuid4().hex, 1 << 40))
+        # the estimate's stand-in: $1,000,000.0000 is longer than any estimate one video reaches
+        sink.check_metadata_keys(self._metadata(sink, task, uuid.uuid4().hex, 1 << 40, 1e6))
 
-    def _metadata(self, sink: Sink, task: WanTask, transfer_id: str, source_bytes: int | None) -> dict[str, str]:
+    def _estimated_cost(self, task: WanTask) -> float | None:
+        """
+        The cost estimate the object records: the one the create made (carried by the upstream result, priced then
+        with the user's prices, as its own result reports it), else the finished task's usage priced by the hook's
+        price lookup (``[wan] prices``, the connection extra ``prices``, then the catalogue). A broken price table
+        costs the estimate, never the copy of a paid video.
+        """
+        carried = self._upstream().get("estimated_cost_usd")
+        if isinstance(carried, int | float) and not isinstance(carried, bool):
+            return float(carried)
         model = self._model()
-        cost = cost_from_usage(model, task.usage)
+        if model is None:
+            return None
+        try:
+            prices = self.hook.price_overrides().get(model)
+        except WanInvalidInputError as exc:
+            self.log.warning("%s; the object records no cost estimate", exc)
+            return None
+        return cost_from_usage(model, task.usage, prices)
+
+    def _metadata(
+        self, sink: Sink, task: WanTask, transfer_id: str, source_bytes: int | None, cost: float | None
+    ) -> dict[str, str]:
+        model = self._model()
         extra = self.extra_metadata
         if not isinstance(extra, Mapping):
             raise WanInvalidInputError(f"extra_metadata: must be a dict of str to str, got {type(extra).__name__}")
@@ -500,7 +522,9 @@ class WanVideoTransferOperator(SignedLinkMasking, BaseOperator):
         return fit_metadata(fields, prompts, limit=sink.metadata_limit - _RESERVED, measure=measure)
 
     # -- the copy -------------------------------------------------------------------------------------------------
-    def _copy(self, task: WanTask, sink: Sink, key: str, replacing: Stored | None, max_bytes: int) -> Stored:
+    def _copy(
+        self, task: WanTask, sink: Sink, key: str, replacing: Stored | None, max_bytes: int, cost: float | None
+    ) -> Stored:
         from airflow_provider_wan.hooks.guard import guarded_session
 
         url = task.video_url or ""
@@ -524,7 +548,7 @@ class WanVideoTransferOperator(SignedLinkMasking, BaseOperator):
             )
             while True:
                 try:
-                    return self._copy_once(download, task, sink, key, replacing)
+                    return self._copy_once(download, task, sink, key, replacing, cost)
                 except SourceChangedError as changed:
                     if not download.may_restart():
                         raise WanTransferIntegrityError(
@@ -536,7 +560,13 @@ class WanVideoTransferOperator(SignedLinkMasking, BaseOperator):
                     download.restart()
 
     def _copy_once(
-        self, download: ResumableDownload, task: WanTask, sink: Sink, key: str, replacing: Stored | None
+        self,
+        download: ResumableDownload,
+        task: WanTask,
+        sink: Sink,
+        key: str,
+        replacing: Stored | None,
+        cost: float | None,
     ) -> Stored:
         transfer_id = uuid.uuid4().hex
         progress = Progress(self.log, self.progress_interval)
@@ -554,7 +584,7 @@ class WanVideoTransferOperator(SignedLinkMasking, BaseOperator):
                     raise WanRetryableError("The transfer was killed", task_id=task.task_id)
                 if upload is None:
                     # opened on the first byte: the size announced by the link goes into the object's metadata
-                    metadata = self._metadata(sink, task, transfer_id, download.total)
+                    metadata = self._metadata(sink, task, transfer_id, download.total, cost)
                     upload = sink.open(key, metadata=metadata, replacing=replacing)
                 upload.write(chunk)
                 progress.update(download.received, download.total)
