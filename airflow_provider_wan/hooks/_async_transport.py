@@ -3,24 +3,23 @@ The triggerer's transport (``aiohttp``): one attempt of an :class:`~airflow_prov
 in total time (``ClientTimeout.total``), its answer read up to a size cap, and handed to the classifier, exactly as
 the worker's transport does. Imported only inside the async client (``aiohttp`` is not cheap to import).
 
-It goes through the proxy the worker's would (:func:`proxy_for`) and trusts the certificate authorities the worker's
-does (:func:`tls_context`): a deployment where only a proxy reaches DashScope, or where a proxy inspecting TLS signs
-with its own CA, must not have its deferrable tasks fail in the triggerer after the worker created them.
+It goes through the proxy the worker's would (:func:`~airflow_provider_wan.hooks.proxies.proxy_for`) and trusts
+the certificate authorities the worker's does (:func:`tls_context`): a deployment where only a proxy reaches
+DashScope, or where a proxy inspecting TLS signs with its own CA, must not have its deferrable tasks fail in the
+triggerer after the worker created them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import os
 import ssl
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
-from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_environ_proxies, prepend_scheme_if_needed, select_proxy
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from airflow_provider_wan.hooks.classify import (
     MAX_ANSWER_BYTES,
@@ -29,6 +28,7 @@ from airflow_provider_wan.hooks.classify import (
     classify_answer,
     classify_transport,
 )
+from airflow_provider_wan.hooks.proxies import proxy_for
 
 if TYPE_CHECKING:
     from airflow_provider_wan.hooks.wan import ApiCall, Credentials
@@ -61,44 +61,6 @@ def _fault_of(exc: BaseException) -> TransportFault:
     if isinstance(exc, asyncio.TimeoutError):  # ServerTimeoutError (a read) and the total limit alike
         return TransportFault.TIMEOUT
     return TransportFault.BROKEN
-
-
-#: the variables a proxy decision depends on (each also in upper case)
-_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-def proxy_for(url: str) -> tuple[str | None, str | None]:
-    """
-    The proxy of ``url`` by the worker's rule, and the ``Proxy-Authorization`` its URL's login makes.
-
-    ``requests`` (the worker) reads ``HTTPS_PROXY``, ``HTTP_PROXY`` and ``ALL_PROXY`` unless ``NO_PROXY`` names the
-    host (names, suffixes, ``*``, CIDR ranges). ``aiohttp`` reads none of them, and with ``trust_env=True`` reads
-    them by urllib's rule instead (no ``ALL_PROXY``, no CIDR ranges, no proxy without a scheme) and takes
-    ``~/.netrc`` logins that clash with our ``Authorization`` header. So the decision is ``requests``' own, here.
-
-    :return: the proxy's URL without its login (None: connect directly), and the header value when the proxy's URL
-        held ``user:password`` (never logged, never put in an error)
-    """
-    parts = urlsplit(url)
-    settings = tuple(os.environ.get(name) for lower in _PROXY_VARIABLES for name in (lower, lower.upper()))
-    return _proxy_of(f"{parts.scheme}://{parts.netloc}", settings)
-
-
-@functools.lru_cache(maxsize=64)
-def _proxy_of(origin: str, settings: tuple[str | None, ...]) -> tuple[str | None, str | None]:
-    # remembered per origin and settings (the key only): requests' rule takes ~0.5 ms a call, on the triggerer's loop
-    if not any(settings):
-        return None, None  # no proxy configured (and no bypass rule, which may resolve names on macOS)
-    proxy = select_proxy(origin, get_environ_proxies(origin))
-    if not proxy:
-        return None, None
-    parts = urlsplit(prepend_scheme_if_needed(proxy, "http"))
-    bare = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
-    if parts.username is None:
-        return bare, None
-    # as requests builds it (latin-1, the user name as given: aiohttp's BasicAuth refuses a ':' in it)
-    login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode("latin-1")
-    return bare, "Basic " + base64.b64encode(login).decode()
 
 
 def tls_context() -> ssl.SSLContext:
@@ -186,4 +148,4 @@ async def exchange(
         response.close()  # the rest is never read: do not hand the connection back to the pool
     else:
         response.release()
-    return classify_answer(call, status, headers, body, credentials, truncated=truncated)
+    return classify_answer(call, status, headers, body, credentials, truncated=truncated, proxy=proxy)

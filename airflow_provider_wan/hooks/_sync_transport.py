@@ -31,6 +31,7 @@ from airflow_provider_wan.hooks.classify import (
     classify_answer,
     classify_transport,
 )
+from airflow_provider_wan.hooks.proxies import proxy_for
 
 if TYPE_CHECKING:
     from airflow_provider_wan.hooks.wan import ApiCall, Credentials
@@ -227,11 +228,12 @@ def exchange(
     if seconds <= 0:
         return classify_transport(call, timed_out, credentials, seconds=0.0)
     fault: TransportFault | None = None
+    url = call.url(credentials.base_url)
     with _watchdog(seconds) as watchdog:
         try:
             response = session.request(
                 call.method,
-                call.url(credentials.base_url),
+                url,
                 params=call.params,
                 json=call.json_body,
                 headers=call.headers(credentials),
@@ -252,4 +254,6 @@ def exchange(
     if fault is not None:
         # a per-read timeout: no byte for read_timeout seconds
         return classify_transport(call, fault, credentials, seconds=min(read_timeout, seconds))
-    return classify_answer(call, response.status_code, headers, body, credentials, truncated=truncated)
+    # the proxy requests took (its own rule, asked again): a 407 is that proxy's refusal, named without its login
+    proxy = proxy_for(url)[0]
+    return classify_answer(call, response.status_code, headers, body, credentials, truncated=truncated, proxy=proxy)

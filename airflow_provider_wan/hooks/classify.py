@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow_provider_wan.exceptions import (
     WanAuthError,
@@ -53,6 +54,7 @@ __all__ = [
     "classify_transport",
     "outcome_unknown",
     "proves_nothing_created",
+    "proxy_refused",
     "retry_after_seconds",
 ]
 
@@ -166,6 +168,44 @@ def outcome_unknown(
     )
 
 
+def proxy_refused(call: ApiCall, credentials: Credentials, proxy: str, status: int, *, tunnel: bool = False) -> Failure:
+    """
+    The :class:`Failure` of a call a proxy would not pass on: it answered the call itself with 407 (Proxy
+    Authentication Required), or (``tunnel``) answered the ``CONNECT`` of an https call with anything but 200, so no
+    tunnel was opened and not one byte of the call left for DashScope. Either way DashScope never saw the call: a
+    create made no task. Final, but for a proxy that could not reach the host (5xx), which may pass.
+
+    :param proxy: the proxy's URL; only its scheme, host and port are named (never its login, path or query)
+    :param status: what the proxy answered
+    """
+    api = urlsplit(credentials.base_url)
+    if tunnel:
+        target = f"{api.hostname}:{api.port or (443 if api.scheme == 'https' else 80)}"
+        what = f"refused to open a tunnel (CONNECT) to {target} while {call.context}, with HTTP {status}"
+        outcome = "nothing was sent to DashScope"
+    else:
+        what = f"refused {call.context} with HTTP {status}"
+        outcome = "nothing reached DashScope"
+    if status == 407:
+        why = (
+            "it wants a login, or refused the one given: put the proxy's login in its URL "
+            "(http://user:password@host:port) in HTTPS_PROXY or HTTP_PROXY, for the workers and the triggerers alike"
+        )
+    elif status >= 500:
+        why = "it could not reach that host (a fault on its side, or a name it cannot resolve)"
+    else:
+        why = (
+            "its rules do not let this call through: ask its administrator, or name the host in NO_PROXY if DashScope "
+            "is reachable without the proxy"
+        )
+    text = f"The proxy at {url_host(proxy)} {what}: {outcome} at {credentials.describe()}. {why[0].upper()}{why[1:]}."
+    if call.creates_task:
+        text += " No task was created (nothing was billed): the create may be sent again once the proxy lets it pass."
+    retryable = status >= 500
+    cls = WanRetryableError if retryable else WanFinalError
+    return Failure(cls(text, http_status=status, task_id=call.task_id), retryable=retryable, nothing_created=True)
+
+
 def _parse(body: bytes) -> tuple[Any, str | None]:
     """(JSON value, None), or (None, what is wrong with the body, in our words)."""
     if not body:
@@ -234,6 +274,7 @@ def classify_answer(
     credentials: Credentials,
     *,
     truncated: bool = False,
+    proxy: str | None = None,
 ) -> dict[str, Any] | Failure:
     """
     The JSON object of a good answer, or the :class:`Failure` any other answer means.
@@ -244,7 +285,12 @@ def classify_answer(
         welcome, a plain dict must use those spellings)
     :param body: the body bytes as read, at most :data:`MAX_ANSWER_BYTES`
     :param truncated: the body went on beyond the cap and was not read further
+    :param proxy: the URL of the proxy the call went through (None: straight to the API); a 407 to a plain-http
+        call it passed on is its own refusal
     """
+    # an https call goes through the proxy's tunnel: what comes back is the API's answer, never the proxy's
+    if status == 407 and proxy is not None and urlsplit(credentials.base_url).scheme == "http":
+        return proxy_refused(call, credentials, proxy, status)
     body = _without_key(body, credentials)
     value, problem = _parse(body) if not truncated else (None, f"a body over {MAX_ANSWER_BYTES} bytes")
     if 300 <= status < 400:

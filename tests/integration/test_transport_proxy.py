@@ -16,7 +16,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_wan.exceptions import WanError, WanFinalError
+from airflow_provider_wan.exceptions import (
+    WanCreateOutcomeUnknownError,
+    WanError,
+    WanFinalError,
+)
 from airflow_provider_wan.hooks.wan import RetryPolicy, WanAsyncClient, WanHook
 from tests.certificates import self_signed_certificate
 from tests.integration.conftest import BODY, ENDPOINT
@@ -104,22 +108,41 @@ async def test_both_transports_take_the_proxy_alike(
 
 
 async def test_a_proxy_refusing_the_login_is_the_same_error_on_both_without_the_password(
-    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    gateway: Gateway, wan_simulator: Any, monkeypatch: pytest.MonkeyPatch
 ):
     hook = WanHook()
     task_id = hook.create_task(ENDPOINT, BODY).task_id
     hook.close()
+    created = wan_simulator.stats()["tasks_created"]
     wrong = "wr0ng-pr0xy-pa55"
-    monkeypatch.setenv("HTTP_PROXY", f"http://wan-user:{wrong}@127.0.0.1:{gateway.server_address[1]}")
+    proxy = f"127.0.0.1:{gateway.server_address[1]}"
+    # a query on the proxy's URL is no one's business either
+    monkeypatch.setenv("HTTP_PROXY", f"http://wan-user:{wrong}@{proxy}/?token=pr0xy-t0ken")
     sync_result, async_result = await _read_twice(task_id)
-    assert isinstance(sync_result, WanError)
-    assert isinstance(async_result, WanError)
-    assert type(sync_result) is type(async_result)
+    hook = WanHook(retry_policy=FAST)
+    try:
+        with pytest.raises(WanFinalError) as refused_create:
+            hook.create_task(ENDPOINT, BODY)
+    finally:
+        hook.close()
+    assert type(sync_result) is type(async_result) is WanFinalError
     assert sync_result.http_status == async_result.http_status == 407
-    for error in (sync_result, async_result):
+    assert str(sync_result) == str(async_result)
+    create_error = refused_create.value
+    # the proxy refused before DashScope saw anything: a create was not paid for, and may be sent again
+    assert not isinstance(create_error, WanCreateOutcomeUnknownError)
+    assert wan_simulator.stats()["tasks_created"] == created
+    for error in (sync_result, async_result, create_error):
         text = f"{error} {error!r} {error.to_dict()}"
+        assert f"proxy at http://{proxy} refused" in str(error), error
+        assert "407" in str(error)
+        assert "nothing reached DashScope" in str(error)
+        assert "DashScope refused" not in str(error)
         assert wrong not in text, "the proxy's password leaked"
-    assert gateway.refused == 2  # once each: the login would be refused again, so no retry
+        assert "wan-user" not in text
+        assert "pr0xy-t0ken" not in text
+    assert "No task was created" in str(create_error)
+    assert gateway.refused == 3  # once each: the login would be refused again, so no retry
 
 
 @pytest.mark.parametrize("certificate_name", [f"api.{DOMAIN}", f"other.{DOMAIN}"], ids=["its-name", "another-name"])

@@ -1,5 +1,5 @@
 """
-The triggerer's proxy decision (hooks/_async_transport.proxy_for): requests' rule, remembered per origin and
+The triggerer's proxy decision (hooks/proxies.proxy_for): requests' rule, remembered per origin and
 settings, so a changed environment is a new decision; a login in the proxy's URL becomes a header, never part of the
 URL handed to aiohttp. The transports taking it alike, through a real proxy: tests/integration/test_transport_proxy.py.
 """
@@ -10,7 +10,7 @@ import base64
 
 import pytest
 
-from airflow_provider_wan.hooks._async_transport import proxy_for
+from airflow_provider_wan.hooks.proxies import proxy_for
 
 API = "https://dashscope-intl.aliyuncs.com/api/v1/tasks/t-1"
 NAMES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
