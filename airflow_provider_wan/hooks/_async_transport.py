@@ -27,6 +27,7 @@ from airflow_provider_wan.hooks.classify import (
     TransportFault,
     classify_answer,
     classify_transport,
+    proxy_refused,
 )
 from airflow_provider_wan.hooks.proxies import proxy_for
 
@@ -112,6 +113,7 @@ async def exchange(
     response: aiohttp.ClientResponse | None = None
     url = call.url(credentials.base_url)
     request_headers = call.headers(credentials)
+    proxy: str | None = None
     try:
         proxy, login = proxy_for(url)
         tunnel_headers = None
@@ -139,6 +141,9 @@ async def exchange(
     except Exception as exc:  # every failure of the client library; its text and repr are never used
         if response is not None:
             response.close()  # drop the connection: the server must see the client gave up
+        if isinstance(exc, aiohttp.ClientHttpProxyError) and proxy is not None:
+            # raised by aiohttp's connector only for a CONNECT answered other than 200, before the call is written
+            return proxy_refused(call, credentials, proxy, exc.status, tunnel=True)
         fault = _fault_of(exc)
         if fault is TransportFault.TIMEOUT and loop.time() - started >= seconds * 0.99:
             # the total limit, not a quiet socket: a slow drip of bytes ends here

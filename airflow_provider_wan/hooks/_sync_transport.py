@@ -11,6 +11,7 @@ made (``requests`` is not cheap to import).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import socket
 import ssl
 import threading
@@ -30,6 +31,7 @@ from airflow_provider_wan.hooks.classify import (
     TransportFault,
     classify_answer,
     classify_transport,
+    proxy_refused,
 )
 from airflow_provider_wan.hooks.proxies import proxy_for
 
@@ -41,10 +43,16 @@ _local = threading.local()
 
 
 class _Watchdog:
-    """Shuts down the socket of this thread's current request once ``seconds`` have passed."""
+    """
+    Shuts down the socket of this thread's current request once ``seconds`` have passed. Also the attempt's record
+    of what left: whether a request was started on a connection (:attr:`sent`), and what a proxy answered to the
+    ``CONNECT`` of an https call (:attr:`tunnel_status`).
+    """
 
     def __init__(self, seconds: float) -> None:
         self.fired = False
+        #: the status of the proxy's answer to this attempt's CONNECT; None: no tunnel was asked for
+        self.tunnel_status: int | None = None
         self._lock = threading.Lock()
         self._connection: HTTPConnection | None = None
         self._timer = threading.Timer(seconds, self._fire)
@@ -56,6 +64,16 @@ class _Watchdog:
             fired = self.fired
         if fired:
             _shutdown(connection)
+
+    @property
+    def sent(self) -> bool:
+        """Whether a connection began to send this attempt's request (only then may any of its bytes have left)."""
+        with self._lock:
+            return self._connection is not None
+
+    def tunnel_refused(self) -> bool:
+        """The proxy answered the CONNECT with anything but 200, and so (no tunnel) nothing of the request left."""
+        return self.tunnel_status not in (None, 200) and not self.sent
 
     def _fire(self) -> None:
         with self._lock:
@@ -86,7 +104,30 @@ def _watchdog(seconds: float) -> Iterator[_Watchdog]:
         _local.watchdog = None
 
 
+class _TunnelAnswer(http.client.HTTPResponse):
+    """A proxy's answer to a CONNECT: its status is recorded for the attempt (``http.client`` keeps only its text)."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        version, status, reason = super()._read_status()  # type: ignore[misc]
+        watchdog = getattr(_local, "watchdog", None)
+        if watchdog is not None:
+            watchdog.tunnel_status = status
+        return version, status, reason
+
+
 class _WatchedMixin:
+    response_class: type[http.client.HTTPResponse]
+
+    def _tunnel(self) -> None:
+        # the CONNECT, sent and answered inside connect(): when the proxy refuses it, connect() raises and request(),
+        # which alone writes the call, is never reached. urllib3 and http.client read the answer's status line with
+        # response_class (were that ever done otherwise, no status is recorded: the refusal stays an unknown outcome)
+        self.response_class = _TunnelAnswer
+        try:
+            super()._tunnel()  # type: ignore[misc]
+        finally:
+            del self.response_class
+
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
         watchdog = getattr(_local, "watchdog", None)
@@ -248,12 +289,15 @@ def exchange(
                 response.close()
         except Exception as exc:  # every failure of the client library; its text is never used
             fault = fault_of(exc)
+    proxy = proxy_for(url)[0]
+    if fault is not None and proxy is not None and watchdog.tunnel_refused():
+        # certain, whatever exception urllib3 made of it: no tunnel, so no request() and not one byte of the call
+        return proxy_refused(call, credentials, proxy, watchdog.tunnel_status or 0, tunnel=True)
     if watchdog.fired and fault is not TransportFault.NOT_CONNECTED:
         # the socket was shut under the read: whatever came is partial (even a "clean" end without Content-Length)
         return classify_transport(call, timed_out, credentials, seconds=seconds)
     if fault is not None:
         # a per-read timeout: no byte for read_timeout seconds
         return classify_transport(call, fault, credentials, seconds=min(read_timeout, seconds))
-    # the proxy requests took (its own rule, asked again): a 407 is that proxy's refusal, named without its login
-    proxy = proxy_for(url)[0]
+    # proxy: the one requests took (its own rule, asked again): a 407 is that proxy's refusal, named without its login
     return classify_answer(call, response.status_code, headers, body, credentials, truncated=truncated, proxy=proxy)

@@ -20,6 +20,7 @@ from airflow_provider_wan.exceptions import (
     WanCreateOutcomeUnknownError,
     WanError,
     WanFinalError,
+    WanRetryableError,
 )
 from airflow_provider_wan.hooks.wan import RetryPolicy, WanAsyncClient, WanHook
 from tests.certificates import self_signed_certificate
@@ -143,6 +144,59 @@ async def test_a_proxy_refusing_the_login_is_the_same_error_on_both_without_the_
         assert "pr0xy-t0ken" not in text
     assert "No task was created" in str(create_error)
     assert gateway.refused == 3  # once each: the login would be refused again, so no retry
+
+
+@pytest.mark.parametrize("status", [403, 407, 502])
+async def test_a_proxy_refusing_the_tunnel_is_said_so_and_a_create_was_not_sent(
+    wan_simulator: Any, gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int
+):
+    hook = WanHook()
+    task_id = hook.create_task(ENDPOINT, BODY).task_id  # straight to the simulator, before any proxy is set
+    hook.close()
+    created = wan_simulator.stats()["tasks_created"]
+    api = f"api.{DOMAIN}"
+    resolve_test_names(monkeypatch, {})  # the API's name resolves nowhere here: only the proxy reaches it
+    certificate = self_signed_certificate(tmp_path, dns_name=api)
+    proxy = f"127.0.0.1:{gateway.server_address[1]}"
+    with serving(TLSFront(wan_simulator.url, certificate)) as front:
+        # 403: the proxy's rules forbid the host; 407: a wrong login; 502: it could not reach the host
+        if status == 403:
+            gateway.tunnel_refusals[f"{api}:443"] = 403
+        if status != 502:
+            gateway.tunnels[f"{api}:443"] = front.address
+        login = "wan-user:wr0ng-pa55" if status == 407 else PROXY_LOGIN
+        monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json(base_url=f"https://{api}/api/v1"))
+        monkeypatch.setenv("HTTPS_PROXY", f"http://{login}@{proxy}")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
+        sync_result, async_result = await _read_twice(task_id)
+        gateway.connects.clear()
+        hook = WanHook(retry_policy=FAST)
+        try:
+            with pytest.raises(WanError) as refused_create:
+                hook.create_task(ENDPOINT, BODY)
+        finally:
+            hook.close()
+    create_error = refused_create.value
+    # no tunnel, so not one byte of the request reached the API: the create was not sent, and saying so is true
+    assert front.paths == []
+    assert wan_simulator.stats()["tasks_created"] == created
+    assert not isinstance(create_error, WanCreateOutcomeUnknownError)
+    assert str(sync_result) == str(async_result)
+    expected = WanRetryableError if status == 502 else WanFinalError
+    for error in (sync_result, async_result, create_error):
+        assert type(error) is expected, error
+        assert error.http_status == status
+        text = str(error)
+        assert f"proxy at http://{proxy}" in text, text
+        assert f"HTTP {status}" in text
+        assert f"tunnel (CONNECT) to {api}:443" in text
+        assert "nothing was sent to DashScope" in text
+        assert "wr0ng-pa55" not in f"{error!r} {error.to_dict()}"
+        assert PROXY_PASSWORD not in f"{error!r} {error.to_dict()}"
+    assert "No task was created" in str(create_error)
+    # a refusal the proxy would repeat is final; one it may not (it could not reach the host) is tried again, the
+    # create too, since nothing was sent
+    assert len(gateway.connects) == (FAST.max_attempts if status == 502 else 1)
 
 
 @pytest.mark.parametrize("certificate_name", [f"api.{DOMAIN}", f"other.{DOMAIN}"], ids=["its-name", "another-name"])

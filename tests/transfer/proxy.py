@@ -105,8 +105,9 @@ class Gateway(ForwardingProxy):
 
     Also a CONNECT proxy (what clients use ``HTTPS_PROXY`` for): a CONNECT for a ``host:port`` in ``tunnels`` is a
     tunnel to the address there (the only way to that name), any other is answered 502; ``connects`` records every
-    CONNECT's target. With ``credentials`` (``user:password``) a request without them (``Proxy-Authorization``,
-    Basic) is answered 407 instead; ``refused`` counts those.
+    CONNECT's target; one for a ``host:port`` in ``tunnel_refusals`` is answered with the status there (a proxy whose
+    rules forbid that host). With ``credentials`` (``user:password``) a request without them
+    (``Proxy-Authorization``, Basic) is answered 407 instead; ``refused`` counts those.
     """
 
     def __init__(self, upstream: str, *, credentials: str | None = None) -> None:
@@ -115,6 +116,7 @@ class Gateway(ForwardingProxy):
         self.redirects: dict[str, str] = {}
         self.connects: list[str] = []
         self.tunnels: dict[str, tuple[str, int]] = {}
+        self.tunnel_refusals: dict[str, int] = {}
         self.credentials = credentials
         self.refused = 0
 
@@ -162,6 +164,11 @@ class _Forward(BaseHTTPRequestHandler):
     def do_CONNECT(self) -> None:
         self.server.connects.append(self.path)  # host:port
         if not self._authorized():
+            return
+        refusal = self.server.tunnel_refusals.get(self.path)
+        if refusal is not None:
+            refuse(self, refusal, b"not through this proxy", "text/plain")
+            self.close_connection = True
             return
         address = self.server.tunnels.get(self.path)
         try:
