@@ -35,9 +35,14 @@ _NO_SUCH_ETAG = '"0x0"'
 _ERROR_CODE = re.compile(r"[A-Za-z]{1,64}")
 
 
-def _block_id(prefix: str, index: int) -> str:
-    """A block's id: Azure requires the ids of one blob's blocks to be of one length."""
-    return base64.b64encode(f"{prefix}-{index:06d}".encode()).decode()
+def _block_ids() -> Callable[[int], str]:
+    """
+    The ids of one upload's blocks (or of the check's one block): index -> ``<16 random hex digits>-<6 digits>``,
+    base64. Azure refuses a block whose id differs in length from those of the blob's other blocks, staged ones
+    included, and the check stages its block on the very blob the copy then writes: so both take their ids here.
+    """
+    prefix = os.urandom(8).hex()
+    return lambda index: base64.b64encode(f"{prefix}-{index:06d}".encode()).decode()
 
 
 def _error_code(exc: Any) -> str | None:
@@ -150,7 +155,7 @@ class AzureBlobSink(Sink):
 
         blob = self.client.get_blob_client(key)
         self._probe("read", blob.get_blob_properties)
-        self._probe("write", lambda: blob.stage_block(_block_id(os.urandom(8).hex(), 0), b"\0", length=1))
+        self._probe("write", lambda: blob.stage_block(_block_ids()(0), b"\0", length=1))
         self._probe(
             "delete", lambda: blob.delete_blob(etag=_NO_SUCH_ETAG, match_condition=MatchConditions.IfNotModified)
         )
@@ -248,8 +253,7 @@ class _AzureUpload(Upload):
         self.content_type = content_type
         self.blob = sink.client.get_blob_client(key)
         self.buffer = io.BytesIO()
-        # ids of one upload share a prefix and a length (Azure requires equal lengths within a blob)
-        self.prefix = os.urandom(8).hex()
+        self.block_id = _block_ids()
         self.blocks: list[str] = []
         self.committed: str | None = None
 
@@ -261,7 +265,7 @@ class _AzureUpload(Upload):
     def _stage(self) -> None:
         data = self.buffer.getvalue()
         self.buffer = io.BytesIO()
-        block_id = _block_id(self.prefix, len(self.blocks))
+        block_id = self.block_id(len(self.blocks))
         # validate_content: the block is sent with its Content-MD5, which Azure checks before keeping it
         self.blob.stage_block(block_id, data, length=len(data), validate_content=True)
         self.blocks.append(block_id)
