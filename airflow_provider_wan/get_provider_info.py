@@ -101,8 +101,9 @@ def get_provider_info() -> dict[str, Any]:
                         "process (a triggerer or a worker) sends to DashScope; 0 switches pacing off. Below it, each "
                         "process adapts its pace to DashScope's answers (slower on 429, faster while reads wait), so "
                         "several processes share the account's 20 per second without setting this. Lower it to "
-                        "leave room for other clients of the same account. A value that is not a number is logged as "
-                        "a warning and the default is used.",
+                        "leave room for other clients of the same account, or set it per process to whole shares of "
+                        "20 (10/10, 7/7/6, 5/5/5/5) where the number of processes that read is known. A value that "
+                        "is not a number is logged as a warning and the default is used.",
                         "version_added": "0.1.0",
                         "type": "float",
                         "example": "5",

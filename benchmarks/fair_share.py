@@ -5,12 +5,14 @@ Each triggerer process is a child process running ``--triggers`` (default 300) r
 :class:`~airflow_provider_wan.triggers.wan.WanTaskTrigger` in one asyncio loop, as the triggerer's runner does,
 all started in the same loop iteration (a triggerer starting up or taking over). 1, 2, 3 and 4 such processes read
 tasks of one account from the DashScope simulator, which enforces DashScope's 20 ``GET /tasks`` per second itself
-(sliding 1-second window, 429 above). Two codes, in the same run, against the same simulator:
+(sliding 1-second window, 429 above). Three codes, in the same run, against the same simulator:
 
 * ``adaptive``: the provider as it is: each process's pacer (``hooks/pacing.py``) adapts to 429s and successes,
   ``[wan] task_query_qps`` = 20 as its ceiling;
-* ``fixed``: the code before it: each process releases reads at a fixed 20/s whatever DashScope answers (the
-  ``RateLimiter`` this replaced, reproduced here as a pacer that ignores answers).
+* ``fixed``: the code before it: each process releases reads evenly spaced at a fixed 20/s whatever DashScope
+  answers (the ``RateLimiter`` this replaced, reproduced here as a pacer that ignores answers);
+* ``shares``: the provider as it is, with ``[wan] task_query_qps`` set per process to a whole share of 20 (7, 7
+  and 6 for 3 processes), as docs/scaling.rst advises where the number of processes that read is known.
 
 Reads are every 15 s (``poll_interval``; the triggers get no ``kind``, so this isolates the pacing: 300 triggers
 per process then ask for 20 reads/s each), generations last 60 s (PENDING 0 s, no concurrency or create limit).
@@ -22,9 +24,9 @@ Measured (the simulator's counters read every 0.1 s by this process; each child 
 * every trigger's event; the time from start to the last event;
 * each process's successful reads (Jain's fairness index: 1 = equal shares).
 
-    python benchmarks/fair_share.py [--processes 1,2,3,4] [--triggers 300] [--codes adaptive,fixed]
+    python benchmarks/fair_share.py [--processes 1,2,3,4] [--triggers 300] [--codes adaptive,fixed,shares]
 
-Runtime: about 1.5 minutes per case (2 codes x 4 process counts: about 12 minutes).
+Runtime: about 1.5 minutes per case (3 codes x 4 process counts: about 18 minutes).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from _machine import describe
 from triggerer_density import StatsSampler, _create_tasks
 
 LIMIT = 20
-CODES = ("adaptive", "fixed")
+CODES = ("adaptive", "fixed", "shares")
 
 
 # --- a triggerer process ----------------------------------------------------------------------------------------------
@@ -60,6 +62,9 @@ def _use_fixed_rate() -> None:
         def __init__(self, ceiling: float, **kwargs: Any) -> None:
             super().__init__(ceiling, **kwargs)
             self.rate = ceiling
+
+        def next_start(self) -> float:  # the RateLimiter's even spacing, not the pacer's own window at the ceiling
+            return self._last_start + 1.0 / self.rate
 
         def on_answer(self, *, throttled: bool, retry_after: float | None = None) -> None:
             self.answered += 1
@@ -131,9 +136,15 @@ def child(args: argparse.Namespace) -> int:
 def run_case(sim: Any, code: str, processes: int, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     sim.reset()
     cmd = [sys.executable, __file__, "--child", code, "--poll-interval", str(args.poll_interval)]
+    envs = [env] * processes
+    if code == "shares":  # whole shares of the limit, the larger ones first: 7, 7, 6
+        base, extra = divmod(LIMIT, processes)
+        envs = [{**env, "AIRFLOW__WAN__TASK_QUERY_QPS": str(base + (i < extra))} for i in range(processes)]
     children = [
-        subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(processes)
+        subprocess.Popen(
+            cmd, env=envs[i], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(processes)
     ]
     sampler = StatsSampler(sim.admin_url)
     try:
@@ -233,7 +244,7 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         )
     print()
     for r in rows:
-        if r["code"] != "adaptive":
+        if r["code"] == "fixed":
             continue
         ok = (
             r["succeeded"] == r["triggers"]
@@ -241,8 +252,8 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             and r["ok_rate_waiting"] >= 0.9 * LIMIT
         )
         print(
-            f"goal, {r['processes']} process(es): all succeed, 429s < 1% of GETs, successful GETs >= 90% of "
-            f"{LIMIT}/s while reads wait: {'met' if ok else 'MISSED'} ({r['succeeded']}/{r['triggers']}, "
+            f"goal, {r['processes']} process(es), {r['code']}: all succeed, 429s < 1% of GETs, successful GETs "
+            f">= 90% of {LIMIT}/s while reads wait: {'met' if ok else 'MISSED'} ({r['succeeded']}/{r['triggers']}, "
             f"{r['throttled'] / max(1, r['gets']):.2%}, {r['ok_rate_waiting'] / LIMIT:.0%})"
         )
 
@@ -253,7 +264,7 @@ def main() -> int:
     parser.add_argument("--triggers", type=int, default=300, help="triggers per process (default 300)")
     parser.add_argument("--poll-interval", type=float, default=15.0, help="seconds between reads (default 15)")
     parser.add_argument("--generation-seconds", type=float, default=60.0, help="simulated generation (default 60)")
-    parser.add_argument("--codes", default=",".join(CODES), help="comma-separated: adaptive,fixed")
+    parser.add_argument("--codes", default=",".join(CODES), help="comma-separated: adaptive,fixed,shares")
     parser.add_argument("--dump", help="write the last case's raw samples to this JSON file")
     parser.add_argument("--child", choices=CODES, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -82,11 +82,17 @@ def share_an_account(processes: int, seconds: float, *, limit: int = 20, seed: i
 
 
 def run_the_benchmark(
-    processes: int, *, seed: int, pacer_class: type[Pacer] = Pacer, delays: Sequence[float] = ()
+    processes: int,
+    *,
+    seed: int,
+    pacer_class: type[Pacer] = Pacer,
+    delays: Sequence[float] = (),
+    ceilings: Sequence[float] = (),
 ) -> dict[str, float]:
     """
     benchmarks/fair_share.py on a fake clock: ``processes`` triggerers, 300 triggers each, all started together
-    (or each ``delays[i]`` seconds after the first: a triggerer that starts later, whose generations end later too);
+    (or each ``delays[i]`` seconds after the first: a triggerer that starts later, whose generations end later too),
+    each with a ceiling of 20/s (or ``ceilings[i]``: ``[wan] task_query_qps`` set per triggerer);
     a read every 15 s after the last answer, generations of 60 s; each process's reads queue behind its pacer and
     leave one at a time at its next slot, as in :class:`AsyncPacer`. Reads arrive 1-10 ms after release (5% of
     releases 0-100 ms late: a busy loop), answers 2-20 ms later; a 429 is retried after the retry policy's backoff
@@ -96,7 +102,7 @@ def run_the_benchmark(
     rnd = random.Random(seed)
     clock = FakeClock()
     start, limit, triggers = clock.now, 20, 300
-    pacers = [pacer_class(limit, clock=clock) for _ in range(processes)]
+    pacers = [pacer_class(ceilings[i] if ceilings else limit, clock=clock) for i in range(processes)]
     window = AccountWindow(limit)
     events: list[tuple[float, int, str, int, int]] = []
     order = itertools.count()
@@ -217,6 +223,38 @@ def test_the_fair_share_benchmark_with_processes_starting_up_to_5_s_apart(proces
     assert [r["finished"] for r in runs] == [1.0] * 6, runs
     assert max(r["throttled"] for r in runs) < 0.01, runs
     assert sum(r["utilization"] for r in runs) / 6 >= 0.9, runs
+
+
+@pytest.mark.parametrize("shares", [(10, 10), (7, 7, 6), (5, 5, 5, 5)])
+def test_fixed_shares_that_add_up_to_the_limit_meet_the_goals(shares):
+    # docs/scaling.rst: where the number of processes that read is known, [wan] task_query_qps per process set to
+    # whole shares of 20 (the smallest at least 20 / N rounded down) meets acceptance 1's goals with no 429 at all:
+    # each process sits at its ceiling and reads under its own window
+    runs = [run_the_benchmark(len(shares), seed=seed, ceilings=shares) for seed in range(1, 7)]
+    assert [r["finished"] for r in runs] == [1.0] * 6, runs
+    assert max(r["throttled"] for r in runs) < 0.001, runs
+    assert min(r["utilization"] for r in runs) >= 0.9, runs
+
+
+def test_at_its_ceiling_a_process_makes_up_late_releases_and_no_second_holds_more():
+    # a process alone at its ceiling, its reads released up to 4 ms late and 5% of them up to 100 ms late (a busy
+    # loop). Even spacing loses every late release (about 9% of the limit); the own window makes them up
+    rnd = random.Random(3)
+    clock = FakeClock()
+    pacer = Pacer(20, clock=clock)
+    pacer.rate, pacer.slow_start = 20.0, False
+    starts: list[float] = []
+    end = clock.now + 60
+    while clock.now < end:
+        late = rnd.uniform(0, 0.004) + (rnd.uniform(0, 0.1) if rnd.random() < 0.05 else 0.0)
+        clock.now = max(clock.now, pacer.next_start()) + late
+        pacer.start(held_back=True)
+        pacer.on_answer(throttled=False)
+        starts.append(clock.now)
+    assert len(starts) >= 0.96 * 20 * 60, len(starts) / 60
+    # DashScope's sliding one-second window never holds more than the ceiling, and reads never bunch up
+    assert max(i - bisect.bisect_right(starts, t - 1.0) + 1 for i, t in enumerate(starts)) <= 20
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= pacing.CATCH_UP_SPACING / 20
 
 
 def test_the_fake_benchmark_fails_a_pacer_that_ignores_429s():
