@@ -81,6 +81,8 @@ MAX_PAUSE = 30.0
 OWN_WINDOW_SECONDS = 1.015
 #: ... and never closer than this fraction of ``1 / ceiling``: late reads are made up without a burst
 CATCH_UP_SPACING = 0.7
+#: a ceiling above this (``inf`` included) is no limit worth a window: reads are only spaced ``1 / ceiling`` apart
+MAX_WINDOW_READS = 1000
 
 
 class Pacer:
@@ -106,12 +108,14 @@ class Pacer:
         self._last_grow = clock()
         #: monotonic times of reads that got through, the last second or so
         self._passed: collections.deque[float] = collections.deque()
-        #: at the ceiling, the reads allowed in one own window (a whole number: the window counts reads)
-        self._window_reads = max(1, math.ceil(self.ceiling - 1e-9)) if self.enabled else 1
+        #: at the ceiling, the reads allowed in one own window (a whole number: the window counts reads); 0: no window
+        self._window_reads = (
+            max(1, math.ceil(self.ceiling - 1e-9)) if self.enabled and self.ceiling <= MAX_WINDOW_READS else 0
+        )
         #: ... that window, at least OWN_WINDOW_SECONDS (longer for a ceiling that is no whole number)
-        self._window = max(OWN_WINDOW_SECONDS, self._window_reads / self.ceiling) if self.enabled else 1.0
+        self._window = max(OWN_WINDOW_SECONDS, self._window_reads / self.ceiling) if self._window_reads else 1.0
         #: start times of the last ``_window_reads`` reads
-        self._starts: collections.deque[float] = collections.deque(maxlen=self._window_reads)
+        self._starts: collections.deque[float] = collections.deque(maxlen=max(1, self._window_reads))
 
     @property
     def enabled(self) -> bool:
@@ -121,7 +125,7 @@ class Pacer:
         """The earliest clock time the next read may start."""
         if not self.enabled:
             return float("-inf")
-        if self.rate < self.ceiling:
+        if self.rate < self.ceiling or not self._window_reads:
             return max(self._last_start + 1.0 / self.rate, self._paused_until)
         slot = self._last_start + CATCH_UP_SPACING / self.ceiling
         if len(self._starts) == self._window_reads:

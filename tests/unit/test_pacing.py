@@ -336,6 +336,20 @@ def test_first_429_takes_the_share_that_got_through():
     assert pacer.rate == pytest.approx(pacing.DECREASE * 5)
 
 
+@pytest.mark.parametrize("ceiling", [float("inf"), 1e300, 5000.0])
+def test_a_ceiling_beyond_any_window_paces_nothing_but_honours_retry_after(ceiling):
+    # [wan] task_query_qps = inf (or a huge number) is a float Airflow accepts: no limit, and never an error (it is
+    # read after a worker's paid create)
+    clock = FakeClock()
+    pacer = Pacer(ceiling, clock=clock)
+    pacer.rate, pacer.slow_start = ceiling, False
+    for _ in range(3):
+        assert pacer.next_start() <= clock.now + 1e-3
+        pacer.start(held_back=True)
+    pacer.on_answer(throttled=True, retry_after=4)
+    assert pacer.next_start() == pytest.approx(clock.now + 4)
+
+
 def test_zero_ceiling_switches_pacing_off():
     pacer = Pacer(0)
     assert not pacer.enabled
