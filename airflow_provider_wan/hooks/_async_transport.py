@@ -129,7 +129,8 @@ async def exchange(
             url,
             proxy=proxy,
             proxy_headers=tunnel_headers,
-            ssl=tls_context() if url.startswith("https:") else True,
+            # the authorities the worker trusts, for the API's certificate and an https:// proxy's alike
+            ssl=tls_context() if url.startswith("https:") or (proxy or "").startswith("https:") else True,
             params=call.params,
             json=call.json_body,
             headers=request_headers,

@@ -157,7 +157,19 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
-class WatchedAdapter(HTTPAdapter):
+class CheckedAdapter(HTTPAdapter):
+    """An adapter that checks the certificate of every TLS connection it opens, an ``https://`` proxy's included."""
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        if verify and getattr(conn, "scheme", None) == "https" and not url.lower().startswith("https:"):
+            # a plain-http URL sent through an https:// proxy: the connection is TLS to the proxy, which requests
+            # leaves unchecked for an http URL (CERT_NONE), handing the proxy's login and the request to whoever
+            # answered at the proxy's address; checked against the authorities an https URL would be
+            url = "https:" + url.partition(":")[2]
+        super().cert_verify(conn, url, verify, cert)
+
+
+class WatchedAdapter(CheckedAdapter):
     """An adapter whose connections a :class:`_Watchdog` can interrupt (directly or through a proxy)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:

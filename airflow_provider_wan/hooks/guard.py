@@ -28,12 +28,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.utils import select_proxy
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from airflow_provider_wan.hooks._sync_transport import as_sent, fault_of
+from airflow_provider_wan.hooks._sync_transport import CheckedAdapter, as_sent, fault_of
 from airflow_provider_wan.hooks.classify import CERTIFICATE_REFUSED, TransportFault
 from airflow_provider_wan.hooks.wan import host_addresses
 
@@ -100,7 +99,7 @@ def _pool_classes(refuse: AddressRule) -> dict[str, type[HTTPConnectionPool]]:
     return {"http": Pool, "https": TLSPool}
 
 
-class _GuardedAdapter(HTTPAdapter):
+class _GuardedAdapter(CheckedAdapter):
     def __init__(self, refuse: AddressRule) -> None:
         self._refuse = refuse
         self._pools = _pool_classes(refuse)

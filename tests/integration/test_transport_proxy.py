@@ -233,6 +233,78 @@ async def test_an_https_api_behind_the_proxys_tunnel_is_reached_alike(
     assert front.paths == []
 
 
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "untrusted"])
+@pytest.mark.parametrize("api_scheme", ["https", "http"])
+async def test_an_https_proxy_url_is_reached_over_tls_its_certificate_checked_alike(
+    wan_conn: str, wan_simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api_scheme: str, trusted: bool
+):
+    # HTTPS_PROXY=https://...: TLS to the proxy itself, its certificate checked against the authorities the API's is
+    # (REQUESTS_CA_BUNDLE). An https API is then reached by TLS inside that TLS (the CONNECT tunnel runs in it), a
+    # plain-http one is forwarded by the proxy: requests checked no proxy certificate for those, so the proxy's
+    # login and the API key went to whoever answered at its address, and aiohttp checked it against another store
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    hook = WanHook()
+    task_id = hook.create_task(ENDPOINT, BODY).task_id  # straight to the simulator, before any proxy is set
+    hook.close()
+    created = wan_simulator.stats()["tasks_created"]
+    for folder in ("proxy", "impostor", "api"):
+        (tmp_path / folder).mkdir()
+    proxy_certificate = self_signed_certificate(tmp_path / "proxy", ip_address="127.0.0.1")
+    # untrusted: the proxy's address answers with a certificate for that address no trusted authority signed
+    served = proxy_certificate if trusted else self_signed_certificate(tmp_path / "impostor", ip_address="127.0.0.1")
+    api = f"api.{DOMAIN}"
+    api_certificate = self_signed_certificate(tmp_path / "api", dns_name=api)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(proxy_certificate[0].read_bytes() + api_certificate[0].read_bytes())
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    resolve_test_names(monkeypatch, {})  # the API's name resolves nowhere here: only the proxy reaches it
+    with (
+        serving(Gateway(wan_simulator.url, credentials=PROXY_LOGIN, certificate=served)) as gateway,
+        serving(TLSFront(wan_simulator.url, api_certificate)) as front,
+    ):
+        assert isinstance(gateway, Gateway)
+        proxy = f"https://{PROXY_LOGIN}@127.0.0.1:{gateway.server_address[1]}"
+        gateway.tunnels[f"{api}:443"] = front.address
+        monkeypatch.setenv("HTTPS_PROXY" if api_scheme == "https" else "HTTP_PROXY", proxy)
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json(base_url=f"{api_scheme}://{api}/api/v1")
+        )
+        sync_result, async_result = await _read_twice(task_id)
+        hook = WanHook(retry_policy=FAST)
+        try:
+            create: Any = hook.create_task(ENDPOINT, BODY)
+        except WanError as error:
+            create = error
+        finally:
+            hook.close()
+    if not trusted:
+        for error in (sync_result, async_result, create):
+            assert type(error) is WanFinalError, error
+            assert "TLS certificate was not accepted" in str(error)
+            assert "Nothing was sent" in str(error)
+            assert PROXY_PASSWORD not in f"{error} {error!r} {error.to_dict()}"
+        assert str(sync_result) == str(async_result)
+        # refused at the handshake with the proxy: it saw no request, no CONNECT, no login
+        assert (gateway.hosts, gateway.connects, gateway.refused, front.paths) == ([], [], 0, [])
+        assert wan_simulator.stats()["tasks_created"] == created
+        return
+    assert sync_result.task_id == async_result.task_id == task_id
+    assert create.task_id
+    assert wan_simulator.stats()["tasks_created"] == created + 1
+    assert gateway.refused == 0, "a transport did not send the proxy's login"
+    paths = [f"/api/v1/tasks/{task_id}"] * 2 + [f"/api/v1/{ENDPOINT}"]
+    if api_scheme == "https":
+        assert gateway.hosts == []
+        assert gateway.connects == [f"{api}:443"] * 3  # one tunnel each (a hook's session per call here)
+        assert [path.split("?")[0] for path in front.paths] == paths
+    else:
+        assert gateway.connects == []
+        assert gateway.hosts == [api] * 3
+        assert front.paths == []
+
+
 async def test_a_netrc_login_replaces_the_api_key_on_neither_transport(
     wan_conn: str, wan_simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -107,11 +107,19 @@ class Gateway(ForwardingProxy):
     tunnel to the address there (the only way to that name), any other is answered 502; ``connects`` records every
     CONNECT's target; one for a ``host:port`` in ``tunnel_refusals`` is answered with the status there (a proxy whose
     rules forbid that host). With ``credentials`` (``user:password``) a request without them
-    (``Proxy-Authorization``, Basic) is answered 407 instead; ``refused`` counts those.
+    (``Proxy-Authorization``, Basic) is answered 407 instead; ``refused`` counts those. With ``certificate`` (PEM
+    files, tests/certificates.py) it is an https:// proxy: TLS to the proxy itself.
     """
 
-    def __init__(self, upstream: str, *, credentials: str | None = None) -> None:
+    def __init__(
+        self, upstream: str, *, credentials: str | None = None, certificate: tuple[Path, Path] | None = None
+    ) -> None:
         super().__init__(upstream, _Forward)
+        if certificate is not None:
+            # an https:// proxy: TLS to the proxy itself (and, for an https target, TLS inside that TLS)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*certificate)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
         self.hosts: list[str] = []
         self.redirects: dict[str, str] = {}
         self.connects: list[str] = []
