@@ -9,7 +9,9 @@ A create is paid for, so the record is written *before* anything else can fail:
 
 A later try of the same task instance (an Airflow retry, or a clear and re-run) reads it back:
 
-* same fingerprint and a known task id: re-attach to that task (no second create);
+* same fingerprint and a known task id: re-attach to that task (no second create), unless DashScope says it ended
+  without a video (FAILED, CANCELED) or has forgotten it (UNKNOWN, past its 24 hours); a task UNKNOWN within its
+  24 hours is :func:`unknown_task_error`, final: it may live where the connection no longer points;
 * same fingerprint, in flight, no task id: the earlier try died between sending the create and storing its answer,
   so a task may exist and be billed: :func:`outcome_unknown_error`, final, never a blind second create;
 * another fingerprint (the prompt, seed, size... changed, or the ``take`` was raised): a new task.
@@ -30,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
-from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError
+from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError, WanFinalError
 
 __all__ = [
     "RECORD_KEY",
@@ -42,6 +44,7 @@ __all__ = [
     "outcome_unknown_error",
     "record_store",
     "request_fingerprint",
+    "unknown_task_error",
 ]
 
 #: the task state store key (Airflow >= 3.3)
@@ -54,6 +57,8 @@ _VARIABLE_KEY_MAX = 250
 #: and DashScope's own clock skew, rounded up generously)
 _WINDOW_AFTER_SECONDS = 600
 _WINDOW_BEFORE_SECONDS = 60
+#: DashScope keeps a task, and its result, this long after it was submitted (then the task reads UNKNOWN)
+TASK_RETENTION_SECONDS = 24 * 3600
 #: DashScope's list_tasks takes times as YYYYMMDDhhmmss in UTC+8
 _DASHSCOPE_UTC_OFFSET_SECONDS = 8 * 3600
 
@@ -105,6 +110,10 @@ class CreateRecord:
     @property
     def in_flight(self) -> bool:
         return self.task_id is None
+
+    def forgotten(self, now: float) -> bool:
+        """Whether DashScope has forgotten the task by ``now`` (epoch seconds): its 24 hours are over."""
+        return now - self.sent_at >= TASK_RETENTION_SECONDS
 
     def with_task(self, task_id: str) -> CreateRecord:
         return replace(self, task_id=task_id)
@@ -251,4 +260,28 @@ def outcome_unknown_error(record: CreateRecord, *, store: str) -> WanCreateOutco
         f"console, or with WanHook.list_tasks(model_name={record.model!r}, start_time={_dashscope_time(start)!r}, "
         f"end_time={_dashscope_time(end)!r}) (times in UTC+8), and wait for it with WanTaskSensor(wan_task_id=...). "
         "To create a new task for this request anyway, raise the operator's take (e.g. take=2)."
+    )
+
+
+def unknown_task_error(record: CreateRecord, *, asked: str, now: float) -> WanFinalError:
+    """
+    The final error for a recorded task DashScope answers UNKNOWN for within its 24 hours: it was not forgotten, so it
+    lives where this try did not ask (the connection now names another region, workspace or key), or DashScope does
+    not show it yet. Creating it again would pay twice for one video.
+
+    :param asked: where this try read the task (:meth:`~airflow_provider_wan.hooks.wan.Credentials.describe`)
+    :param now: epoch seconds of the read
+    """
+    made_at = record.namespace or "a place the record does not say (it predates the provider keeping it)"
+    if record.region and record.region != "custom":
+        made_at = f"region {record.region!r} ({made_at})"
+    return WanFinalError(
+        f"DashScope task {record.task_id}, made by an earlier try for this same request at {_utc(record.sent_at)} "
+        f"({(now - record.sent_at) / 60:.0f} minutes ago, within the 24 hours DashScope keeps a task), is UNKNOWN "
+        f"to DashScope: it was made at {made_at} and this try asked {asked}. The connection may now name another "
+        "region, workspace or API key than the one that made it. It was NOT created again, which would pay twice "
+        "for one video: point the connection back to where the task was made and clear this task to re-attach to "
+        "it, or wait for it there with WanTaskSensor(wan_task_id=...). To pay for a new video of this request "
+        "anyway, raise the operator's take (e.g. take=2).",
+        task_id=record.task_id,
     )

@@ -30,6 +30,7 @@ from airflow_provider_wan.create_record import (
     outcome_unknown_error,
     record_store,
     request_fingerprint,
+    unknown_task_error,
 )
 from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError, WanError, WanInvalidInputError
 from airflow_provider_wan.hooks.schedule import LAST_READ_GRACE_SECONDS, check_wait_seconds, task_kind
@@ -397,6 +398,9 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
         if previous.in_flight:
             raise outcome_unknown_error(previous, store=records.description)
         task = self.hook.get_task(previous.task_id or "")
+        if task.status is TaskStatus.UNKNOWN and not previous.forgotten(time.time()):
+            # not expired, so alive somewhere: only a task that ended without a video, or is gone, is made again
+            raise unknown_task_error(previous, asked=self.hook.credentials.describe(), now=time.time())
         if task.status is TaskStatus.SUCCEEDED or not task.status.is_terminal():
             self.log.info(
                 "Re-attaching to DashScope task %s (%s), made by an earlier try for this same request "

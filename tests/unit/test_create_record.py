@@ -8,13 +8,15 @@ import re
 import pytest
 
 from airflow_provider_wan.create_record import (
+    TASK_RETENTION_SECONDS,
     CreateRecord,
     TaskStateStoreRecords,
     outcome_unknown_error,
     request_fingerprint,
+    unknown_task_error,
     variable_key,
 )
-from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError
+from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError, WanFinalError
 
 ENDPOINT = "services/aigc/video-generation/video-synthesis"
 BODY = {"model": "wan2.5-t2v-preview", "input": {"prompt": "a fox"}, "parameters": {"size": "832*480", "seed": 7}}
@@ -144,3 +146,30 @@ def test_outcome_unknown_names_model_window_and_the_way_out():
     assert "end_time='20260301181000'" in text
     assert "NOT sent again" in text
     assert "take" in text
+
+
+def test_a_task_is_forgotten_only_once_its_24_hours_are_over():
+    record = CreateRecord("c" * 64, "wan2.6-t2v", 1_000_000.0, task_id="t-1")
+    assert TASK_RETENTION_SECONDS == 24 * 3600
+    assert not record.forgotten(1_000_000.0 + TASK_RETENTION_SECONDS - 1)
+    assert record.forgotten(1_000_000.0 + TASK_RETENTION_SECONDS)
+
+
+def test_an_unknown_task_within_its_24_hours_names_where_it_was_made_and_the_way_out():
+    sent = calendar.timegm((2026, 3, 1, 10, 0, 0, 0, 0, 0))
+    record = CreateRecord(
+        "d" * 64, "wan2.6-t2v", sent, task_id="t-1", region="singapore", namespace="dashscope://intl.example"
+    )
+    error = unknown_task_error(record, asked="region 'virginia' (https://us.example/api/v1)", now=sent + 1800)
+    assert isinstance(error, WanFinalError)
+    assert not isinstance(error, WanCreateOutcomeUnknownError)
+    assert error.task_id == "t-1"
+    text = str(error)
+    assert "DashScope task t-1, made by an earlier try for this same request at 2026-03-01 10:00:00 UTC" in text
+    assert "(30 minutes ago, within the 24 hours DashScope keeps a task)" in text
+    assert "made at region 'singapore' (dashscope://intl.example) and this try asked region 'virginia'" in text
+    assert "NOT created again" in text
+    assert "take=2" in text
+    # a record written before the region was kept still says what it can
+    older = CreateRecord("d" * 64, "wan2.6-t2v", sent, task_id="t-1")
+    assert "a place the record does not say" in str(unknown_task_error(older, asked="x", now=sent))

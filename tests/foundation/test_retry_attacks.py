@@ -1,0 +1,119 @@
+"""
+Attacks on "never pay twice for one video, never lose one" that the retry-safety record's own tests
+(``test_retry_safety.py``) leave out, each through real Airflow (``dag.test()``) against the simulator:
+
+* a retry whose connection now points somewhere that does not know the task (another region, workspace or key):
+  DashScope answers UNKNOWN for a task that is alive where it was made. Not a new create (that pays twice), but a
+  final error naming the task, where it was made, and how to re-attach;
+* the record store refusing the task id right after the paid create: the task id is in the log, and the try still
+  waits for the video it paid for instead of failing with a database error nobody can map to a task.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from airflow_provider_wan.compat import HAS_TASK_STATE_STORE
+from airflow_provider_wan.lineage import dashscope_namespace
+from airflow_provider_wan.testing import WanSimulator
+from tests.airflow_run import run_dag, write_dag
+
+DAG_SOURCE = """
+import datetime
+import os
+from airflow.providers.common.compat.sdk import DAG
+from airflow_provider_wan.operators.wan import WanTextToVideoOperator
+
+
+def prepare(context):
+    if {without_task_state_store!r}:
+        # what the operator sees on Airflow < 3.3: no task state store in the context
+        context.pop("task_state_store", None)
+    if context["ti"].try_number > 1 and {later_connection!r}:
+        # the connection was edited between the tries (another region, workspace or key)
+        os.environ["AIRFLOW_CONN_WAN_DEFAULT"] = {later_connection!r}
+{extra}
+
+with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2026, 1, 1), catchup=False) as dag:
+    WanTextToVideoOperator(
+        task_id="generate",
+        model="wan2.5-t2v-preview",
+        prompt="a lantern on a pier",
+        size="832*480",
+        retries=2,
+        retry_delay=datetime.timedelta(seconds=0.2),
+        poll_interval=0.2,
+        pre_execute=prepare,
+        {params}
+    )
+"""
+
+BACKENDS = ["task_state_store", "variable"] if HAS_TASK_STATE_STORE else ["variable"]
+
+
+def _dag(dag_id: str, backend: str, *, later_connection: str = "", extra: str = "", **params: object):
+    source = DAG_SOURCE.format(
+        dag_id=dag_id,
+        without_task_state_store=backend == "variable",
+        later_connection=later_connection,
+        extra=extra,
+        params="\n        ".join(f"{k}={v}," for k, v in params.items()),
+    )
+    return write_dag(source, dag_id)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_retry_whose_connection_does_not_know_the_task_does_not_create_again(
+    monkeypatch, wan_simulator, capfd, backend
+):
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())
+    # the first try's wait times out while the task still runs (retryable: the retry should re-attach)
+    wan_simulator.configure(generation_seconds=30)
+    with WanSimulator() as elsewhere:
+        dag = _dag(f"unknown_elsewhere_{backend}", backend, later_connection=elsewhere.connection_json(), timeout=0.5)
+        result = run_dag(dag)
+        output = "".join(capfd.readouterr())
+        created_elsewhere, elsewhere_url = elsewhere.stats()["tasks_created"], elsewhere.base_url
+    [task] = wan_simulator.tasks()
+    # the task paid for is still alive where it was made; the retry made none where the connection now points
+    assert wan_simulator.stats()["tasks_created"] == 1
+    assert created_elsewhere == 0, "the retry paid for a second video"
+    # try 1 timed out (retryable), try 2 stopped for good: no try 3
+    assert result.tasks["generate"] == ("failed", 2)
+    assert f"DashScope task {task['task_id']}, made by an earlier try for this same request" in output
+    assert f"it was made at {dashscope_namespace(wan_simulator.base_url)} and this try asked" in output
+    assert f"({elsewhere_url})" in output
+    assert "NOT created again" in output
+    assert "take=2" in output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_task_forgotten_after_24_hours_is_created_again(monkeypatch, wan_simulator, capfd, backend):
+    # DashScope forgets a task 24 hours after its submission: here the simulator forgets it after 3 s (past the
+    # first try's wait), and the retry, once it has, finds a record written a day before
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())
+    wan_simulator.configure(generation_seconds=30, task_ttl_seconds=3)
+    extra = """
+    if context["ti"].try_number == 2:
+        import dataclasses, time
+        from airflow_provider_wan.create_record import record_store
+        from airflow_provider_wan.hooks.wan import TaskStatus, WanHook
+        records = record_store(context)
+        record = records.get()
+        deadline = time.monotonic() + 15
+        while WanHook().get_task(record.task_id).status is not TaskStatus.UNKNOWN and time.monotonic() < deadline:
+            time.sleep(0.2)
+        records.put(dataclasses.replace(record, sent_at=time.time() - 24 * 3600 - 60))
+"""
+    result = run_dag(_dag(f"forgotten_{backend}", backend, extra=extra, timeout=0.5))
+    output = "".join(capfd.readouterr())
+    # the simulator purges a task it forgot: the log names both
+    assert wan_simulator.stats()["tasks_created"] == 2
+    forgotten, new = re.findall(r"Created DashScope task (\S+) ", output)
+    assert f"DashScope task {forgotten}, made by an earlier try for this same request, ended UNKNOWN" in output
+    assert [task["task_id"] for task in wan_simulator.tasks()] == [new]
+    # the new task is held to the same rule: the third try re-attaches to it (and times out again)
+    assert f"Re-attaching to DashScope task {new}" in output
+    assert result.tasks["generate"] == ("failed", 3)
