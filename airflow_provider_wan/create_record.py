@@ -258,7 +258,8 @@ def outcome_unknown_error(record: CreateRecord, *, store: str) -> WanCreateOutco
         "a killed worker, a lost connection...). A task may have been created and billed, so the request was NOT "
         f"sent again. Look for a {record.model} task created between {_utc(start)} and {_utc(end)} in the DashScope "
         f"console, or with WanHook.list_tasks(model_name={record.model!r}, start_time={_dashscope_time(start)!r}, "
-        f"end_time={_dashscope_time(end)!r}) (times in UTC+8), and wait for it with WanTaskSensor(wan_task_id=...). "
+        f"end_time={_dashscope_time(end)!r}) (times in UTC+8), or in that try's log ('Created DashScope task ...' "
+        "when the answer came but could not be stored), and wait for it with WanTaskSensor(wan_task_id=...). "
         "To create a new task for this request anyway, raise the operator's take (e.g. take=2)."
     )
 

@@ -184,6 +184,8 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
         self._last_task: WanTask | None = None
         #: the retry-safety record of the task this operator waits for (what its create knew)
         self._record: CreateRecord | None = None
+        #: the store refused that record's task id (:meth:`_store`)
+        self._unstored = False
         self._local_media: list[LocalMedia] = []
 
     @cached_property
@@ -332,10 +334,15 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
             record = self._create(records, record, endpoint, body)
         self._record = record
         task_id = record.task_id or ""
-        # XCom only once the record holds the id: a failing push now costs a retry, not a second video
-        self._wan_task_id = task_id
-        context["ti"].xcom_push(key=XCOM_TASK_ID_KEY, value=task_id)
-        return self._wait(task_id)
+        try:
+            # XCom only once the record holds the id: a failing push now costs a retry, not a second video
+            self._wan_task_id = task_id
+            context["ti"].xcom_push(key=XCOM_TASK_ID_KEY, value=task_id)
+            return self._wait(task_id)
+        finally:
+            # the store refused the id when the create answered: asked again as the try ends or defers
+            if self._unstored:
+                self._store(records, record)
 
     def _checked_cost(self, body: dict[str, Any]) -> float | None:
         """The estimate of the request about to be created, logged and held to ``max_cost_usd`` (raises above it)."""
@@ -438,10 +445,34 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
             else:
                 records.put(previous)
             raise
-        record = record.with_task(task.task_id)
-        records.put(record)
+        # logged first: whatever happens next, the id of the task paid for is in the log
         self.log.info("Created DashScope task %s (%s, request_id=%s)", task.task_id, self.model, task.request_id)
+        record = record.with_task(task.task_id)
+        self._store(records, record)
         return record
+
+    def _store(self, records: RecordStore, record: CreateRecord) -> None:
+        """
+        Store the record of a task that exists and is paid for. A store that refuses it (the metadata database
+        locked or unreachable) does not fail the try: its video is waited for all the same, and the write is tried
+        again as the try ends, defers or resumes. Failing here would lose the video: the next try would find the
+        "in flight" mark without the id, and could only stop as outcome unknown.
+        """
+        try:
+            records.put(record)
+        except Exception as exc:  # the store's own text (SQL, a server's answer) is not ours to repeat
+            self._unstored = True
+            self.log.error(
+                "Could not store DashScope task %s in %s (%s); waiting for it all the same. Until it is stored, a "
+                "later try of this task cannot re-attach to it and stops as outcome unknown: then wait for it with "
+                "WanTaskSensor(wan_task_id=%r)",
+                record.task_id,
+                records.description,
+                type(exc).__name__,
+                record.task_id,
+            )
+        else:
+            self._unstored = False
 
     def _wait(self, task_id: str) -> WanResult:
         """Wait for the task (in the worker or the triggerer) and return its result; the same on every path."""
@@ -511,12 +542,18 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
     def _stored_record(self, context: Context, task_id: str) -> CreateRecord | None:
         """The retry-safety record of ``task_id`` (after a deferral: it holds what the create knew); None, logged."""
         try:
-            record = record_store(context).get()
+            records = record_store(context)
+            record = records.get()
         except Exception as exc:  # the video is ready: a store that cannot be read now costs its facts, not the task
             self.log.warning(
                 "Could not read the retry-safety record of DashScope task %s (%s)", task_id, type(exc).__name__
             )
             return None
+        if record is not None and record.in_flight:
+            # still "in flight": the store refused the id when this task was created (the task deferred for is the
+            # create that followed that mark); stored now, so a clear re-attaches
+            record = record.with_task(task_id)
+            self._store(records, record)
         return record if record is not None and record.task_id == task_id else None
 
     def result(self, task: WanTask) -> WanResult:

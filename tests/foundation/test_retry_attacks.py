@@ -11,6 +11,7 @@ Attacks on "never pay twice for one video, never lose one" that the retry-safety
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -117,3 +118,74 @@ def test_a_task_forgotten_after_24_hours_is_created_again(monkeypatch, wan_simul
     # the new task is held to the same rule: the third try re-attaches to it (and times out again)
     assert f"Re-attaching to DashScope task {new}" in output
     assert result.tasks["generate"] == ("failed", 3)
+
+
+def _refuse_task_ids(monkeypatch, times: int) -> list[str]:
+    """
+    The metadata database refuses the first ``times`` writes of a record holding a task id (both stores), as a
+    locked or unreachable database does; every other write goes through. Returns the task ids refused.
+    """
+    from airflow.providers.common.compat.sdk import Variable
+    from sqlalchemy.exc import OperationalError
+
+    refused: list[str] = []
+
+    def refusing(original):
+        def write(*args, **kwargs):
+            value = args[-1] if len(args) in (2, 3) and isinstance(args[-1], dict) else args[1]
+            if isinstance(value, dict) and value.get("task_id") and len(refused) < times:
+                refused.append(value["task_id"])
+                raise OperationalError("UPDATE ...", {}, Exception("database is locked"))
+            return original(*args, **kwargs)
+
+        return write
+
+    monkeypatch.setattr(Variable, "set", staticmethod(refusing(Variable.set)))
+    if HAS_TASK_STATE_STORE:
+        from airflow.sdk.execution_time.context import TaskStateStoreAccessor
+
+        monkeypatch.setattr(TaskStateStoreAccessor, "set", refusing(TaskStateStoreAccessor.set))
+    return refused
+
+
+def _stored_task_id(dag_id: str, run_id: str, backend: str) -> str | None:
+    """The task id the record holds, as the metadata database has it."""
+    from airflow.models import Variable
+
+    if backend == "variable":
+        value = Variable.get(f"wan_create_record/{dag_id}/generate/{run_id}/-1", None, deserialize_json=True)
+        return value.get("task_id") if value else None
+    from airflow.utils.session import create_session
+    from sqlalchemy import text
+
+    with create_session() as session:
+        row = session.execute(
+            text("SELECT value FROM task_state_store WHERE dag_id = :d AND run_id = :r AND key = 'wan_create'"),
+            {"d": dag_id, "r": run_id},
+        ).fetchone()
+    return json.loads(row[0]).get("task_id") if row else None
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_record_store_refusing_the_paid_task_id_loses_no_video(
+    monkeypatch, wan_simulator, capfd, backend, deferrable
+):
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())
+    # the create's write of the id is refused, and (deferred) so is the next, when the try hands over to the trigger
+    refused = _refuse_task_ids(monkeypatch, times=2 if deferrable else 1)
+    dag_id = f"store_refuses_{backend}_{'deferred' if deferrable else 'worker'}"
+    result = run_dag(_dag(dag_id, backend, deferrable=deferrable))
+    output = "".join(capfd.readouterr())
+    [task] = wan_simulator.tasks()
+    # refused when the create answered and (deferred) again as the try handed over to the trigger
+    assert refused == [task["task_id"]] * (2 if deferrable else 1), "the fault did not fire"
+    assert wan_simulator.stats()["tasks_created"] == 1
+    # the try waited for the video it paid for, and the id is in its log from the moment it was known
+    assert result.tasks["generate"] == ("success", 1)
+    assert result.xcoms[("generate", "return_value")]["wan_task_id"] == task["task_id"]
+    assert f"Could not store DashScope task {task['task_id']} in " in output
+    assert "(OperationalError)" in output
+    assert "database is locked" not in output.split("Could not store")[1].split("\n")[0]
+    # stored once the store took it again: a clear re-attaches instead of calling the outcome unknown
+    assert _stored_task_id(dag_id, result.run_id, backend) == task["task_id"]
