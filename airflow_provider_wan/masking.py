@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-__all__ = ["SignedLinkMasking", "is_signed_link", "mask_signed_links", "mask_signed_url"]
+__all__ = ["SignedLinkMasking", "is_signed_link", "mask_signed_links", "mask_signed_url", "unsigned_link"]
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
@@ -29,6 +29,11 @@ def is_signed_link(value: object) -> bool:
         return False
     text = value.strip()
     return _SCHEME.match(text) is not None and ("?" in text or "#" in text)
+
+
+def unsigned_link(url: str) -> str:
+    """``url`` without its query string and fragment: what a signed link points to, whoever signed it when."""
+    return url.strip().partition("#")[0].partition("?")[0]
 
 
 def mask_signed_url(url: str) -> None:

@@ -36,7 +36,7 @@ from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError, WanErr
 from airflow_provider_wan.hooks.schedule import LAST_READ_GRACE_SECONDS, check_wait_seconds, task_kind
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
 from airflow_provider_wan.lineage import LineageRecord
-from airflow_provider_wan.masking import SignedLinkMasking
+from airflow_provider_wan.masking import SignedLinkMasking, is_signed_link, unsigned_link
 from airflow_provider_wan.media import LocalMedia, check_local_media, upload_all
 from airflow_provider_wan.models import (
     IMAGE2VIDEO_ENDPOINT,
@@ -378,14 +378,20 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
             check_wait_seconds(name, value, f"nothing was submitted for {self.model}")
 
     def _fingerprinted(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The body as the fingerprint sees it: local and gs:// files by their content's sha256, not their path."""
-        if not self._local_media:
-            return body
+        """
+        The body as the fingerprint sees it: local and gs:// files by their content's sha256, not their path; a
+        signed media link (a URL with a query or fragment) without them. A presigned link gets a fresh expiry and
+        signature each time its template is rendered, so each try renders another one of the same image: counting
+        them made every retry a new request, and a second paid video. The query is a secret
+        (:mod:`airflow_provider_wan.masking`), not what the link points to.
+        """
         digests = {media.ref.parameter: media.digest for media in self._local_media}
         copied = copy.deepcopy(body)
         for ref in media_references(copied["input"]):
             if ref.parameter in digests:
                 ref.replace(f"sha256:{digests[ref.parameter]}")
+            elif is_signed_link(ref.value):
+                ref.replace(unsigned_link(ref.value))
         return copied
 
     def _reattach(self, records: RecordStore, fingerprint: str) -> CreateRecord | None:

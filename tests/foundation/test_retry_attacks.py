@@ -189,3 +189,55 @@ def test_a_record_store_refusing_the_paid_task_id_loses_no_video(
     assert "database is locked" not in output.split("Could not store")[1].split("\n")[0]
     # stored once the store took it again: a clear re-attaches instead of calling the outcome unknown
     assert _stored_task_id(dag_id, result.run_id, backend) == task["task_id"]
+
+
+PRESIGNED_DAG = """
+import datetime
+import hashlib
+import time
+from airflow.providers.common.compat.sdk import DAG
+from airflow_provider_wan.operators.wan import WanImageToVideoOperator
+
+
+def presign(path):
+    # what an object store's presigning does: a fresh expiry and signature every time the field is rendered
+    now = time.time_ns()
+    signature = hashlib.sha256(str(now).encode()).hexdigest()
+    return (
+        f"https://photos.example.com/{{path}}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date={{now}}"
+        f"&X-Amz-Expires=3600&X-Amz-Signature={{signature}}"
+    )
+
+
+with DAG(
+    "{dag_id}",
+    schedule=None,
+    start_date=datetime.datetime(2026, 1, 1),
+    catchup=False,
+    user_defined_macros={{"presign": presign}},
+) as dag:
+    WanImageToVideoOperator(
+        task_id="generate",
+        model="wan2.5-i2v-preview",
+        img_url="{{{{ presign('cats/cat.png') }}}}",
+        prompt="the cat yawns",
+        retries=1,
+        retry_delay=datetime.timedelta(seconds=0.2),
+        poll_interval=0.2,
+        timeout=0.5,
+    )
+"""
+
+
+def test_a_retry_with_a_freshly_presigned_media_link_reattaches(monkeypatch, wan_simulator, capfd):
+    # each try renders its own signature of the same image: the same request, so no second video
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())
+    wan_simulator.configure(generation_seconds=30)
+    result = run_dag(write_dag(PRESIGNED_DAG.format(dag_id="presigned_each_try"), "presigned_each_try"))
+    output = "".join(capfd.readouterr())
+    [task] = wan_simulator.tasks()
+    assert wan_simulator.stats()["tasks_created"] == 1, "the retry paid for a second video"
+    # both tries timed out waiting (the retry re-attached, and waited again)
+    assert result.tasks["generate"] == ("failed", 2)
+    assert f"Re-attaching to DashScope task {task['task_id']}" in output
+    assert task["input"]["img_url"].startswith("https://photos.example.com/cats/cat.png?X-Amz-Algorithm=")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_wan.masking import is_signed_link
+from airflow_provider_wan.masking import is_signed_link, unsigned_link
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,16 @@ def test_urls_with_a_query_or_fragment_are_signed_links(value: str) -> None:
 )
 def test_other_values_are_not(value: object) -> None:
     assert not is_signed_link(value)
+
+
+@pytest.mark.parametrize(
+    ("url", "unsigned"),
+    [
+        ("https://b.s3.amazonaws.com/a.png?X-Amz-Date=1&X-Amz-Signature=ab", "https://b.s3.amazonaws.com/a.png"),
+        (" https://b.oss.example.com/a.png?Expires=1&Signature=x#frag ", "https://b.oss.example.com/a.png"),
+        ("https://acct.blob.core.windows.net/c/a.png#sig=x?y", "https://acct.blob.core.windows.net/c/a.png"),
+        ("https://example.com/a.png", "https://example.com/a.png"),
+    ],
+)
+def test_a_signed_link_unsigned_is_what_it_points_to(url: str, unsigned: str) -> None:
+    assert unsigned_link(url) == unsigned
