@@ -38,6 +38,7 @@ from airflow_provider_wan.exceptions import (
     WanInvalidInputError,
     WanRetryableError,
     WanTimeoutError,
+    dashscope_code,
     error_for_response,
 )
 from airflow_provider_wan.redact import clean_text, url_host
@@ -300,7 +301,19 @@ def classify_answer(
         if problem is None and isinstance(value, dict):
             return value
         if call.creates_task:
-            return _final(outcome_unknown(call, credentials, f"its answer (HTTP {status}) had {problem}"))
+            # what the answer does say (a code, a request_id) goes with it: the request_id is what DashScope's
+            # support needs to tell whether the create made a task
+            said = value if isinstance(value, dict) else {}
+            return _final(
+                outcome_unknown(
+                    call,
+                    credentials,
+                    f"its answer (HTTP {status}) had {problem}",
+                    http_status=status,
+                    code=dashscope_code(said.get("code")),
+                    request_id=clean_text(said.get("request_id"), 100),
+                )
+            )
         # a garbled success is a transport problem (a proxy, a cut): worth another read
         garbled = WanRetryableError(
             f"DashScope answered {call.context} with HTTP {status} but {problem}",

@@ -216,6 +216,28 @@ def test_gateway_error_on_create_is_an_unknown_outcome(hook, wan_simulator, stat
     assert wan_simulator.stats()["requests"]["create"] == 1
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"code": "InvalidParameter", "message": "bad size", "request_id": "req-200-code"},
+        {"code": "InvalidParameter", "request_id": "req-200-code", "output": {"task_id": 42}},
+    ],
+    ids=["error-code-no-output", "numeric-task-id"],
+)
+def test_a_200_create_answer_without_a_task_id_is_unknown_and_keeps_its_request_id(hook, wan_simulator, body):
+    # an HTTP 200 carrying an error code, or a task_id of another JSON type: DashScope may have made the task (the
+    # simulator did), so never resent; its request_id is what DashScope's support can look the create up by
+    wan_simulator.inject_fault("answer", route="create", status=200, body=body)
+    with pytest.raises(WanCreateOutcomeUnknownError) as excinfo:
+        hook.create_task(ENDPOINT, BODY)
+    error = excinfo.value
+    assert (error.http_status, error.code, error.request_id) == (200, "InvalidParameter", "req-200-code")
+    assert "its answer (HTTP 200) had " in str(error)
+    assert str(error).endswith("(code=InvalidParameter, http_status=200, request_id=req-200-code)")
+    assert wan_simulator.stats()["requests"]["create"] == 1
+    assert wan_simulator.stats()["tasks_created"] == 1
+
+
 def test_retries_are_bounded(hook, wan_simulator):
     task = hook.create_task(ENDPOINT, BODY)
     wan_simulator.inject_fault("error", route="get_task", count=-1, status=503, code="ModelUnavailable")
