@@ -56,7 +56,10 @@ _VARIABLE_KEY_MAX = 250
 #: how long after the create was sent a task may have appeared (the hook's connect + read timeouts, its resends,
 #: and DashScope's own clock skew, rounded up generously)
 _WINDOW_AFTER_SECONDS = 600
-_WINDOW_BEFORE_SECONDS = 60
+#: how long *before* the worker's clock says the create was sent DashScope may have stamped the task: a worker
+#: clock running fast. The window is the list a user searches before raising take; missing the task there means
+#: paying for it twice, so a worker up to 10 minutes fast still finds it
+_WINDOW_BEFORE_SECONDS = 600
 #: DashScope keeps a task, and its result, this long after it was submitted (then the task reads UNKNOWN)
 TASK_RETENTION_SECONDS = 24 * 3600
 #: DashScope's list_tasks takes times as YYYYMMDDhhmmss in UTC+8
