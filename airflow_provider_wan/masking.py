@@ -7,18 +7,33 @@ a value is treated as a signed link when it is a URL (any ``scheme://``, as
 :func:`~airflow_provider_wan.redact.redact_text` cuts any URL's query) carrying a ``?`` or a ``#``. The submit
 operators' media links and the transfers' ``destination`` follow this rule through :class:`SignedLinkMasking`.
 
-Masking registers the link and its query with Airflow's masker, which then shows ``***`` in the task log and in the
-*Rendered Template* view (the rendered fields are redacted when stored). Airflow is imported only when masking.
+Masking registers the link and its query with Airflow's masker, which then shows ``***`` in the task log. That is not
+enough for what copies the operator's attributes later: OpenLineage's listener (``[openlineage]
+include_full_task_info`` serializes every attribute) redacts with a copy of the masker taken when it started, blind to
+what a task registers while it runs. So once rendered, a field holding a signed link keeps it without its query
+(``https://host/path?***``), which the *Rendered Template* view and any copier then show; the rendered value, link
+whole, is kept aside where no serializer looks, for :meth:`SignedLinkMasking.with_signed_links` to build what is sent.
+Airflow is imported only when masking.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-__all__ = ["SignedLinkMasking", "is_signed_link", "mask_signed_links", "mask_signed_url", "unsigned_link"]
+from airflow_provider_wan.redact import redact_text
+
+__all__ = [
+    "SignedLinkMasking",
+    "is_signed_link",
+    "mask_signed_links",
+    "mask_signed_url",
+    "unsigned_link",
+    "without_signed_parts",
+]
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
@@ -63,17 +78,52 @@ def mask_signed_links(value: Any) -> None:
             mask_signed_links(item)
 
 
+def without_signed_parts(value: Any) -> Any:
+    """
+    ``value`` with every signed link cut to where it points (``https://host/path?***``): a string, or lists, tuples
+    and dicts of them, keys included (nested). Anything else is returned as is.
+    """
+    if isinstance(value, str):
+        return redact_text(value) if is_signed_link(value) else value
+    if isinstance(value, Mapping):
+        return {without_signed_parts(key): without_signed_parts(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(without_signed_parts(item) for item in value)
+    return value
+
+
+class _KeptAside:
+    """
+    Rendered field values holding signed links, whole. Not JSON, not attrs, no ``__dict__``: OpenLineage's
+    serializer writes ``<<non-serializable: _KeptAside>>``, its redactor leaves it alone.
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+
+    def __repr__(self) -> str:
+        return f"<signed links of {', '.join(self.values)}: not shown>"
+
+
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import BaseOperator as _Operator
 else:
     _Operator = object
 
+_Self = TypeVar("_Self", bound="SignedLinkMasking")
+
 
 class SignedLinkMasking(_Operator):
     """
-    Operator mixin (put it before ``BaseOperator``): every signed link in a rendered template field is masked as soon
-    as the fields are rendered, before Airflow stores them for the UI's *Rendered Template* and before ``execute``.
+    Operator mixin (put it before ``BaseOperator``): as soon as the fields are rendered, before Airflow stores them for
+    the UI's *Rendered Template* and before ``execute``, every signed link in a template field is masked, and the field
+    keeps it without its query. :meth:`with_signed_links` gives the operator as rendered, for what must carry a link
+    whole (the request a submit operator sends).
     """
+
+    _signed_links: _KeptAside | None = None
 
     def _do_render_template_fields(
         self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: set[int]
@@ -81,6 +131,27 @@ class SignedLinkMasking(_Operator):
         # Airflow's hook for operators that customise rendering, on every version, and the one a mapped task's
         # rendering calls too (render_template_fields is not called there)
         super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-        if parent is self:
-            for name in template_fields:
-                mask_signed_links(getattr(self, name, None))
+        if parent is not self:
+            return
+        kept = dict(self._signed_links.values) if self._signed_links is not None else {}
+        for name in template_fields:
+            value = getattr(self, name, None)
+            mask_signed_links(value)
+            shown = without_signed_parts(value)
+            # a field rendered again (its value already cut) keeps the link kept the first time
+            if shown != value:
+                kept[name] = value
+                setattr(self, name, shown)
+        if kept:
+            self._signed_links = _KeptAside(kept)
+
+    def with_signed_links(self: _Self) -> _Self:
+        """
+        The operator as rendered: a shallow copy whose fields hold their signed links whole (``self`` when none did).
+        For building what is sent, never to be stored: nothing serializes it.
+        """
+        if self._signed_links is None:
+            return self
+        rendered = copy.copy(self)
+        rendered.__dict__.update(self._signed_links.values)
+        return rendered

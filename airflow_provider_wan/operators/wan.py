@@ -248,11 +248,18 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
         Validate everything and build the create request, without any HTTP.
 
         Local files and ``gs://`` objects are checked here (size, format, sides) but uploaded only when the task is
-        submitted (:meth:`submit_job`), so their places in the body still hold the paths.
+        created (in :meth:`execute`), so their places in the body still hold the paths. Built from the fields as
+        rendered, signed links whole (the operator's attributes keep them without their query: :mod:`.masking`).
 
         :return: the create endpoint (path below the base URL) and the JSON body
         :raises WanInvalidInputError: naming each bad parameter, the model and what is allowed
         """
+        rendered = self.with_signed_links()
+        request = rendered._build_request()
+        self._local_media = rendered._local_media
+        return request
+
+    def _build_request(self) -> tuple[str, dict[str, Any]]:
         families = self.families or tuple(Family)
         if not isinstance(self.model, str) or not self.model:
             example = next(iter(name for f in families for name in models_of(f)))

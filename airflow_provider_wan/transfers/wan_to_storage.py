@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_wan.exceptions import WanInvalidInputError
-from airflow_provider_wan.masking import is_signed_link
-from airflow_provider_wan.redact import redact_text
 from airflow_provider_wan.transfers.base import DEFAULT_OBJECT_NAME, TASK_ID_PLACEHOLDER, WanVideoTransferOperator
 from airflow_provider_wan.transfers.sinks import Destination, Sink, check_no_query, sink_for
 from airflow_provider_wan.transfers.sinks.gcs import GCSSink
@@ -86,16 +84,6 @@ class WanVideoToStorageOperator(WanVideoTransferOperator):
         if not isinstance(part_size, int) or part_size < 256 * 1024 or part_size % (256 * 1024):
             raise WanInvalidInputError(f"part_size: {part_size!r} is not a positive multiple of 256 KiB")
         self.part_size_bytes = part_size
-
-    def _do_render_template_fields(
-        self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: set[int]
-    ) -> None:
-        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-        if parent is self and is_signed_link(self.destination_uri):
-            # refused in execute whatever its query holds, so the credential is not kept at all: the Rendered
-            # Template view shows where it pointed ('...?***'), and no copy of the operator carries it (OpenLineage's
-            # full task info is redacted by a masker that misses secrets registered after it started)
-            self.destination_uri = redact_text(self.destination_uri)
 
     def part_size(self) -> int:
         return self.part_size_bytes

@@ -29,6 +29,7 @@ from tests.transfer.conftest import BUCKET
 pytest.importorskip("airflow.providers.openlineage", reason="needs apache-airflow-providers-openlineage")
 
 MODEL = "wan2.5-t2v-preview"
+AUDIO = "https://media.example.com/in/voice.mp3?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=70a5712e5ecre7"
 
 
 @pytest.fixture
@@ -119,7 +120,7 @@ def test_a_run_emits_model_in_video_out_and_the_wan_run_facet(
         with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
             generate = WanTextToVideoOperator(
                 task_id="generate", model="{MODEL}", prompt="a lighthouse at dawn", size="832*480", duration=5,
-                wait_for_completion=True, poll_interval=0.1,
+                wait_for_completion=True, poll_interval=0.1, parameters={{"audio_url": {AUDIO!r}}},
             )
             WanVideoToStorageOperator(task_id="to_file", wan_task_id=generate.output, destination="file://{folder}/")
             WanVideoToStorageOperator(
@@ -160,8 +161,13 @@ def test_a_run_emits_model_in_video_out_and_the_wan_run_facet(
         assert facet["resolution"] == "832*480"
         assert facet["estimatedCostUsd"] == pytest.approx(0.25)
         assert facet["_schemaURL"].endswith("#WanRunFacet")
-    # the events carry no signed link
+    # the events carry no signed link: neither the result's nor a presigned input's (the events' task info has the
+    # operator's parameters even without include_full_task_info)
     assert "Signature" not in json.dumps(lineage_server)
+    assert generated["run"]["facets"]["airflow"]["task"]["parameters"] == {
+        "audio_url": AUDIO.partition("?")[0] + "?***"
+    }
+    assert [t["input"]["audio_url"] for t in wan_connection.tasks()] == [AUDIO]
     assert (folder / f"{task_id}.mp4").stat().st_size > 10_000
 
 
@@ -201,3 +207,70 @@ def test_a_refused_signed_destination_stays_masked_in_the_failure_event(
     assert facets["airflow"]["task"]["destination_uri"] == link.partition("?")[0] + "?***"
     assert signature not in json.dumps(lineage_server)
     assert wan_connection.stats()["requests"].get("get_task", 0) == 0
+
+
+def test_full_task_info_never_carries_a_presigned_media_link(
+    lineage_server: list[dict[str, Any]], wan_connection: Any, tmp_path: Path
+) -> None:
+    # include_full_task_info puts every attribute of the operator into the events, redacted by a copy of Airflow's
+    # masker taken when the listener started: blind to the links the operator masks once rendered. A presigned
+    # media link (templated, literal, mapped, in a media list, in input_extra or parameters) must reach DashScope
+    # whole and the events without its query
+    url = lineage_server.pop(0)["url"]
+    signatures = [f"{n}c0ffee5ecre7519a7ure0f7h15ca5e" for n in range(6)]
+    links = [
+        f"https://media.example.com/in/{name}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE"
+        f"&X-Amz-Signature={signature}"
+        for name, signature in zip(["a.png", "voice.mp3", "b.png", "c.png", "d.png", "e.mp3"], signatures, strict=True)
+    ]
+    dag_id = "wan_openlineage_presigned_media"
+    dag_file = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{dag_id}.py"
+    write_dag(
+        f"""
+        from datetime import datetime
+
+        from airflow.providers.common.compat.sdk import DAG
+
+        from airflow_provider_wan.operators.wan import WanImageToVideoOperator, WanVideoOperator
+
+        common = dict(prompt="the frame comes alive", wait_for_completion=True, poll_interval=0.1)
+        with DAG(
+            "{dag_id}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
+            params={{"frame": {links[0]!r}, "item": {links[3]!r}}},
+        ) as dag:
+            WanImageToVideoOperator(
+                task_id="frame", model="wan2.5-i2v-preview", img_url="{{{{ params.frame }}}}",
+                audio_url={links[1]!r}, duration=5,
+                input_extra={{"note": [{links[4]!r}]}}, **common,
+            )
+            # parameters: an attribute the events carry even without full task info (a SQL operators' field)
+            WanImageToVideoOperator.partial(
+                task_id="mapped", model="wan2.5-i2v-preview", parameters={{"audio_url": {links[5]!r}}}, **common
+            ).expand(img_url=[{links[2]!r}])
+            WanVideoOperator(
+                task_id="media", model="wan2.7-i2v", media=[{{"type": "first_frame", "url": "{{{{ params.item }}}}"}}],
+                **common,
+            )
+        """,
+        dag_id,
+    )
+    state, output = _run_dag_file(dag_file, url, tmp_path, AIRFLOW__OPENLINEAGE__INCLUDE_FULL_TASK_INFO="True")
+    assert state == "success", output
+
+    # DashScope got every link whole, and made every video
+    tasks = wan_connection.tasks()
+    assert sorted(t["status"] for t in tasks) == ["SUCCEEDED"] * 3
+    sent = json.dumps([t["input"] for t in tasks])
+    for link in links:
+        assert json.dumps(link)[1:-1] in sent, link
+    # the events: the full task info is there (the operator's fields, without their queries), the secrets are not
+    for job in ("frame", "mapped", "media"):
+        assert _complete(lineage_server, f"{dag_id}.{job}")["run"]["facets"]["airflow"]["task"]
+    frame = _complete(lineage_server, f"{dag_id}.frame")["run"]["facets"]["airflow"]["task"]
+    assert frame["img_url"] == links[0].partition("?")[0] + "?***"
+    text = json.dumps(lineage_server)
+    for signature in signatures:
+        assert signature not in text
+    assert "X-Amz-Credential" not in text
+    # nor the result's signed link (the simulator's, as DashScope's: an OSS Signature)
+    assert "Signature=" not in text

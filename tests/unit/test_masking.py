@@ -52,3 +52,41 @@ def test_other_values_are_not(value: object) -> None:
 )
 def test_a_signed_link_unsigned_is_what_it_points_to(url: str, unsigned: str) -> None:
     assert unsigned_link(url) == unsigned
+
+
+SIGNED = "https://b.s3.amazonaws.com/in/a.png?X-Amz-Credential=AKIAX&X-Amz-Signature=abc"
+
+
+def test_without_signed_parts_cuts_every_link_in_a_structure_keys_included() -> None:
+    from airflow_provider_wan.masking import without_signed_parts
+
+    value = {
+        "media": [{"type": "first_frame", "url": SIGNED}],
+        "voices": {SIGNED: SIGNED.replace("a.png", "v.mp3")},
+        "pair": (SIGNED, "https://example.com/plain.png"),
+        "prompt": "a fox; see https://example.com/?q=1",
+        "seed": 7,
+    }
+    assert without_signed_parts(value) == {
+        "media": [{"type": "first_frame", "url": "https://b.s3.amazonaws.com/in/a.png?***"}],
+        "voices": {"https://b.s3.amazonaws.com/in/a.png?***": "https://b.s3.amazonaws.com/in/v.mp3?***"},
+        "pair": ("https://b.s3.amazonaws.com/in/a.png?***", "https://example.com/plain.png"),
+        "prompt": "a fox; see https://example.com/?q=1",
+        "seed": 7,
+    }
+    assert without_signed_parts(without_signed_parts(value)) == without_signed_parts(value)
+
+
+def test_a_field_rendered_again_still_sends_its_link_whole() -> None:
+    # Airflow 2.11's dag.test() resumes (and renders again) the object it rendered: its field then holds the link
+    # without its query, and the request must still carry the one rendered first
+    from airflow_provider_wan.operators.wan import WanImageToVideoOperator
+
+    operator = WanImageToVideoOperator(
+        task_id="frame", model="wan2.5-i2v-preview", prompt="p", img_url="{{ params.frame }}"
+    )
+    for _ in range(2):
+        operator.render_template_fields({"params": {"frame": SIGNED}})
+        assert operator.img_url == "https://b.s3.amazonaws.com/in/a.png?***"
+        assert operator.build_request()[1]["input"]["img_url"] == SIGNED
+    assert "X-Amz" not in repr(vars(operator))
