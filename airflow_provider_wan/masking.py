@@ -2,10 +2,12 @@
 Signed links in what a task renders and logs: the one rule for "this value is a signed link", and its masking.
 
 A URL's query string is a bearer secret however it is spelled: a presigned S3 URL's ``X-Amz-Signature``, an OSS
-``Signature``, a GCS ``X-Goog-Signature``, an Azure SAS ``sig``; a fragment may be one too (``#access_token=``). So
-a value is treated as a signed link when it is a URL (any ``scheme://``, as
-:func:`~airflow_provider_wan.redact.redact_text` cuts any URL's query) carrying a ``?`` or a ``#``. The submit
-operators' media links and the transfers' ``destination`` follow this rule through :class:`SignedLinkMasking`.
+``Signature``, a GCS ``X-Goog-Signature``, an Azure SAS ``sig``; a fragment may be one too (``#access_token=``); so is
+a password in the user info (``https://reader:password@host/...``). So a value is treated as a signed link when it is a
+URL (any ``scheme://``, as :func:`~airflow_provider_wan.redact.redact_text` cuts any URL's query and user info)
+carrying a ``?``, a ``#`` or a ``user:password@``. A bare ``name@`` is no credential: ``abfs://container@account...``
+names an Azure container so. The submit operators' media links and the transfers' ``destination`` follow this rule
+through :class:`SignedLinkMasking`.
 
 Masking registers the link and its query with Airflow's masker, which then shows ``***`` in the task log. That is not
 enough for what copies the operator's attributes later: OpenLineage's listener (``[openlineage]
@@ -22,9 +24,9 @@ import copy
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from airflow_provider_wan.redact import redact_text
+from airflow_provider_wan.redact import REDACTED, redact_text
 
 __all__ = [
     "SignedLinkMasking",
@@ -38,12 +40,25 @@ __all__ = [
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
+def _split(text: str) -> SplitResult | None:
+    try:
+        return urlsplit(text)
+    except ValueError:  # an unclosed IPv6 bracket
+        return None
+
+
 def is_signed_link(value: object) -> bool:
-    """Whether ``value`` is a URL (``scheme://...``) with a query string or fragment: a secret to mask."""
+    """
+    Whether ``value`` is a URL (``scheme://...``) with a query string, a fragment or a password in its user info: a
+    secret to mask.
+    """
     if not isinstance(value, str):
         return False
     text = value.strip()
-    return _SCHEME.match(text) is not None and ("?" in text or "#" in text)
+    if _SCHEME.match(text) is None:
+        return False
+    parts = _split(text)
+    return "?" in text or "#" in text or (parts is not None and parts.password is not None)
 
 
 def unsigned_link(url: str) -> str:
@@ -52,13 +67,13 @@ def unsigned_link(url: str) -> str:
 
 
 def mask_signed_url(url: str) -> None:
-    """Register the signed link, its query and its fragment with Airflow's log masker: bearer secrets."""
+    """Register the signed link, its query, its fragment and its password with Airflow's log masker: bearer secrets."""
     try:
         from airflow.providers.common.compat.sdk import mask_secret
 
         mask_secret(url)
         parts = urlsplit(url.strip())
-        for part in (parts.query, parts.fragment):
+        for part in (parts.query, parts.fragment, parts.password):
             if part:
                 mask_secret(part)
     except Exception:  # pragma: no cover - masking is best effort outside a task
@@ -84,12 +99,24 @@ def without_signed_parts(value: Any) -> Any:
     and dicts of them, keys included (nested). Anything else is returned as is.
     """
     if isinstance(value, str):
-        return redact_text(value) if is_signed_link(value) else value
+        return _shown_link(value) if is_signed_link(value) else value
     if isinstance(value, Mapping):
         return {without_signed_parts(key): without_signed_parts(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(without_signed_parts(item) for item in value)
     return value
+
+
+def _shown_link(link: str) -> str:
+    """A signed link as it may be shown: its query cut (``?***``), its password (if any) replaced by ``***``."""
+    text = link.strip()
+    parts = _split(text)
+    if parts is None or parts.password is None:
+        return redact_text(text)
+    # who, not the password (redact_text would drop the whole user info: an s3://conn:pw@ then named no connection)
+    head = f"{parts.scheme}://"
+    cut = redact_text(urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], *parts[2:])))
+    return f"{head}{parts.username}:{REDACTED}@{cut[len(head) :]}"
 
 
 class _KeptAside:

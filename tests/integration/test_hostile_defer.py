@@ -86,17 +86,22 @@ PRESIGNED = (
 )
 
 
-@pytest.mark.parametrize("mapped", [False, True], ids=["task", "mapped-task"])
-def test_a_presigned_media_link_is_masked_in_the_rendered_fields(wan_conn, wan_simulator, capfd, mapped):
+@pytest.mark.parametrize(
+    ("mapped", "login"), [(False, False), (True, False), (False, True)], ids=["task", "mapped-task", "login"]
+)
+def test_a_presigned_media_link_is_masked_in_the_rendered_fields(wan_conn, wan_simulator, capfd, mapped, login):
     # the UI's Rendered Template (stored in the metadata DB) showed a presigned input link whole: a templated
     # img_url (here from params, as from an upstream task's XCom) is a way to read the user's image until it expires
     from tests.airflow_run import run_dag, write_dag
     from tests.deferral.conftest import dag_source
 
-    dag_id = f"wan_rendered_presigned_{mapped}"
+    dag_id = f"wan_rendered_presigned_{mapped}_{login}"
     # a signature of each case's own: Airflow's masker is one per process and keeps what an earlier test registered
-    signature = f"{int(mapped)}f0e1d2c3b4a59687766554433221100ffeeddccbbaa99887766554433221100"
+    signature = f"{int(mapped)}{int(login)}0e1d2c3b4a59687766554433221100ffeeddccbbaa99887766554433221100"
     presigned = PRESIGNED.replace(PRESIGNED.rsplit("=", 1)[1], signature)
+    if login:
+        # a password in the link's user info is as much a credential, query or not
+        presigned = f"https://reader:{signature}@media.example.com/frames/first.png"
     common = (
         "task_id='generate', model='wan2.5-i2v-preview', prompt='the frame comes alive', "
         "input_extra={'note': ['{{ params.frame }}']}, wait_for_completion=False, "
@@ -112,6 +117,7 @@ def test_a_presigned_media_link_is_masked_in_the_rendered_fields(wan_conn, wan_s
     assert [state for state, _ in result.tasks.values()] == ["success"]
     rendered = json.dumps(result.rendered["generate"])
     assert "X-Amz-Signature" not in rendered
+    assert "media.example.com/frames/first.png" in rendered
     assert signature[:16] not in rendered
     captured = capfd.readouterr()
     assert signature[:16] not in captured.out + captured.err

@@ -18,6 +18,9 @@ from airflow_provider_wan.masking import is_signed_link, unsigned_link
         # a store's own scheme with a SAS appended: as much a credential as the https:// form
         "abfs://videos@account.dfs.core.windows.net/v.mp4?sig=abc",
         "  s3://bucket/v.mp4?X-Amz-Signature=abc\n",
+        # a password in the user info: a credential with or without a query
+        "https://reader:s3cret@media.example.com/a.png",
+        "ftp://:s3cret@files.example.com/a.png",
     ],
 )
 def test_urls_with_a_query_or_fragment_are_signed_links(value: str) -> None:
@@ -30,6 +33,11 @@ def test_urls_with_a_query_or_fragment_are_signed_links(value: str) -> None:
         "https://example.com/v.mp4",
         "s3://bucket/wan/{wan_task_id}.mp4",
         "oss://dashscope-instant/abc/v.mp4",
+        # a container named in the user info (Azure's abfs/wasbs URIs), a port, an IPv6 host, an @ in the path
+        "abfs://videos@account.dfs.core.windows.net/wan/v.mp4",
+        "https://media.example.com:8443/a.png",
+        "http://[::1]:8080/a.png",
+        "https://media.example.com/people/a:b@c.png",
         "/data/videos/take?2.mp4",  # a path, not a URL
         "a fox; see https://example.com/?q=1",  # a prompt mentioning a link is not a link
         "data:image/png;base64,iVBORw0KGgo=",
@@ -66,6 +74,8 @@ def test_without_signed_parts_cuts_every_link_in_a_structure_keys_included() -> 
         "pair": (SIGNED, "https://example.com/plain.png"),
         "prompt": "a fox; see https://example.com/?q=1",
         "seed": 7,
+        "login": "https://reader:p%40ss@word@media.example.com:8443/a.png?v=1",
+        "container": "abfs://videos@account.dfs.core.windows.net/v.mp4",
     }
     assert without_signed_parts(value) == {
         "media": [{"type": "first_frame", "url": "https://b.s3.amazonaws.com/in/a.png?***"}],
@@ -73,6 +83,8 @@ def test_without_signed_parts_cuts_every_link_in_a_structure_keys_included() -> 
         "pair": ("https://b.s3.amazonaws.com/in/a.png?***", "https://example.com/plain.png"),
         "prompt": "a fox; see https://example.com/?q=1",
         "seed": 7,
+        "login": "https://reader:***@media.example.com:8443/a.png?***",
+        "container": "abfs://videos@account.dfs.core.windows.net/v.mp4",
     }
     assert without_signed_parts(without_signed_parts(value)) == without_signed_parts(value)
 
