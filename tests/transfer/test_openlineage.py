@@ -272,5 +272,7 @@ def test_full_task_info_never_carries_a_presigned_media_link(
     for signature in signatures:
         assert signature not in text
     assert "X-Amz-Credential" not in text
-    # nor the result's signed link (the simulator's, as DashScope's: an OSS Signature)
+    # nor the result's signed link (the simulator's, as DashScope's: an OSS Signature), nor the API key (the hook,
+    # an attribute too, is no JSON)
     assert "Signature=" not in text
+    assert wan_connection.api_key not in text
