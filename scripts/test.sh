@@ -24,6 +24,7 @@ COMPAT_TESTS=(
   tests/foundation/test_hook.py
   tests/foundation/test_dag_runs.py
   tests/foundation/test_retry_safety.py
+  tests/foundation/test_retry_attacks.py
   tests/foundation/test_record_cleanup.py
   tests/deferral/test_trigger.py
   tests/deferral/test_operator_deferral.py
