@@ -62,8 +62,16 @@ def is_signed_link(value: object) -> bool:
 
 
 def unsigned_link(url: str) -> str:
-    """``url`` without its query string and fragment: what a signed link points to, whoever signed it when."""
-    return url.strip().partition("#")[0].partition("?")[0]
+    """
+    ``url`` without its query string, fragment and password (a user name stays: ``abfs://container@account`` names
+    a container so): what a signed link points to, whoever signed it when.
+    """
+    text = url.strip().partition("#")[0].partition("?")[0]
+    parts = _split(text)
+    if parts is None or parts.password is None:
+        return text
+    login, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{login.partition(':')[0]}@{host}"))
 
 
 def mask_signed_url(url: str) -> None:

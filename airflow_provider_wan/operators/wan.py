@@ -387,9 +387,9 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
     def _fingerprinted(self, body: dict[str, Any]) -> dict[str, Any]:
         """
         The body as the fingerprint sees it: local and gs:// files by their content's sha256, not their path; a
-        signed media link (a URL with a query or fragment) without them. A presigned link gets a fresh expiry and
-        signature each time its template is rendered, so each try renders another one of the same image: counting
-        them made every retry a new request, and a second paid video. The query is a secret
+        signed media link (a URL with a query, fragment or password) without them. A presigned link gets a fresh
+        expiry and signature each time its template is rendered, so each try renders another one of the same image:
+        counting them made every retry a new request, and a second paid video. They are secrets
         (:mod:`airflow_provider_wan.masking`), not what the link points to.
         """
         digests = {media.ref.parameter: media.digest for media in self._local_media}

@@ -56,6 +56,8 @@ def test_other_values_are_not(value: object) -> None:
         (" https://b.oss.example.com/a.png?Expires=1&Signature=x#frag ", "https://b.oss.example.com/a.png"),
         ("https://acct.blob.core.windows.net/c/a.png#sig=x?y", "https://acct.blob.core.windows.net/c/a.png"),
         ("https://example.com/a.png", "https://example.com/a.png"),
+        ("https://reader:pa55@example.com/a.png?x=1", "https://reader@example.com/a.png"),
+        ("abfs://container@account.dfs.core.windows.net/a.png", "abfs://container@account.dfs.core.windows.net/a.png"),
     ],
 )
 def test_a_signed_link_unsigned_is_what_it_points_to(url: str, unsigned: str) -> None:
