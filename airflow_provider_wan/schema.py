@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
@@ -417,8 +417,10 @@ class MediaRef:
     parameter: str
     value: str
     spec: MediaSpec
-    container: Any
-    key: Any
+    #: the body's object or list holding it: out of the repr, as the body's other fields may be signed links (the
+    #: operator keeps its local files' refs, and OpenLineage's full task info writes them by their repr)
+    container: Any = field(repr=False)
+    key: Any = field(repr=False)
 
     def replace(self, value: str) -> None:
         self.container[self.key] = value

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.airflow_run import write_dag
+from tests.foundation.images import write_png
 from tests.transfer.conftest import BUCKET
 
 pytest.importorskip("airflow.providers.openlineage", reason="needs apache-airflow-providers-openlineage")
@@ -221,10 +222,12 @@ def test_full_task_info_never_carries_a_presigned_media_link(
     links = [
         f"https://media.example.com/in/{name}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE"
         f"&X-Amz-Signature={signature}"
-        for name, signature in zip(["a.png", "voice.mp3", "b.png", "c.png", "d.png", "e.mp3"], signatures, strict=True)
+        for name, signature in zip(["a.png", "voice.mp3", "b.png", "c.mp3", "d.png", "e.mp3"], signatures, strict=True)
     ]
     dag_id = "wan_openlineage_presigned_media"
     dag_file = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{dag_id}.py"
+    # a local first frame beside a presigned audio: what the operator keeps of its uploads must not hold the link
+    frame = write_png(tmp_path / "frame.png")
     write_dag(
         f"""
         from datetime import datetime
@@ -239,7 +242,7 @@ def test_full_task_info_never_carries_a_presigned_media_link(
             params={{"frame": {links[0]!r}, "item": {links[3]!r}}},
         ) as dag:
             WanImageToVideoOperator(
-                task_id="frame", model="wan2.5-i2v-preview", img_url="{{{{ params.frame }}}}",
+                task_id="frame", model="wan2.5-i2v-preview", img_url="{frame}",
                 audio_url={links[1]!r}, duration=5,
                 input_extra={{"note": [{links[4]!r}]}}, **common,
             )
@@ -248,7 +251,11 @@ def test_full_task_info_never_carries_a_presigned_media_link(
                 task_id="mapped", model="wan2.5-i2v-preview", parameters={{"audio_url": {links[5]!r}}}, **common
             ).expand(img_url=[{links[2]!r}])
             WanVideoOperator(
-                task_id="media", model="wan2.7-i2v", media=[{{"type": "first_frame", "url": "{{{{ params.item }}}}"}}],
+                task_id="media", model="wan2.7-i2v",
+                media=[
+                    {{"type": "first_frame", "url": "{{{{ params.frame }}}}"}},
+                    {{"type": "driving_audio", "url": "{{{{ params.item }}}}"}},
+                ],
                 **common,
             )
         """,
@@ -266,8 +273,8 @@ def test_full_task_info_never_carries_a_presigned_media_link(
     # the events: the full task info is there (the operator's fields, without their queries), the secrets are not
     for job in ("frame", "mapped", "media"):
         assert _complete(lineage_server, f"{dag_id}.{job}")["run"]["facets"]["airflow"]["task"]
-    frame = _complete(lineage_server, f"{dag_id}.frame")["run"]["facets"]["airflow"]["task"]
-    assert frame["img_url"] == links[0].partition("?")[0] + "?***"
+    task = _complete(lineage_server, f"{dag_id}.frame")["run"]["facets"]["airflow"]["task"]
+    assert task["audio_url"] == links[1].partition("?")[0] + "?***"
     text = json.dumps(lineage_server)
     for signature in signatures:
         assert signature not in text
