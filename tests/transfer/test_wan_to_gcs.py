@@ -388,6 +388,22 @@ def test_long_prompts_are_cut_to_gcs_metadata_limit(wan_connection: Any, gcs_emu
     assert sidecar["extra_metadata"] == {"team": "promo"}
 
 
+def test_a_signed_link_in_extra_metadata_is_stored_without_its_query(
+    wan_connection: Any, gcs_emulator: Any, bucket: Any
+) -> None:
+    # object metadata is read by whoever reads the bucket: a presigned link rendered into it is kept where it
+    # pointed, not as a way in (the masking rule of every templated field)
+    task_id = _generate()
+    signed = "https://media.example.com/in/a.png?X-Amz-Credential=AK&X-Amz-Signature=3e7ada7a5ecre7"
+    operator = _operator(task_id, write_sidecar=True, extra_metadata={"source": "{{ params.source }}"})
+    operator.render_template_fields({"params": {"source": signed}})
+    operator.execute({})
+
+    assert bucket.get_blob(f"wan/{task_id}.mp4").metadata["source"] == "https://media.example.com/in/a.png?***"
+    sidecar = json.loads(bucket.blob(f"wan/{task_id}.json").download_as_bytes())
+    assert sidecar["extra_metadata"] == {"source": "https://media.example.com/in/a.png?***"}
+
+
 def test_fit_metadata_shares_the_budget() -> None:
     fields = {"wan_task_id": "t" * 36, "wan_model": "wan2.6-t2v", "wan_seed": None}
     short = fit_metadata(fields, {"wan_orig_prompt": "short", "wan_actual_prompt": "x" * 20_000})
