@@ -10,16 +10,18 @@ way TCP shares a link without a coordinator (additive increase, multiplicative d
   one-second window, and two reads bunched up after a late one (a busy loop) can tip a full window over;
 * at its ceiling (a process alone, or one given a fixed share) a process reads under a window of its own instead: at
   most ``ceiling`` reads in any :data:`OWN_WINDOW_SECONDS`, at least :data:`CATCH_UP_SPACING` / ``ceiling`` apart.
-  A read released late is then made up by the next ones, and no second of the account ever holds more than the
-  ceiling. Even spacing loses every late release for good: one process alone read 91% of the limit on the fake
+  A read released late is then made up by the next ones, and no second holds more than the ceiling of the
+  process's sends (arrivals jittered by more than the window's 15 ms margin can still put one more into the account's
+  second). Even spacing loses every late release for good: one process alone read 91% of the limit on the fake
   clock that way, 96% with its own window (benchmarks/RESULTS.md section 9i). Below the ceiling the rate is not a
   whole number of reads per second, and a window of ``ceil(rate)`` reads would let each process put one read more
   than its share into a second;
 * a process starts at :data:`START_FRACTION` of the ceiling and doubles each second it is held back (slow start).
   Its first 429 sets the rate to :data:`DECREASE` times what got through during the last second: the share it
-  really has. Processes starting in the same instant so start with about equal shares, to within one read per
-  second (whole reads are counted); a process starting even half a second after the others finds the account
-  already full and lands on less;
+  really has at that moment. Processes starting in the same instant still land on unequal shares: the first one
+  refused lands while the others climb on into the room it leaves (three processes on the fake clock: 4.8, 6.7 and
+  7.6 GET/s). A process starting even half a second after the others finds the account already full and lands on
+  less;
 * then, while reads are held back, the rate grows by the same small amount in every process
   (:data:`INCREASE_PER_SECOND` of the ceiling per second) and a 429 takes :data:`CUT` off it, at most once per
   :data:`HOLD_SECONDS` (one overload sends several 429s before the cut is felt; they are one signal). Equal steps up
