@@ -253,18 +253,35 @@ def _shape_problem(call: ApiCall, value: Any) -> str | None:
     return None
 
 
-def _without_key(body: bytes, credentials: Credentials) -> bytes:
+def _without_key(value: Any, credentials: Credentials) -> Any:
     """
-    The body with every copy of our API key replaced: a gateway or proxy quoting the key it refused must not put
-    it into an error, a log, a trigger event or XCom. DashScope's own ``sk-`` keys are caught by their shape
-    (:mod:`airflow_provider_wan.redact`); a key of another shape only by its value, here, where it is known.
+    The parsed answer with every copy of our API key replaced, in every string (object keys too): a gateway or proxy
+    quoting the key it refused must not put it into an error, a log, a trigger event or XCom. DashScope's own ``sk-``
+    keys are caught by their shape (:mod:`airflow_provider_wan.redact`); a key of another shape only by its value,
+    here, where it is known. Replaced once parsed, not in the bytes: JSON may spell the key in many ways (``\\/`` for
+    a ``/``, as PHP writes it, or any character as ``\\uXXXX``). Iterative: the nesting JSON allows is no limit here.
     """
     key = credentials.api_key
     if len(key) < 4:
-        return body
-    for form in {key, json.dumps(key)[1:-1]}:
-        body = body.replace(form.encode("utf-8", "replace"), b"***")
-    return body
+        return value
+
+    def scrubbed(text: str) -> str:
+        return text.replace(key, "***") if key in text else text
+
+    if isinstance(value, str):
+        return scrubbed(value)
+    pending = [value] if isinstance(value, dict | list) else []
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            node[:] = [scrubbed(item) if isinstance(item, str) else item for item in node]
+            pending.extend(item for item in node if isinstance(item, dict | list))
+            continue
+        items = [(scrubbed(name), scrubbed(item) if isinstance(item, str) else item) for name, item in node.items()]
+        node.clear()
+        node.update(items)
+        pending.extend(item for _, item in items if isinstance(item, dict | list))
+    return value
 
 
 def classify_answer(
@@ -292,8 +309,8 @@ def classify_answer(
     # an https call goes through the proxy's tunnel: what comes back is the API's answer, never the proxy's
     if status == 407 and proxy is not None and urlsplit(credentials.base_url).scheme == "http":
         return proxy_refused(call, credentials, proxy, status)
-    body = _without_key(body, credentials)
     value, problem = _parse(body) if not truncated else (None, f"a body over {MAX_ANSWER_BYTES} bytes")
+    value = _without_key(value, credentials)
     if 300 <= status < 400:
         return _redirect(call, status, headers, credentials)
     if 200 <= status < 300:

@@ -73,6 +73,27 @@ def test_an_api_key_the_server_echoes_never_reaches_an_error(monkeypatch, wan_si
     assert PLAIN_KEY not in json.dumps(raised.value.to_dict())
 
 
+#: a key of a gateway's own (base64: '/' and '+'), and how a gateway written in PHP quotes it by default ('\\/')
+SLASHED_KEY = "gw/Live+0123456789/abcdefXYZ="
+
+
+@pytest.mark.parametrize("escaped", ["\\/", "\\u002f"])
+def test_an_api_key_echoed_with_json_escapes_never_reaches_an_error(monkeypatch, wan_simulator, escaped):
+    # JSON may write '/' as '\/' (PHP's json_encode does by default) or any character as \uXXXX: the key was
+    # replaced only as Python's json.dumps writes it, so the parsed message carried it into the exception text and
+    # a trigger's event
+    _connect(monkeypatch, wan_simulator.base_url, key=SLASHED_KEY)
+    quoted = SLASHED_KEY.replace("/", escaped)
+    raw = f'{{"code": "InvalidApiKey", "message": "Invalid API-key provided: {quoted}", "request_id": "{quoted}"}}'
+    wan_simulator.inject_fault("answer", route="list", status=401, raw=raw)
+    hook = WanHook(retry_policy=FAST)
+    with pytest.raises(WanAuthError) as raised:
+        hook.list_tasks()
+    hook.close()
+    assert SLASHED_KEY not in str(raised.value)
+    assert SLASHED_KEY not in json.dumps(raised.value.to_dict())
+
+
 @pytest.mark.usefixtures("close_wan_sessions")
 async def test_an_api_key_echoed_in_a_task_read_stays_out_of_the_trigger_event(monkeypatch, wan_simulator):
     _connect(monkeypatch, wan_simulator.base_url, key=wan_simulator.api_key)
