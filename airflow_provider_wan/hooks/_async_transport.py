@@ -17,6 +17,7 @@ import functools
 import os
 import ssl
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
@@ -27,6 +28,7 @@ from airflow_provider_wan.hooks.classify import (
     TransportFault,
     classify_answer,
     classify_transport,
+    proxy_certificate_refused,
     proxy_refused,
 )
 from airflow_provider_wan.hooks.proxies import proxy_for
@@ -62,6 +64,13 @@ def _fault_of(exc: BaseException) -> TransportFault:
     if isinstance(exc, asyncio.TimeoutError):  # ServerTimeoutError (a read) and the total limit alike
         return TransportFault.TIMEOUT
     return TransportFault.BROKEN
+
+
+def _is_the_proxy(exc: BaseException, proxy: str) -> bool:
+    """Whether a connection error is about the connection to ``proxy`` itself (its host and port), not the API's."""
+    parts = urlsplit(proxy)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return getattr(exc, "host", None) == parts.hostname and getattr(exc, "port", None) == port
 
 
 def tls_context() -> ssl.SSLContext:
@@ -146,6 +155,9 @@ async def exchange(
             # raised by aiohttp's connector only for a CONNECT answered other than 200, before the call is written
             return proxy_refused(call, credentials, proxy, exc.status, tunnel=True)
         fault = _fault_of(exc)
+        if fault is TransportFault.CERTIFICATE and proxy is not None and _is_the_proxy(exc, proxy):
+            # the handshake with the https:// proxy itself: aiohttp names that connection by the proxy's host and port
+            return proxy_certificate_refused(call, credentials, proxy)
         if fault is TransportFault.TIMEOUT and loop.time() - started >= seconds * 0.99:
             # the total limit, not a quiet socket: a slow drip of bytes ends here
             return classify_transport(call, timed_out, credentials, seconds=seconds)

@@ -31,6 +31,7 @@ from airflow_provider_wan.hooks.classify import (
     TransportFault,
     classify_answer,
     classify_transport,
+    proxy_certificate_refused,
     proxy_refused,
 )
 from airflow_provider_wan.hooks.proxies import proxy_for
@@ -45,14 +46,17 @@ _local = threading.local()
 class _Watchdog:
     """
     Shuts down the socket of this thread's current request once ``seconds`` have passed. Also the attempt's record
-    of what left: whether a request was started on a connection (:attr:`sent`), and what a proxy answered to the
-    ``CONNECT`` of an https call (:attr:`tunnel_status`).
+    of what left: whether a request was started on a connection (:attr:`sent`), what a proxy answered to the
+    ``CONNECT`` of an https call (:attr:`tunnel_status`), and whether the TLS handshake with an ``https://`` proxy
+    itself failed (:attr:`proxy_handshake_failed`).
     """
 
     def __init__(self, seconds: float) -> None:
         self.fired = False
         #: the status of the proxy's answer to this attempt's CONNECT; None: no tunnel was asked for
         self.tunnel_status: int | None = None
+        #: the TLS handshake with the https:// proxy itself failed: a refused certificate there is the proxy's
+        self.proxy_handshake_failed = False
         self._lock = threading.Lock()
         self._connection: HTTPConnection | None = None
         self._timer = threading.Timer(seconds, self._fire)
@@ -146,7 +150,17 @@ class _WatchedHTTPConnection(_WatchedMixin, HTTPConnection):
 
 
 class _WatchedHTTPSConnection(_WatchedMixin, HTTPSConnection):
-    pass
+    def _connect_tls_proxy(self, hostname: str, sock: socket.socket) -> ssl.SSLSocket:
+        # urllib3's TLS handshake with an https:// proxy itself, before any CONNECT (or to forward a plain-http call):
+        # a certificate refused here is the proxy's, and nothing of the call left (were it ever done elsewhere, a
+        # refused proxy certificate reads as DashScope's, as it did before)
+        try:
+            return super()._connect_tls_proxy(hostname, sock)
+        except BaseException:
+            watchdog = getattr(_local, "watchdog", None)
+            if watchdog is not None:
+                watchdog.proxy_handshake_failed = True
+            raise
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -305,6 +319,8 @@ def exchange(
     if fault is not None and proxy is not None and watchdog.tunnel_refused():
         # certain, whatever exception urllib3 made of it: no tunnel, so no request() and not one byte of the call
         return proxy_refused(call, credentials, proxy, watchdog.tunnel_status or 0, tunnel=True)
+    if fault is TransportFault.CERTIFICATE and proxy is not None and watchdog.proxy_handshake_failed:
+        return proxy_certificate_refused(call, credentials, proxy)
     if watchdog.fired and fault is not TransportFault.NOT_CONNECTED:
         # the socket was shut under the read: whatever came is partial (even a "clean" end without Content-Length)
         return classify_transport(call, timed_out, credentials, seconds=seconds)

@@ -55,6 +55,7 @@ __all__ = [
     "classify_transport",
     "outcome_unknown",
     "proves_nothing_created",
+    "proxy_certificate_refused",
     "proxy_refused",
     "retry_after_seconds",
 ]
@@ -205,6 +206,27 @@ def proxy_refused(call: ApiCall, credentials: Credentials, proxy: str, status: i
     retryable = status >= 500
     cls = WanRetryableError if retryable else WanFinalError
     return Failure(cls(text, http_status=status, task_id=call.task_id), retryable=retryable, nothing_created=True)
+
+
+def proxy_certificate_refused(call: ApiCall, credentials: Credentials, proxy: str) -> Failure:
+    """
+    The :class:`Failure` of a call refused at the TLS handshake with an ``https://`` proxy itself: the proxy's
+    certificate, not DashScope's, failed the check. Nothing was sent to the proxy (no CONNECT, no login), let alone to
+    DashScope: a create made no task. Final, as a refused DashScope certificate is (:attr:`TransportFault.CERTIFICATE`):
+    the same certificate is refused again.
+
+    :param proxy: the proxy's URL; only its scheme, host and port are named (never its login, path or query)
+    """
+    text = (
+        f"Refused the proxy at {url_host(proxy)} while {call.context}: its TLS certificate was not accepted (it does "
+        "not name the proxy's host, has expired, or no authority this machine trusts signed it; trust the authority "
+        "that signed it with REQUESTS_CA_BUNDLE, for the workers and the triggerers alike). Nothing reached DashScope "
+        f"at {credentials.describe()}."
+    )
+    if call.creates_task:
+        text += " No task was created (nothing was billed): the create may be sent again once the proxy is trusted."
+    error = WanFinalError(text, task_id=call.task_id)
+    return Failure(error, retryable=False, nothing_created=True)
 
 
 def _parse(body: bytes) -> tuple[Any, str | None]:

@@ -10,6 +10,9 @@ authorities (``REQUESTS_CA_BUNDLE``); a certificate for another name is the same
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+from asyncio.sslproto import SSLProtocol
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,11 @@ from tests.names import DOMAIN, resolve_test_names
 from tests.transfer.proxy import Gateway, TLSFront, serving
 
 pytestmark = pytest.mark.usefixtures("close_wan_sessions")
+
+#: asyncio reports a certificate refused inside TLS in TLS (an https API through an https:// proxy) as such; before
+#: CPython 3.11.8 and 3.12.2 (gh-113214) its SSLProtocol._abort took no exception, so the triggerer's read ended as a
+#: broken connection instead
+TLS_IN_TLS_REFUSAL_REPORTED = len(inspect.signature(SSLProtocol._abort).parameters) > 1
 
 PROXY_PASSWORD = "pr0xy-s3cret-Qw"
 PROXY_LOGIN = f"wan-user:{PROXY_PASSWORD}"
@@ -76,6 +84,27 @@ async def _read_twice(task_id: str) -> tuple[Any, Any]:
     except WanError as error:
         results.append(error)
     return results[0], results[1]
+
+
+def _names_the_proxys_certificate(error: WanError, proxy: str) -> None:
+    """The error says the https:// proxy's certificate was refused, and nothing reached DashScope; no login in it."""
+    text = str(error)
+    assert f"Refused the proxy at {proxy} " in text, text
+    assert "its TLS certificate was not accepted" in text
+    assert "Nothing reached DashScope" in text
+    assert "Refused DashScope" not in text
+    everything = f"{error} {error!r} {error.to_dict()}"
+    assert PROXY_PASSWORD not in everything, "the proxy's password leaked"
+    assert "wan-user" not in everything
+
+
+def _names_dashscopes_certificate(error: WanError, api: str) -> None:
+    """The error says DashScope's certificate was refused, and names no proxy."""
+    text = str(error)
+    assert f"Refused DashScope at a custom base URL (https://{api}" in text, text
+    assert "its TLS certificate was not accepted" in text
+    assert "proxy at" not in text
+    assert PROXY_PASSWORD not in f"{error} {error!r} {error.to_dict()}"
 
 
 @pytest.mark.parametrize(("case", "environment", "proxied"), CASES, ids=[c[0] for c in CASES])
@@ -281,10 +310,11 @@ async def test_an_https_proxy_url_is_reached_over_tls_its_certificate_checked_al
             hook.close()
     if not trusted:
         for error in (sync_result, async_result, create):
+            # the proxy's certificate, named as the proxy's (it read as DashScope's), without its login
             assert type(error) is WanFinalError, error
-            assert "TLS certificate was not accepted" in str(error)
-            assert "Nothing was sent" in str(error)
-            assert PROXY_PASSWORD not in f"{error} {error!r} {error.to_dict()}"
+            _names_the_proxys_certificate(error, f"https://127.0.0.1:{gateway.server_address[1]}")
+            assert not isinstance(error, WanCreateOutcomeUnknownError)
+        assert "No task was created" in str(create)
         assert str(sync_result) == str(async_result)
         # refused at the handshake with the proxy: it saw no request, no CONNECT, no login
         assert (gateway.hosts, gateway.connects, gateway.refused, front.paths) == ([], [], 0, [])
@@ -303,6 +333,77 @@ async def test_an_https_proxy_url_is_reached_over_tls_its_certificate_checked_al
         assert gateway.connects == []
         assert gateway.hosts == [api] * 3
         assert front.paths == []
+
+
+async def test_a_refused_certificate_is_named_as_the_proxys_or_dashscopes_alike(
+    wan_conn: str, wan_simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # whose certificate was refused, on both transports: DashScope's reached straight, DashScope's inside the tunnel
+    # of a trusted https:// proxy (TLS in TLS), or the https:// proxy's own. The proxy's read as DashScope's
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    hook = WanHook()
+    task_id = hook.create_task(ENDPOINT, BODY).task_id  # straight to the simulator, before any proxy is set
+    hook.close()
+    created = wan_simulator.stats()["tasks_created"]
+    for folder in ("proxy", "impostor", "api"):
+        (tmp_path / folder).mkdir()
+    proxy_certificate = self_signed_certificate(tmp_path / "proxy", ip_address="127.0.0.1")
+    impostor = self_signed_certificate(tmp_path / "impostor", ip_address="127.0.0.1")
+    api = f"api.{DOMAIN}"
+    # the API answers for its name with a certificate no trusted authority signed; only the proxy's is trusted
+    api_certificate = self_signed_certificate(tmp_path / "api", dns_name=api)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(proxy_certificate[0]))
+    resolve_test_names(monkeypatch, {api: "127.0.0.1"})
+    with serving(TLSFront(wan_simulator.url, api_certificate)) as front:
+        assert isinstance(front, TLSFront)
+        target = f"{api}:{front.address[1]}"
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json(base_url=f"https://{target}/api/v1")
+        )
+        for served in (None, proxy_certificate, impostor):
+            with contextlib.ExitStack() as stack, monkeypatch.context() as env:
+                proxy = None
+                if served is not None:
+                    gateway = stack.enter_context(
+                        serving(Gateway(wan_simulator.url, credentials=PROXY_LOGIN, certificate=served))
+                    )
+                    assert isinstance(gateway, Gateway)
+                    gateway.tunnels[target] = front.address
+                    proxy = f"https://127.0.0.1:{gateway.server_address[1]}"
+                    env.setenv("HTTPS_PROXY", f"https://{PROXY_LOGIN}@127.0.0.1:{gateway.server_address[1]}")
+                sync_result, async_result = await _read_twice(task_id)
+                hook = WanHook(retry_policy=FAST)
+                try:
+                    with pytest.raises(WanFinalError) as refused_create:
+                        hook.create_task(ENDPOINT, BODY)
+                finally:
+                    hook.close()
+            create = refused_create.value
+            errors = [sync_result, async_result, create]
+            if served is proxy_certificate and not TLS_IN_TLS_REFUSAL_REPORTED:
+                errors.remove(async_result)
+            else:
+                assert str(sync_result) == str(async_result)
+            for error in errors:
+                # final, as the same certificate would be refused again; nothing was sent, so a create made no task
+                assert type(error) is WanFinalError, error
+                if served is impostor:
+                    assert proxy is not None
+                    _names_the_proxys_certificate(error, proxy)
+                else:
+                    _names_dashscopes_certificate(error, target)
+            if served is impostor:
+                assert "No task was created" in str(create)
+                # refused at the handshake with the proxy: it saw no CONNECT, no login
+                assert (gateway.connects, gateway.refused) == ([], 0)
+            elif served is not None:
+                # one tunnel each, the API refused inside it (a broken connection is read again)
+                tunnels = 3 if TLS_IN_TLS_REFUSAL_REPORTED else 2 + FAST.max_attempts
+                assert gateway.connects == [target] * tunnels
+    assert front.paths == []
+    assert wan_simulator.stats()["tasks_created"] == created
 
 
 async def test_a_netrc_login_replaces_the_api_key_on_neither_transport(
