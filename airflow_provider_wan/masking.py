@@ -34,10 +34,12 @@ __all__ = [
     "mask_signed_links",
     "mask_signed_url",
     "unsigned_link",
+    "unsigned_links",
     "without_signed_parts",
 ]
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_SPACE = re.compile(r"\s")
 
 
 def _split(text: str) -> SplitResult | None:
@@ -72,6 +74,21 @@ def unsigned_link(url: str) -> str:
         return text
     login, _, host = parts.netloc.rpartition("@")
     return urlunsplit(parts._replace(netloc=f"{login.partition(':')[0]}@{host}"))
+
+
+def unsigned_links(value: Any) -> Any:
+    """
+    ``value`` with every signed link in it as :func:`unsigned_link` makes it: a string, or lists, tuples and dicts of
+    them (nested; keys as they are). Only a string that is a link and nothing else: one holding whitespace (a prompt
+    that starts with a link) is text, and kept whole.
+    """
+    if isinstance(value, str):
+        return unsigned_link(value) if is_signed_link(value) and not _SPACE.search(value.strip()) else value
+    if isinstance(value, Mapping):
+        return {key: unsigned_links(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(unsigned_links(item) for item in value)
+    return value
 
 
 def mask_signed_url(url: str) -> None:

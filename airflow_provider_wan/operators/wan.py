@@ -36,7 +36,7 @@ from airflow_provider_wan.exceptions import WanCreateOutcomeUnknownError, WanErr
 from airflow_provider_wan.hooks.schedule import LAST_READ_GRACE_SECONDS, check_wait_seconds, task_kind
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask
 from airflow_provider_wan.lineage import LineageRecord
-from airflow_provider_wan.masking import SignedLinkMasking, is_signed_link, unsigned_link
+from airflow_provider_wan.masking import SignedLinkMasking, is_signed_link, unsigned_link, unsigned_links
 from airflow_provider_wan.media import LocalMedia, check_local_media, upload_all
 from airflow_provider_wan.models import (
     IMAGE2VIDEO_ENDPOINT,
@@ -387,9 +387,10 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
     def _fingerprinted(self, body: dict[str, Any]) -> dict[str, Any]:
         """
         The body as the fingerprint sees it: local and gs:// files by their content's sha256, not their path; a
-        signed media link (a URL with a query, fragment or password) without them. A presigned link gets a fresh
-        expiry and signature each time its template is rendered, so each try renders another one of the same image:
-        counting them made every retry a new request, and a second paid video. They are secrets
+        signed link (a URL with a query, fragment or password) without them, in a media field or anywhere else
+        (``input_extra``, ``parameters_extra``, a media item of a type the catalogue does not know). A presigned link
+        gets a fresh expiry and signature each time its template is rendered, so each try renders another one of the
+        same image: counting them made every retry a new request, and a second paid video. They are secrets
         (:mod:`airflow_provider_wan.masking`), not what the link points to.
         """
         digests = {media.ref.parameter: media.digest for media in self._local_media}
@@ -399,7 +400,8 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
                 ref.replace(f"sha256:{digests[ref.parameter]}")
             elif is_signed_link(ref.value):
                 ref.replace(unsigned_link(ref.value))
-        return copied
+        # elsewhere a link is a whole string: a prompt that starts with one is text
+        return unsigned_links(copied)
 
     def _reattach(self, records: RecordStore, fingerprint: str) -> CreateRecord | None:
         """The record of the task an earlier try made for this very request, if it can still give its video."""

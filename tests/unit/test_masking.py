@@ -67,6 +67,23 @@ def test_a_signed_link_unsigned_is_what_it_points_to(url: str, unsigned: str) ->
 SIGNED = "https://b.s3.amazonaws.com/in/a.png?X-Amz-Credential=AKIAX&X-Amz-Signature=abc"
 
 
+def test_unsigned_links_are_what_a_request_points_to_and_text_stays_whole() -> None:
+    # what the retry-safety fingerprint counts of a request: every link anywhere without its signature, but a prompt
+    # that merely starts with a link is text (cut at its '?', a changed prompt would read as the same request)
+    from airflow_provider_wan.masking import unsigned_links
+
+    prompt = "https://example.com/?q=1 then a fox runs"
+    value = {"input": {"style_url": SIGNED, "prompt": prompt, "refs": [SIGNED, 3]}, "parameters": {"seed": 7}}
+    assert unsigned_links(value) == {
+        "input": {
+            "style_url": "https://b.s3.amazonaws.com/in/a.png",
+            "prompt": prompt,
+            "refs": ["https://b.s3.amazonaws.com/in/a.png", 3],
+        },
+        "parameters": {"seed": 7},
+    }
+
+
 def test_without_signed_parts_cuts_every_link_in_a_structure_keys_included() -> None:
     from airflow_provider_wan.masking import without_signed_parts
 
