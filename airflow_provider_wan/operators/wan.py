@@ -15,6 +15,7 @@ create; a changed request (or a raised ``take``) makes a new task.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -91,8 +92,8 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
     :param parameters: any other field of the request schema by its DashScope name (``ratio``, ``resolution``,
         ``audio_setting``, ``mask_type``, ...; see :doc:`/request-schema`), placed in ``input`` or ``parameters``
         by the schema and validated like the operator's own arguments
-    :param input_extra: extra ``input`` fields the catalogue does not model yet, sent as given
-    :param parameters_extra: extra ``parameters`` fields the catalogue does not model yet, sent as given
+    :param input_extra: extra ``input`` fields the catalogue does not model yet, sent as given (JSON values)
+    :param parameters_extra: extra ``parameters`` fields the catalogue does not model yet, sent as given (JSON values)
     :param wan_conn_id: the ``wan`` connection (default ``wan_default``)
     :param wait_for_completion: wait for the video (default True); False returns once the task is created
     :param poll_interval: seconds between status reads while waiting (default 15, DashScope's suggestion; above 0, so
@@ -277,6 +278,15 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
                 raise WanInvalidInputError(
                     f"{name}: {', '.join(clash)} already set through the operator's own parameters; set it once"
                 )
+            for key, value in extra.items():
+                # sent as given, so as JSON: NaN, infinity, a set, a datetime (a native template's) cannot be
+                try:
+                    json.dumps(value, allow_nan=False)
+                except (TypeError, ValueError, RecursionError):
+                    raise WanInvalidInputError(
+                        f"{name}: {key} must be a JSON value, as it is sent as given (a string, a finite number, "
+                        "true or false, null, or lists and objects of them)"
+                    ) from None
             documented.update(extra)
         if model is None:
             self.log.warning(

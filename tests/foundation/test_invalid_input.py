@@ -287,6 +287,26 @@ CASES: list[tuple[str, type, dict[str, Any], tuple[str, ...]]] = [
         dict(model="wan2.5-t2v-preview", prompt="p", parameters_extra={"duration": 10}, max_cost_usd=1.0),
         ("max_cost_usd", "$1.5000", "wan2.5-t2v-preview"),
     ),
+    # extras are sent as given, so as JSON: NaN, infinity and what JSON cannot hold (a set; a datetime a native
+    # template rendered) failed in Python's words, naming no field, and retryably
+    (
+        "input-extra-nan",
+        T2V,
+        dict(model="wan2.5-t2v-preview", prompt="p", input_extra={"strength": float("nan")}),
+        ("input_extra", "strength", "JSON"),
+    ),
+    (
+        "parameters-extra-infinity",
+        T2V,
+        dict(model="wan2.5-t2v-preview", prompt="p", parameters_extra={"mix": {"weight": float("inf")}}),
+        ("parameters_extra", "mix", "JSON"),
+    ),
+    (
+        "input-extra-set",
+        T2V,
+        dict(model="wan2.5-t2v-preview", prompt="p", input_extra={"tags": {"a", "b"}}),
+        ("input_extra", "tags", "JSON"),
+    ),
     (
         "i2v-gs-uri-malformed",
         I2V,
