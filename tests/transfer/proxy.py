@@ -38,11 +38,13 @@ class ForwardingProxy(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
-    def request(self, method: str, path: str, body: bytes | None = None) -> http.client.HTTPResponse:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> http.client.HTTPResponse:
         """A request of the proxy's own straight to the upstream (its answer read whole)."""
         connection = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=60)
         try:
-            connection.request(method, path, body=body)
+            connection.request(method, path, body=body, headers=headers or {})
             answer = connection.getresponse()
             answer.read()
             return answer

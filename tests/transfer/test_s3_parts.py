@@ -5,7 +5,8 @@ HTTP both ways) that counts the UploadPart requests in flight, holds the first o
 
 * the parts overlap, but never more than ``parts_in_flight`` at once, and the object lands byte-identical;
 * a part S3 refuses while others are in flight fails the transfer with our own words, the parts in flight finish,
-  the multipart upload is aborted, and no object is left.
+  the multipart upload is aborted, and no object is left;
+* an object another writer put at the key while the copy ran (a second transfer to the same name) is never replaced.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from airflow_provider_wan.exceptions import WanRetryableError
+from airflow_provider_wan.exceptions import WanFinalError, WanRetryableError
 from airflow_provider_wan.hooks.wan import WanHook
 from airflow_provider_wan.transfers.sinks.s3 import S3Sink
 from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
@@ -47,6 +48,10 @@ class PartProxy(ForwardingProxy):
         self.refuse_finish = False
         #: before passing on the copy onto itself, put these bytes at its key (another writer, meanwhile)
         self.overwrite_before_copy: bytes | None = None
+        #: before passing on what makes the object (CompleteMultipartUpload, PutObject), put these bytes at its key
+        self.put_before_finish: bytes | None = None
+        #: pass on what makes the object, then answer 500 (an answer lost): the client library sends it again
+        self.lose_finish_answer = False
         self.lock = threading.Lock()
         self.in_flight = 0
         self.most_in_flight = 0
@@ -81,12 +86,20 @@ class _Forward(BaseHTTPRequestHandler):
         )
         copying = self.command == "PUT" and "x-amz-copy-source" in self.headers
         try:
+            if finishing and proxy.put_before_finish is not None:
+                proxy.request("PUT", urlsplit(self.path).path, body=proxy.put_before_finish)
+                proxy.put_before_finish = None
             if copying and proxy.overwrite_before_copy is not None:
                 proxy.request("PUT", urlsplit(self.path).path, body=proxy.overwrite_before_copy)
             if copying and not _source_matches(proxy, self.path, self.headers.get("x-amz-copy-source-if-match")):
                 # S3 keeps a copy's ETag condition; moto ignores it, so the proxy keeps it for moto
                 error = b"<Error><Code>PreconditionFailed</Code><Message>a pre-condition did not hold</Message></Error>"
                 refuse(self, 412, error, "application/xml")
+            elif finishing and proxy.lose_finish_answer:
+                proxy.lose_finish_answer = False
+                headers = {name: value for name, value in self.headers.items() if name.lower() != "expect"}
+                proxy.request(self.command, self.path, body=body, headers=headers)
+                refuse(self, 500, b"<Error><Code>InternalError</Code></Error>", "application/xml")
             elif (part is not None and part == proxy.refuse_part) or (finishing and proxy.refuse_finish):
                 error = b"<Error><Code>BadDigest</Code><Message>refused by the test proxy</Message></Error>"
                 refuse(self, 400, error, "application/xml")
@@ -216,3 +229,39 @@ def test_an_object_another_writer_put_there_before_the_metadata_copy_is_theirs(
     with pytest.raises(WanRetryableError, match=r"S3 answered HTTP 412 to the recording of the verified size"):
         _store(task_id)
     assert moto_s3.client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"another writer's object"
+
+
+@pytest.mark.parametrize("size", [26 * MiB, 1 * MiB], ids=["multipart", "one PutObject"])
+def test_an_object_another_writer_created_while_the_copy_ran_is_never_replaced(
+    proxy: PartProxy, moto_s3: MotoS3, wan_connection: Any, size: int
+) -> None:
+    # two transfers to one name (mapped transfers given one object name, a manual run beside the scheduled one): both
+    # found the key free; the one finishing second must not replace the first one's video (GCS and Azure refuse it by
+    # a precondition, so must S3)
+    wan_connection.configure(payload_bytes=size)
+    task_id, _ = _generate(size)
+    key = f"wan/{task_id}.mp4"
+    proxy.put_before_finish = b"the other transfer's video"
+    with pytest.raises(WanFinalError, match=rf"s3://{BUCKET}/{key} was written by someone else while this copy ran"):
+        _store(task_id)
+    assert moto_s3.client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"the other transfer's video"
+    assert moto_s3.client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("size", [26 * MiB, 1 * MiB], ids=["multipart", "one PutObject"])
+def test_overwrite_replaces_the_object_found_and_a_lost_answer_is_not_another_writer(
+    proxy: PartProxy, moto_s3: MotoS3, wan_connection: Any, size: int
+) -> None:
+    # overwrite=True makes the object on the condition that the key still holds the object found (If-Match); S3
+    # made it, but its answer was lost and the client library sent the call again, which the condition refuses:
+    # the object there is this copy's own, not another writer's
+    wan_connection.configure(payload_bytes=size)
+    task_id, served = _generate(size)
+    key = f"wan/{task_id}.mp4"
+    moto_s3.client.put_object(Bucket=BUCKET, Key=key, Body=b"an earlier object, not ours")
+    proxy.lose_finish_answer = True
+    result = _store(task_id, overwrite=True)
+    assert proxy.lose_finish_answer is False  # the answer was lost
+    assert result["uploaded"] is True
+    assert result["size"] == size
+    assert moto_s3.client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == served

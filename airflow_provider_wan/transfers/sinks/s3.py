@@ -2,9 +2,10 @@
 Amazon S3 (and S3-compatible stores): a multipart upload whose parts go out while the download goes on, a few at a
 time (memory: ``parts_in_flight`` + 1 parts), each with its ``Content-MD5`` (S3 checks it); completed only at
 commit, and kept only when S3's ETag equals the multipart ETag computed from the downloaded bytes. A video smaller
-than one part is one ``PutObject``. The verified size and MD5 are recorded in the metadata (for a multipart object
-by a server-side copy onto itself). ``boto3`` is imported inside the methods; with apache-airflow-providers-amazon,
-a connection id goes through ``S3Hook``.
+than one part is one ``PutObject``. What makes the object is conditional (``If-None-Match: *``, or ``If-Match`` the
+object it replaces): an object another writer put at the key meanwhile is never replaced. The verified size and MD5
+are recorded in the metadata (for a multipart object by a server-side copy onto itself). ``boto3`` is imported inside
+the methods; with apache-airflow-providers-amazon, a connection id goes through ``S3Hook``.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class S3Sink(Sink):
         return data
 
     def open(self, key: str, *, metadata: Mapping[str, str], replacing: Stored | None) -> Upload:
-        return _S3Upload(self, key, dict(metadata))
+        return _S3Upload(self, key, dict(metadata), replacing)
 
     def put_small(
         self, key: str, data: bytes, *, content_type: str, metadata: Mapping[str, str], replacing: Stored | None
@@ -164,10 +165,12 @@ class _S3Upload(Upload):
     and the caller then calls :meth:`abort`.
     """
 
-    def __init__(self, sink: S3Sink, key: str, metadata: dict[str, str]) -> None:
+    def __init__(self, sink: S3Sink, key: str, metadata: dict[str, str], replacing: Stored | None) -> None:
         self.sink = sink
         self.key = key
         self.metadata = metadata
+        #: what makes the object does so only over what this upload may replace: no object, or that very one
+        self.condition = {"IfNoneMatch": "*"} if replacing is None else {"IfMatch": f'"{replacing.version}"'}
         self.pieces: list[bytes] = []
         self.buffered = 0
         self.upload_id: str | None = None
@@ -266,7 +269,7 @@ class _S3Upload(Upload):
         if self.upload_id is None:
             # one part: a single PutObject, visible now, with its MD5 checked by S3 and the final metadata
             data = self._take()
-            answer = self._finishing(
+            answer = self._making(
                 "the upload",
                 lambda: self.client.put_object(
                     Bucket=self.sink.container,
@@ -275,6 +278,7 @@ class _S3Upload(Upload):
                     ContentType=VIDEO_CONTENT_TYPE,
                     ContentMD5=base64.b64encode(md5).decode(),
                     Metadata=self.sink.encode_metadata(recorded),
+                    **self.condition,
                 ),
             )
             expected = md5.hex()
@@ -284,13 +288,14 @@ class _S3Upload(Upload):
             parts = self._finish_parts()
             self._stop_pool()
             upload_id = self.upload_id
-            answer = self._finishing(
+            answer = self._making(
                 "the completion",
                 lambda: self.client.complete_multipart_upload(
                     Bucket=self.sink.container,
                     Key=self.key,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag, _ in parts]},
+                    **self.condition,
                 ),
             )
             expected = f"{hashlib.md5(b''.join(digest for _, _, digest in parts)).hexdigest()}-{len(parts)}"
@@ -315,6 +320,24 @@ class _S3Upload(Upload):
         if stored is None or stored.size != size or (stored.md5 is not None and stored.md5 != b64(md5)):
             raise WanTransferIntegrityError(f"{uri} did not verify after its upload; nothing of this transfer was kept")
         return stored
+
+    def _making(self, what: str, call: Callable[[], Any]) -> Any:
+        """
+        The call that makes the object, refused (412) when another writer created or replaced the object at the key
+        meanwhile: that object is theirs, left as it is. A 412 to a call the client library sent again after an
+        answer was lost is our own object (it carries this upload's ``wan_transfer_id``): made.
+        """
+        try:
+            return self._finishing(what, call)
+        except _PreconditionFailed:
+            held = self.sink.stat(self.key)
+            if held is None or held.metadata.get("wan_transfer_id") != self.metadata.get("wan_transfer_id"):
+                raise WanFinalError(
+                    f"{self.sink.uri(self.key)} was written by someone else while this copy ran; nothing was replaced"
+                ) from None
+            self.committed = True
+            self.made.add(str(held.version))
+            return {"ETag": held.version}
 
     def _finishing(self, what: str, call: Callable[[], Any]) -> Any:
         """
@@ -347,6 +370,10 @@ class _S3Upload(Upload):
             pass
 
 
+class _PreconditionFailed(WanRetryableError):
+    """S3 answered 412: a condition of the request (``If-None-Match``, ``If-Match``, ``CopySourceIfMatch``) failed."""
+
+
 def _in_our_words(what: str, call: Callable[[], Any]) -> Any:
     """``call()``, a failure of it told in our words (botocore's text quotes the store's own message)."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -354,6 +381,7 @@ def _in_our_words(what: str, call: Callable[[], Any]) -> Any:
     try:
         return call()
     except ClientError as exc:
-        raise WanRetryableError(f"S3 answered HTTP {S3Sink._status(exc)} to {what}") from None
+        error = _PreconditionFailed if S3Sink._status(exc) == 412 else WanRetryableError
+        raise error(f"S3 answered HTTP {S3Sink._status(exc)} to {what}") from None
     except BotoCoreError as exc:
         raise WanRetryableError(f"S3 did not answer {what} ({type(exc).__name__})") from None
