@@ -456,7 +456,8 @@ class ResumableDownload:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             # the bytes stored must be the video itself, and Content-Length must count them
-            raise self._impossible(f"the link answered with Content-Encoding {encoding!r} despite identity asked")
+            shown = _header_text(response, "Content-Encoding")
+            raise self._impossible(f"the link answered with Content-Encoding {shown!r} despite identity asked")
         length = _int_header(response, "Content-Length")
         if status == 206:
             content_range = ContentRange.parse(response.headers.get("Content-Range"))
@@ -517,8 +518,9 @@ def _header_text(response: requests.Response, name: str) -> str | None:
 
 
 def _int_header(response: requests.Response, name: str) -> int | None:
-    value = response.headers.get(name)
-    return int(value) if value and value.isdigit() else None
+    value = response.headers.get(name) or ""
+    # ASCII digits only: str.isdigit() takes Latin-1's superscripts too, which int() refuses
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _oss_error(response: requests.Response) -> tuple[str | None, str | None]:
