@@ -15,6 +15,7 @@ create; a changed request (or a raised ``take``) makes a new task.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -457,7 +458,9 @@ class WanBaseVideoOperator(SignedLinkMasking, BaseOperator):
             upload_all(self.hook, self.model, check_local_media(body["input"], self.model), self.log)
         previous = records.get()
         # the in-flight mark goes in before the POST: if this try dies before the answer is stored, the next one
-        # knows a task may exist
+        # knows a task may exist. Stamped now, after the uploads (minutes for big files): the window an outcome-unknown
+        # error tells the user to search, and when DashScope forgets the task, count from when the create left
+        record = dataclasses.replace(record, sent_at=time.time())
         records.put(record)
         try:
             task = self.hook.create_task(endpoint, body)

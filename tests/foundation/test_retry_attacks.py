@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import pytest
 
@@ -20,6 +23,7 @@ from airflow_provider_wan.compat import HAS_TASK_STATE_STORE
 from airflow_provider_wan.lineage import dashscope_namespace
 from airflow_provider_wan.testing import WanSimulator
 from tests.airflow_run import run_dag, write_dag
+from tests.transfer.proxy import ForwardingProxy, forward, serving
 
 DAG_SOURCE = """
 import datetime
@@ -271,3 +275,71 @@ def test_a_retry_with_a_freshly_presigned_link_in_an_extra_reattaches(monkeypatc
     assert f"Re-attaching to DashScope task {task['task_id']}" in output
     # sent whole: the signature is what lets DashScope read it
     assert "X-Amz-Signature=" in task[part][name]
+
+
+# --- the time a create was sent -------------------------------------------------------------------------------------
+class _SlowUploads(BaseHTTPRequestHandler):
+    """In front of the simulator: every upload of a local file to the policy's host takes UPLOAD_SECONDS longer."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _any(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.command == "POST" and self.path.startswith("/_oss"):
+            time.sleep(UPLOAD_SECONDS)
+        forward(self, body)
+
+    do_GET = do_POST = _any
+
+
+UPLOAD_SECONDS = 2.0
+
+
+class _TaskStateStore:
+    """Airflow 3.3's task state store accessor (get/set/delete) over a dict."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+def test_the_record_says_when_the_create_was_sent_not_when_its_uploads_began(monkeypatch, wan_simulator, tmp_path):
+    # the record's sent_at is where an outcome-unknown error tells the user to look for the task (10 minutes either
+    # side), and when DashScope forgets it: it was stamped before the local files were uploaded, so a create sent
+    # after long uploads (a 200 MB motion video on a slow uplink) fell outside the window the user searched, who found
+    # nothing, raised take as told, and paid twice
+    from airflow_provider_wan.operators.wan import WanImageToVideoOperator
+    from tests.foundation.images import write_png
+
+    with serving(ForwardingProxy(wan_simulator.base_url, _SlowUploads)) as front:
+        monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json(base_url=f"{front.url}/api/v1"))
+        operator = WanImageToVideoOperator(
+            task_id="generate",
+            model="wan2.5-i2v-preview",
+            img_url=str(write_png(tmp_path / "frame.png")),
+            prompt="the cat yawns",
+            wait_for_completion=False,
+        )
+        store = _TaskStateStore()
+        operator.execute(context={"task_state_store": store, "ti": _NoXCom()})
+    [task] = wan_simulator.tasks()
+    sent_at = store.data["wan_create"]["sent_at"]
+    assert wan_simulator.stats()["uploads"]["files"] == 1
+    # stamped as the create left, after the upload (not UPLOAD_SECONDS before it)
+    assert 0 <= task["created"] - sent_at < UPLOAD_SECONDS / 2, (task["created"], sent_at)
+
+
+class _NoXCom:
+    def xcom_push(self, key: str, value: Any) -> None:
+        pass
