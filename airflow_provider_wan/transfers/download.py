@@ -7,7 +7,8 @@ requests). The iteration ends normally only when the download is proven whole:
 * its length is known (``Content-Length`` of a 200, or the total of a ``Content-Range``; when the server announced
   none, one more Range request past the last byte asks for it) and every one of those bytes arrived;
 * the file did not change between two requests: every answer carries the validators (``ETag``, ``Last-Modified``)
-  of the first one, else :class:`SourceChangedError` tells the caller to start again from byte 0;
+  of the first one, else :class:`SourceChangedError` tells the caller to start again from byte 0; a link that sends
+  neither is never resumed (nor asked for its length past the last byte): its bytes start again from byte 0;
 * its top-level MP4 boxes add up to that length, with ``ftyp`` and ``moov`` present
   (:mod:`~airflow_provider_wan.transfers.mp4`).
 
@@ -232,6 +233,13 @@ class ResumableDownload:
                         f"{self.attempts} requests (last: {drop}); stopped at byte {self.received} of "
                         f"{self._total_text()}. Nothing was kept; raise max_download_attempts if the network is "
                         "this unreliable",
+                        task_id=self.task_id,
+                    ) from None
+                if self.received and not any(self.validators or ()):
+                    # nothing would tell a Range answer of another file (replaced meanwhile) from the rest of this one
+                    raise SourceChangedError(
+                        f"DashScope task {self.task_id}'s video link answered without ETag or Last-Modified, so the "
+                        f"{self.received} bytes received cannot be continued ({drop})",
                         task_id=self.task_id,
                     ) from None
                 delay = min(MAX_RETRY_DELAY, self.retry_delay * 2 ** (self.attempts - 1))

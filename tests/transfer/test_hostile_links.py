@@ -53,6 +53,9 @@ class LinkServer:
         #: set when the server stops: /stall answers end
         self.stopping = threading.Event()
         stopping = self.stopping
+        #: what /unvalidated serves: the first answer is the first file, cut; every later one the last file
+        self.files: list[bytes] = []
+        files = self.files
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -70,6 +73,9 @@ class LinkServer:
                     return
                 if self.path.startswith("/echo"):
                     self._echo()
+                    return
+                if self.path.startswith("/unvalidated"):
+                    self._unvalidated(len([path for path in paths if path.startswith("/unvalidated")]))
                     return
                 if self.path.startswith("/superscript-length"):
                     # a length of Latin-1 digits: str.isdigit() takes "\u00b2" for one, int() does not
@@ -152,6 +158,22 @@ class LinkServer:
                 except OSError:
                     return
                 stopping.wait(60)
+
+            def _unvalidated(self, answer: int) -> None:
+                """
+                A link without validators (no ETag, no Last-Modified) whose file is replaced while it is read: the
+                first answer is the first file, cut in the middle; every later one (a Range honoured) the last file.
+                """
+                data = files[0] if answer == 1 else files[-1]
+                wanted = self.headers.get("Range")
+                start = int(wanted.removeprefix("bytes=").rstrip("-")) if wanted else 0
+                self.send_response(206 if wanted else 200)
+                if wanted:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Length", str(len(data) - start))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data[start : len(data) // 2] if answer == 1 else data[start:])
 
             def _echo(self) -> None:
                 """
@@ -393,6 +415,25 @@ def test_header_values_the_link_echoes_never_reach_the_error_nor_the_log(
     if path == "/echo-etag":
         assert "starting the copy again from byte 0" in out + err
     assert SIGNATURE.lower() not in (out + err).lower()
+
+
+def test_a_link_without_validators_is_never_resumed_into_another_file(
+    wan_connection: Any, links: LinkServer, tmp_path: Path
+):
+    # with no ETag nor Last-Modified, nothing says a Range answer continues the file the first bytes came from: the
+    # file replaced meanwhile (same length, one byte changed) was stitched onto them and stored as a whole video
+    task_id = _generate()
+    video = requests.get(WanHook().get_task(task_id).video_url or "", timeout=30).content
+    # the new file differs in both halves: bytes of the old before the cut and of the new after it are neither
+    replaced = bytearray(video)
+    for at in (len(video) // 4, len(video) * 3 // 4):
+        replaced[at] ^= 1
+    links.files.extend([video, bytes(replaced)])
+    _answer_with_link(wan_connection, task_id, f"{links.url}/unvalidated?Expires=1&Signature={SIGNATURE}")
+    result = _operator(tmp_path / "out", task_id, max_download_attempts=3).execute({})
+    # the copy started again from byte 0 and kept one file whole: the one the link serves now
+    assert (tmp_path / "out" / f"{task_id}.mp4").read_bytes() == replaced
+    assert result["size"] == len(replaced)
 
 
 def test_a_content_length_that_is_no_number_is_no_length_not_a_python_error(
