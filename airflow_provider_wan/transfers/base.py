@@ -335,6 +335,10 @@ class WanVideoTransferOperator(SignedLinkMasking, BaseOperator):
             require_pyav(str(self.poster))
             if poster == key:
                 raise WanInvalidInputError(f"{self.key_parameter}: {key!r} would be its own poster; name it .mp4")
+        for name, what in ((sidecar, "its JSON sidecar"), (poster, "its poster")):
+            if name:
+                # a name at the store's limit has a longer sidecar (.json for .mp4), refused once the video is stored
+                sink.check_key(name, f"{self.key_parameter} ({what})")
         self._check_metadata_fits(sink, task_id)
         # the destination before DashScope: a missing bucket must not cost a download (nor a retry of one)
         sink.check(key)

@@ -281,6 +281,20 @@ def test_a_destination_the_store_would_misplace_is_refused_by_name_before_any_do
     assert store.listing() == []
 
 
+def test_a_sidecar_name_the_store_refuses_is_caught_before_any_download(store: Store, wan_connection: Any) -> None:
+    # the video's name is at the store's limit (1,024 bytes; a file's 209), so its sidecar's (.json for .mp4) is one
+    # byte over: a folder failed after the video was copied, on every retry, with a raw OSError ('File name too
+    # long'); GCS, S3 and Azure refuse such a name then too (the emulators here take it)
+    name = f"wan/{'v' * 205}.mp4" if store.name == "file" else f"wan/{'v' * 1016}.mp4"
+    task_id = _generate(store)
+    before = wan_connection.stats()["requests"]
+    with pytest.raises(WanInvalidInputError, match=r"^destination \(its JSON sidecar\): .*vvv\.json"):
+        _operator(store, task_id, destination=store.uri(name), write_sidecar=True).execute({})
+    after = wan_connection.stats()["requests"]
+    assert after.get("download", 0) == before.get("download", 0)
+    assert store.listing() == []
+
+
 def test_prompts_at_the_models_limit_fit_every_stores_metadata(store: Store, wan_connection: Any) -> None:
     # S3 counts 2 KiB of percent-encoded metadata, Azure and GCS 8 KiB: a 1,500-character Chinese prompt is cut
     # to fit (the store refuses the object otherwise), whole in the sidecar
