@@ -52,6 +52,8 @@ class PartProxy(ForwardingProxy):
         self.put_before_finish: bytes | None = None
         #: pass on what makes the object, then answer 500 (an answer lost): the client library sends it again
         self.lose_finish_answer = False
+        #: refuse every PutObject to a key ending so (403, with a message of the store's)
+        self.refuse_put_suffix: str | None = None
         self.lock = threading.Lock()
         self.in_flight = 0
         self.most_in_flight = 0
@@ -95,6 +97,9 @@ class _Forward(BaseHTTPRequestHandler):
                 # S3 keeps a copy's ETag condition; moto ignores it, so the proxy keeps it for moto
                 error = b"<Error><Code>PreconditionFailed</Code><Message>a pre-condition did not hold</Message></Error>"
                 refuse(self, 412, error, "application/xml")
+            elif finishing and proxy.refuse_put_suffix and urlsplit(self.path).path.endswith(proxy.refuse_put_suffix):
+                error = b"<Error><Code>AccessDenied</Code><Message>refused by the test proxy</Message></Error>"
+                refuse(self, 403, error, "application/xml")
             elif finishing and proxy.lose_finish_answer:
                 proxy.lose_finish_answer = False
                 headers = {name: value for name, value in self.headers.items() if name.lower() != "expect"}
@@ -138,14 +143,14 @@ def _generate(size: int) -> tuple[str, bytes]:
     return task.task_id, response.content
 
 
-def _store(task_id: str, *, overwrite: bool = False) -> dict[str, Any]:
+def _store(task_id: str, *, overwrite: bool = False, write_sidecar: bool = False) -> dict[str, Any]:
     operator = WanVideoToStorageOperator(
         task_id="store",
         wan_task_id=task_id,
         model=MODEL,
         destination=f"s3://{BUCKET}/wan/{{wan_task_id}}.mp4",
         part_size=5 * MiB,
-        write_sidecar=False,
+        write_sidecar=write_sidecar,
         overwrite=overwrite,
     )
     result: dict[str, Any] = operator.execute({})
@@ -265,3 +270,15 @@ def test_overwrite_replaces_the_object_found_and_a_lost_answer_is_not_another_wr
     assert result["uploaded"] is True
     assert result["size"] == size
     assert moto_s3.client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == served
+
+
+def test_a_refused_sidecar_is_told_in_our_words(proxy: PartProxy, moto_s3: MotoS3, wan_connection: Any) -> None:
+    # the sidecar (a small object written whole) failed with botocore's ClientError, the store's message in its text
+    wan_connection.configure(payload_bytes=1 * MiB)
+    task_id, served = _generate(1 * MiB)
+    proxy.refuse_put_suffix = ".json"
+    with pytest.raises(WanRetryableError, match=rf"S3 answered HTTP 403 to the upload of s3://{BUCKET}/wan/") as caught:
+        _store(task_id, write_sidecar=True)
+    assert "refused by the test proxy" not in str(caught.value)  # our words, not the store's
+    # the video stays (verified); a retry finds it and writes the sidecar
+    assert moto_s3.client.get_object(Bucket=BUCKET, Key=f"wan/{task_id}.mp4")["Body"].read() == served

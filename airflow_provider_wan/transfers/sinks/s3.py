@@ -144,13 +144,16 @@ class S3Sink(Sink):
     def put_small(
         self, key: str, data: bytes, *, content_type: str, metadata: Mapping[str, str], replacing: Stored | None
     ) -> Stored:
-        self.client.put_object(
-            Bucket=self.container,
-            Key=key,
-            Body=data,
-            ContentType=content_type,
-            ContentMD5=base64.b64encode(hashlib.md5(data).digest()).decode(),
-            Metadata=self.encode_metadata(metadata),
+        _in_our_words(
+            f"the upload of {self.uri(key)}",
+            lambda: self.client.put_object(
+                Bucket=self.container,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                ContentMD5=base64.b64encode(hashlib.md5(data).digest()).decode(),
+                Metadata=self.encode_metadata(metadata),
+            ),
         )
         stored = self.stat(key)
         assert stored is not None
