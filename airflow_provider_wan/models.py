@@ -22,6 +22,7 @@ Sources (see ``shared/reference/dashscope-wan-api-facts.md`` in the project, and
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -747,7 +748,9 @@ def estimate_cost_usd(
     if seconds is not None and seconds <= 0:
         seconds = max((d for d in model.durations if d > 0), default=model.default_duration)
     billed = (seconds or model.default_duration) + (input_video_seconds if model.bills_input_video else 0.0)
-    return round(price * billed, 4)
+    cost = price * billed
+    # a price too big for a number (1e308 per second, for 5 s) is no estimate: infinity would fail every JSON it reached
+    return round(cost, 4) if math.isfinite(cost) else None
 
 
 def request_cost_usd(
@@ -793,9 +796,11 @@ def price_overrides(*sources: Any) -> dict[str, dict[str, float]]:
             raise ValueError(f"prices must be a JSON object of model -> {{tier: USD per second}}, got {table!r}")
         for name, tiers in table.items():
             if not isinstance(tiers, Mapping) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in tiers.values()
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf for v in tiers.values()
             ):
-                raise ValueError(f"prices[{name!r}] must map tiers (480P, 720P, 1080P) to USD per second")
+                raise ValueError(
+                    f"prices[{name!r}] must map tiers (480P, 720P, 1080P) to USD per second (finite numbers, 0 or more)"
+                )
             merged.setdefault(name, {}).update({str(k).upper(): float(v) for k, v in tiers.items()})
     return merged
 

@@ -343,3 +343,46 @@ def test_the_record_says_when_the_create_was_sent_not_when_its_uploads_began(mon
 class _NoXCom:
     def xcom_push(self, key: str, value: Any) -> None:
         pass
+
+
+# --- a price table with an odd number ---------------------------------------------------------------------------------
+HUGE_PRICE_DAG = """
+import datetime
+from airflow.providers.common.compat.sdk import DAG
+from airflow_provider_wan.operators.wan import WanTextToVideoOperator
+
+with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2026, 1, 1), catchup=False) as dag:
+    WanTextToVideoOperator(
+        task_id="generate",
+        model="wan2.5-t2v-preview",
+        prompt="a lantern on a pier",
+        size="832*480",
+        retries=1,
+        retry_delay=datetime.timedelta(seconds=0.2),
+        poll_interval=0.2,
+    )
+"""
+
+
+@pytest.mark.parametrize("price", ["1e999", "1e308"])
+def test_a_price_too_big_for_a_number_never_fails_a_paid_video(monkeypatch, wan_simulator, capfd, price):
+    # [wan] prices is JSON, where 1e999 reads as infinity and 1e308 per second overflows to it over a 5 s video: the
+    # estimate was infinity, the try paid for its video, then failed pushing its result to XCom in Python's words
+    # ("Out of range float values are not JSON compliant"); without retries the video was never handed on
+    monkeypatch.setenv("AIRFLOW_CONN_WAN_DEFAULT", wan_simulator.connection_json())
+    monkeypatch.setenv("AIRFLOW__WAN__PRICES", f'{{"wan2.5-t2v-preview": {{"480P": {price}}}}}')
+    wan_simulator.configure(generation_seconds=0.3)
+    dag_id = f"huge_price_{price.replace('e', '_')}"
+    result = run_dag(write_dag(HUGE_PRICE_DAG.format(dag_id=dag_id), dag_id))
+    output = "".join(capfd.readouterr())
+    assert "not JSON compliant" not in output
+    if price == "1e999":
+        # no price at all: refused by name before anything is paid for, as any malformed price table
+        assert result.tasks["generate"] == ("failed", 1)
+        assert wan_simulator.stats()["tasks_created"] == 0
+        assert "prices['wan2.5-t2v-preview'] must map tiers" in output
+    else:
+        # a price, but no estimate fits a number: the estimate is unknown and the video is handed on at once
+        assert result.tasks["generate"] == ("success", 1)
+        assert wan_simulator.stats()["tasks_created"] == 1
+        assert result.xcoms[("generate", "return_value")]["estimated_cost_usd"] is None
