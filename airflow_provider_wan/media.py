@@ -376,11 +376,13 @@ def upload_media(hook: WanHook, model: str, media: LocalMedia) -> str:
         raise WanRetryableError(f"DashScope's upload policy for {model} lacks {exc.args[0]!r}") from None
     import requests
 
+    from airflow_provider_wan.hooks.classify import refused_proxy_certificate
     from airflow_provider_wan.hooks.guard import (
         CERTIFICATE_REFUSED,
         RefusedAddress,
         certificate_refused,
         guarded_session,
+        refusing_proxy,
     )
     from airflow_provider_wan.hooks.wan import link_address_problem, link_problem
 
@@ -410,6 +412,14 @@ def upload_media(hook: WanHook, model: str, media: LocalMedia) -> str:
         except RefusedAddress as refused:
             raise _refused(media, host, f"{refused.why}; the connection was closed before a byte was sent") from None
         except requests.exceptions.RequestException as exc:
+            proxy = refusing_proxy(exc, host)
+            if proxy is not None:
+                # the https:// proxy's own certificate: nothing was sent to it, let alone to the upload host
+                doing = f"uploading {media.name} to {url_host(host)} (the upload_host of DashScope's upload policy)"
+                raise WanFinalError(
+                    f"{media.ref.parameter}: {refused_proxy_certificate(proxy, doing)} Nothing was uploaded or "
+                    "submitted"
+                ) from None
             if certificate_refused(exc):
                 raise _refused(media, host, CERTIFICATE_REFUSED) from None
             raise WanRetryableError(

@@ -46,17 +46,14 @@ _local = threading.local()
 class _Watchdog:
     """
     Shuts down the socket of this thread's current request once ``seconds`` have passed. Also the attempt's record
-    of what left: whether a request was started on a connection (:attr:`sent`), what a proxy answered to the
-    ``CONNECT`` of an https call (:attr:`tunnel_status`), and whether the TLS handshake with an ``https://`` proxy
-    itself failed (:attr:`proxy_handshake_failed`).
+    of what left: whether a request was started on a connection (:attr:`sent`), and what a proxy answered to the
+    ``CONNECT`` of an https call (:attr:`tunnel_status`).
     """
 
     def __init__(self, seconds: float) -> None:
         self.fired = False
         #: the status of the proxy's answer to this attempt's CONNECT; None: no tunnel was asked for
         self.tunnel_status: int | None = None
-        #: the TLS handshake with the https:// proxy itself failed: a refused certificate there is the proxy's
-        self.proxy_handshake_failed = False
         self._lock = threading.Lock()
         self._connection: HTTPConnection | None = None
         self._timer = threading.Timer(seconds, self._fire)
@@ -149,18 +146,28 @@ class _WatchedHTTPConnection(_WatchedMixin, HTTPConnection):
     pass
 
 
-class _WatchedHTTPSConnection(_WatchedMixin, HTTPSConnection):
+class ProxyCertificateError(ssl.SSLCertVerificationError):
+    """The certificate of an ``https://`` proxy itself was refused (not that of a server reached through it)."""
+
+
+class ProxyTLSMixin:
+    """
+    For an ``HTTPSConnection``: a certificate refused at the TLS handshake with an ``https://`` proxy itself is raised
+    as a :class:`ProxyCertificateError` (see :func:`refused_at_the_proxy`), whatever urllib3 and requests wrap it
+    in. Shared by the API's connections and those of the links an answer names (hooks/guard.py).
+    """
+
     def _connect_tls_proxy(self, hostname: str, sock: socket.socket) -> ssl.SSLSocket:
-        # urllib3's TLS handshake with an https:// proxy itself, before any CONNECT (or to forward a plain-http call):
-        # a certificate refused here is the proxy's, and nothing of the call left (were it ever done elsewhere, a
-        # refused proxy certificate reads as DashScope's, as it did before)
+        # urllib3's handshake with the proxy, before any CONNECT (or to forward a plain-http request): nothing of the
+        # request left (were it ever done elsewhere, a refused proxy certificate reads as the server's)
         try:
-            return super()._connect_tls_proxy(hostname, sock)
-        except BaseException:
-            watchdog = getattr(_local, "watchdog", None)
-            if watchdog is not None:
-                watchdog.proxy_handshake_failed = True
-            raise
+            return super()._connect_tls_proxy(hostname, sock)  # type: ignore[misc]
+        except ssl.SSLCertVerificationError as exc:
+            raise ProxyCertificateError(*exc.args) from exc
+
+
+class _WatchedHTTPSConnection(_WatchedMixin, ProxyTLSMixin, HTTPSConnection):
+    pass
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -215,16 +222,37 @@ def new_session() -> requests.Session:
     return session
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it wraps (a urllib3 ``reason``, an exception as first argument, else its cause), in turn."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            current = reason
+        elif current.args and isinstance(current.args[0], BaseException):
+            current = current.args[0]
+        else:
+            current = current.__cause__ or current.__context__
+
+
+def refused_at_the_proxy(exc: BaseException) -> bool:
+    """
+    Whether a requests/urllib3 failure was the ``https://`` proxy's own certificate refused (a connection with
+    :class:`ProxyTLSMixin`): nothing was sent to the proxy, let alone to the server behind it.
+    """
+    return any(isinstance(current, ProxyCertificateError) for current in _causes(exc))
+
+
 def fault_of(exc: BaseException) -> TransportFault:
     """What a requests/urllib3 exception means, from its chain of causes (never from its text)."""
     if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema)):
         return TransportFault.INVALID_URL
     if isinstance(exc, requests.exceptions.MissingSchema):
         return TransportFault.INVALID_URL
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _causes(exc):
         if isinstance(current, ssl.SSLCertVerificationError):
             return TransportFault.CERTIFICATE
         if isinstance(
@@ -239,13 +267,6 @@ def fault_of(exc: BaseException) -> TransportFault:
             return TransportFault.NOT_CONNECTED
         if isinstance(current, (urllib3.exceptions.ReadTimeoutError, socket.timeout)):
             return TransportFault.TIMEOUT
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            current = reason
-        elif current.args and isinstance(current.args[0], BaseException):
-            current = current.args[0]
-        else:
-            current = current.__cause__ or current.__context__
     if isinstance(exc, requests.exceptions.Timeout):
         return TransportFault.TIMEOUT
     return TransportFault.BROKEN
@@ -295,6 +316,7 @@ def exchange(
     if seconds <= 0:
         return classify_transport(call, timed_out, credentials, seconds=0.0)
     fault: TransportFault | None = None
+    at_the_proxy = False
     url = call.url(credentials.base_url)
     with _watchdog(seconds) as watchdog:
         try:
@@ -315,11 +337,12 @@ def exchange(
                 response.close()
         except Exception as exc:  # every failure of the client library; its text is never used
             fault = fault_of(exc)
+            at_the_proxy = refused_at_the_proxy(exc)
     proxy = proxy_for(url)[0]
     if fault is not None and proxy is not None and watchdog.tunnel_refused():
         # certain, whatever exception urllib3 made of it: no tunnel, so no request() and not one byte of the call
         return proxy_refused(call, credentials, proxy, watchdog.tunnel_status or 0, tunnel=True)
-    if fault is TransportFault.CERTIFICATE and proxy is not None and watchdog.proxy_handshake_failed:
+    if at_the_proxy and proxy is not None:
         return proxy_certificate_refused(call, credentials, proxy)
     if watchdog.fired and fault is not TransportFault.NOT_CONNECTED:
         # the socket was shut under the read: whatever came is partial (even a "clean" end without Content-Length)

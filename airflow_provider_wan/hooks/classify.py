@@ -57,6 +57,7 @@ __all__ = [
     "proves_nothing_created",
     "proxy_certificate_refused",
     "proxy_refused",
+    "refused_proxy_certificate",
     "retry_after_seconds",
 ]
 
@@ -208,6 +209,22 @@ def proxy_refused(call: ApiCall, credentials: Credentials, proxy: str, status: i
     return Failure(cls(text, http_status=status, task_id=call.task_id), retryable=retryable, nothing_created=True)
 
 
+def refused_proxy_certificate(proxy: str, context: str) -> str:
+    """
+    The words of anything refused at the TLS handshake with an ``https://`` proxy itself, whose certificate failed
+    the check: an API call (:func:`proxy_certificate_refused`), a video copy, an upload. The caller adds what did not
+    happen.
+
+    :param proxy: the proxy's URL; only its scheme, host and port are named (never its login, path or query)
+    :param context: what was being done ("reading task ..."), in our words
+    """
+    return (
+        f"Refused the proxy at {url_host(proxy)} while {context}: its TLS certificate was not accepted (it does not "
+        "name the proxy's host, has expired, or no authority this machine trusts signed it; trust the authority that "
+        "signed it with REQUESTS_CA_BUNDLE, for the workers and the triggerers alike)."
+    )
+
+
 def proxy_certificate_refused(call: ApiCall, credentials: Credentials, proxy: str) -> Failure:
     """
     The :class:`Failure` of a call refused at the TLS handshake with an ``https://`` proxy itself: the proxy's
@@ -217,12 +234,7 @@ def proxy_certificate_refused(call: ApiCall, credentials: Credentials, proxy: st
 
     :param proxy: the proxy's URL; only its scheme, host and port are named (never its login, path or query)
     """
-    text = (
-        f"Refused the proxy at {url_host(proxy)} while {call.context}: its TLS certificate was not accepted (it does "
-        "not name the proxy's host, has expired, or no authority this machine trusts signed it; trust the authority "
-        "that signed it with REQUESTS_CA_BUNDLE, for the workers and the triggerers alike). Nothing reached DashScope "
-        f"at {credentials.describe()}."
-    )
+    text = f"{refused_proxy_certificate(proxy, call.context)} Nothing reached DashScope at {credentials.describe()}."
     if call.creates_task:
         text += " No task was created (nothing was billed): the create may be sent again once the proxy is trusted."
     error = WanFinalError(text, task_id=call.task_id)

@@ -15,7 +15,8 @@ the session resolves the name itself before the request and refuses it when any 
 effort (the proxy may resolve differently, or resolve names this machine cannot; an unresolvable name is left to
 the proxy). Guarding the proxy's own reach is the proxy's job. An https link goes through the proxy's CONNECT tunnel,
 and TLS inside it still checks the certificate against the link's name (:func:`certificate_refused` tells that
-failure from a dropped connection).
+failure from a dropped connection). An ``https://`` proxy's own certificate is checked too: :func:`refusing_proxy`
+names the proxy when it was that one refused.
 
 Imported only when a video is copied or a local file uploaded (``requests``, ``urllib3``).
 """
@@ -32,11 +33,18 @@ from requests.utils import select_proxy
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from airflow_provider_wan.hooks._sync_transport import CheckedAdapter, as_sent, fault_of
+from airflow_provider_wan.hooks._sync_transport import (
+    CheckedAdapter,
+    ProxyTLSMixin,
+    as_sent,
+    fault_of,
+    refused_at_the_proxy,
+)
 from airflow_provider_wan.hooks.classify import CERTIFICATE_REFUSED, TransportFault
+from airflow_provider_wan.hooks.proxies import proxy_for
 from airflow_provider_wan.hooks.wan import host_addresses
 
-__all__ = ["CERTIFICATE_REFUSED", "RefusedAddress", "certificate_refused", "guarded_session"]
+__all__ = ["CERTIFICATE_REFUSED", "RefusedAddress", "certificate_refused", "guarded_session", "refusing_proxy"]
 
 #: why a connection to an IP address must not be used, or None when it may (hooks.wan.link_address_problem)
 AddressRule = Callable[[str], str | None]
@@ -51,8 +59,19 @@ class RefusedAddress(Exception):
 
 
 def certificate_refused(exc: BaseException) -> bool:
-    """Whether a ``requests`` failure was the server's certificate failing the check (the API's transport's rule)."""
+    """
+    Whether a ``requests`` failure was a certificate failing the check (the API's transport's rule): the server's,
+    unless :func:`refusing_proxy` names the proxy's.
+    """
     return fault_of(exc) is TransportFault.CERTIFICATE
+
+
+def refusing_proxy(exc: BaseException, url: str) -> str | None:
+    """
+    The ``https://`` proxy whose own certificate a ``requests`` failure for ``url`` was (its URL without the login,
+    by the rule that chose it: :func:`~airflow_provider_wan.hooks.proxies.proxy_for`), or None: no proxy's was.
+    """
+    return proxy_for(url)[0] if refused_at_the_proxy(exc) else None
 
 
 def guarded_session(refuse: AddressRule) -> requests.Session:
@@ -86,7 +105,7 @@ def _pool_classes(refuse: AddressRule) -> dict[str, type[HTTPConnectionPool]]:
         def _new_conn(self) -> socket.socket:
             return _checked(self, super()._new_conn(), refuse)
 
-    class TLSConnection(HTTPSConnection):
+    class TLSConnection(ProxyTLSMixin, HTTPSConnection):
         def _new_conn(self) -> socket.socket:
             return _checked(self, super()._new_conn(), refuse)
 

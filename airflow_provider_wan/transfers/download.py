@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from airflow_provider_wan.exceptions import WanFinalError, WanResultExpiredError, WanTransferIntegrityError
+from airflow_provider_wan.hooks.classify import refused_proxy_certificate
 from airflow_provider_wan.redact import clean_text, url_host
 from airflow_provider_wan.transfers.mp4 import Mp4BoxWalker
 
@@ -125,7 +126,8 @@ class ResumableDownload:
 
     :param session: a ``requests.Session``; the operators pass a
         :func:`~airflow_provider_wan.hooks.guard.guarded_session`, whose connections refuse addresses the link
-        rule refuses (a :class:`~airflow_provider_wan.hooks.guard.RefusedAddress` becomes a final error)
+        rule refuses (a :class:`~airflow_provider_wan.hooks.guard.RefusedAddress` becomes a final error), and whose
+        ``https://`` proxy's own refused certificate is told from the link's host's (both final errors)
     :param url: the signed link; never logged, never put in an error message
     :param task_id: DashScope task id, for messages
     :param timeout: ``(connect, read)`` seconds of one HTTP request
@@ -382,7 +384,12 @@ class ResumableDownload:
         """
         import requests
 
-        from airflow_provider_wan.hooks.guard import CERTIFICATE_REFUSED, RefusedAddress, certificate_refused
+        from airflow_provider_wan.hooks.guard import (
+            CERTIFICATE_REFUSED,
+            RefusedAddress,
+            certificate_refused,
+            refusing_proxy,
+        )
 
         url = self.url
         for hop in range(MAX_REDIRECTS + 1):
@@ -401,12 +408,14 @@ class ResumableDownload:
                 # a guarded session's connection reached an address the rule refuses (hooks/guard.py)
                 why = f"{refused.why}. The connection was closed before the request was sent; nothing was kept"
                 raise self._refused(url, why) from None
-            except requests.exceptions.SSLError as exc:
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                # an SSLError, a ProxyError among them; our words only: a client exception's text may carry the link.
+                # A refused certificate is final: the same certificate would be refused again
+                proxy = refusing_proxy(exc, url)
+                if proxy is not None:
+                    raise self._proxy_refused(url, proxy) from None
                 if certificate_refused(exc):
                     raise self._refused(url, f"{CERTIFICATE_REFUSED}. Nothing was fetched or kept") from None
-                raise _Dropped(f"{type(exc).__name__} before an answer") from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                # our words only: a client exception's text may carry the signed link
                 raise _Dropped(f"{type(exc).__name__} before an answer") from None
             except (requests.RequestException, ValueError) as exc:
                 raise self._impossible(f"the link (or a redirect) cannot be fetched ({type(exc).__name__})") from None
@@ -428,6 +437,17 @@ class ResumableDownload:
         return WanFinalError(
             f"Refused to fetch the video of DashScope task {self.task_id} from {url_host(url)} (its video_url or a "
             f"redirect of it): {why}",
+            task_id=self.task_id,
+        )
+
+    def _proxy_refused(self, url: str, proxy: str) -> WanFinalError:
+        # the https:// proxy's own certificate: nothing was sent to it (no CONNECT, no login), the link not asked for
+        doing = (
+            f"fetching the video of DashScope task {self.task_id} from {url_host(url)} (its video_url or a redirect "
+            "of it)"
+        )
+        return WanFinalError(
+            f"{refused_proxy_certificate(proxy, doing)} The video link was not read; nothing was kept",
             task_id=self.task_id,
         )
 

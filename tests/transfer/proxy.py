@@ -253,6 +253,20 @@ class _Pass(BaseHTTPRequestHandler):
     do_GET = do_POST = do_HEAD = _any
 
 
+def assert_names_the_proxys_certificate(error: BaseException, proxy: str, login: str) -> None:
+    """
+    ``error`` says the certificate refused was the ``https://`` proxy's own, naming it as ``proxy``
+    (``scheme://host:port``); its login (``user:password``, as in the proxy's URL) appears nowhere in it.
+    """
+    text = str(error)
+    assert f"Refused the proxy at {proxy} " in text, text
+    assert "its TLS certificate was not accepted" in text
+    everything = f"{error} {error!r} {getattr(error, 'to_dict', dict)()}"
+    user, _, password = login.partition(":")
+    assert password not in everything, "the proxy's password leaked"
+    assert user not in everything
+
+
 @contextmanager
 def only_way_to_the_api(
     simulator: Any, monkeypatch: pytest.MonkeyPatch, api_host: str, login: str

@@ -24,8 +24,16 @@ import requests
 
 from airflow_provider_wan.exceptions import WanFinalError, WanTransferIntegrityError
 from airflow_provider_wan.hooks.wan import WanHook
+from tests.certificates import self_signed_certificate
 from tests.names import DOMAIN, resolve_test_names
-from tests.transfer.proxy import Gateway, TLSFront, only_way_to_the_api, tls_fronts
+from tests.transfer.proxy import (
+    Gateway,
+    TLSFront,
+    assert_names_the_proxys_certificate,
+    only_way_to_the_api,
+    serving,
+    tls_fronts,
+)
 from tests.transfer.test_hostile_links import SIGNATURE, _answer_with_link, _fails_clearly, _generate, _operator
 
 CDN, GATEWAY = f"cdn.{DOMAIN}", f"api.{DOMAIN}"
@@ -112,6 +120,52 @@ def test_a_certificate_for_another_name_is_refused_with_a_clear_error(
     _no_secrets(f"{error} {error!r}")
     # refused at once: the same certificate would be refused again, so no retry
     assert gateway.connects == [f"{CDN}:443"]
+    assert front.paths == []
+    assert _downloads(wan_simulator) == before
+
+
+def test_a_refused_certificate_is_named_as_the_https_proxys_or_the_links_host(
+    wan_simulator: Any, gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # HTTPS_PROXY=https://...: TLS to the proxy itself, then TLS to the link's host inside its tunnel. The proxy's own
+    # certificate refused read as a dropped connection, tried again and again ("ProxyError before an answer")
+    task_id = _generate()
+    link = _https_link(task_id, CDN)
+    for folder in ("proxy", "impostor", "cdn"):
+        (tmp_path / folder).mkdir()
+    proxy_certificate = self_signed_certificate(tmp_path / "proxy", ip_address="127.0.0.1")
+    impostor = self_signed_certificate(tmp_path / "impostor", ip_address="127.0.0.1")
+    # the CDN answers for its name with a certificate no trusted authority signed; only the proxy's is trusted
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(proxy_certificate[0]))
+    before = _downloads(wan_simulator)
+    with serving(TLSFront(wan_simulator.url, self_signed_certificate(tmp_path / "cdn", dns_name=CDN))) as front:
+        assert isinstance(front, TLSFront)
+        for served in (impostor, proxy_certificate):
+            with (
+                serving(Gateway(wan_simulator.url, credentials=PROXY_LOGIN, certificate=served)) as tls_proxy,
+                monkeypatch.context() as env,
+            ):
+                assert isinstance(tls_proxy, Gateway)
+                tls_proxy.tunnels[f"{CDN}:443"] = front.address
+                proxy = f"https://127.0.0.1:{tls_proxy.server_address[1]}"
+                for name in ("HTTPS_PROXY", "https_proxy"):  # the API stays behind the plain-http gateway
+                    env.setenv(name, f"https://{PROXY_LOGIN}@127.0.0.1:{tls_proxy.server_address[1]}")
+                _answer_with_link(wan_simulator, task_id, link)
+                error = _fails_clearly(tmp_path / "out", task_id, WanFinalError, "TLS certificate was not accepted")
+            text = f"{error} {error!r} {getattr(error, 'to_dict', dict)()}"
+            _no_secrets(text)
+            assert urlsplit(link).query not in text, "the signed link leaked"
+            if served is impostor:
+                # refused at the handshake with the proxy, at once: no CONNECT, no login, the link not asked for
+                assert_names_the_proxys_certificate(error, proxy, PROXY_LOGIN)
+                assert f"the video of DashScope task {task_id} from https://{CDN}" in str(error)
+                assert "The video link was not read" in str(error)
+                assert (tls_proxy.connects, tls_proxy.refused) == ([], 0)
+            else:
+                # the CDN's, inside the trusted proxy's tunnel: named as the link's host's, once (not retried)
+                assert f"Refused to fetch the video of DashScope task {task_id} from https://{CDN} " in str(error)
+                assert "proxy at" not in str(error)
+                assert tls_proxy.connects == [f"{CDN}:443"]
     assert front.paths == []
     assert _downloads(wan_simulator) == before
 
