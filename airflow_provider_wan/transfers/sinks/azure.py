@@ -52,6 +52,18 @@ def _error_code(exc: Any) -> str | None:
     return text if _ERROR_CODE.fullmatch(text) else None
 
 
+def _refused(what: str, exc: Exception) -> WanRetryableError:
+    """
+    A failed request of an upload in our words: the client library's text carries the service's message (that of a
+    refused signature quotes the string it signed).
+    """
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int):
+        return WanRetryableError(f"Azure did not answer {what} ({type(exc).__name__})")
+    code = _error_code(exc)
+    return WanRetryableError(f"Azure answered HTTP {status}{f' {code}' if code else ''} to {what}; nothing was kept")
+
+
 #: Azure metadata names are C# identifiers (they travel as ``x-ms-meta-<name>`` headers)
 _METADATA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -263,16 +275,21 @@ class _AzureUpload(Upload):
             self._stage()
 
     def _stage(self) -> None:
+        from azure.core.exceptions import AzureError
+
         data = self.buffer.getvalue()
         self.buffer = io.BytesIO()
         block_id = self.block_id(len(self.blocks))
-        # validate_content: the block is sent with its Content-MD5, which Azure checks before keeping it
-        self.blob.stage_block(block_id, data, length=len(data), validate_content=True)
+        try:
+            # validate_content: the block is sent with its Content-MD5, which Azure checks before keeping it
+            self.blob.stage_block(block_id, data, length=len(data), validate_content=True)
+        except AzureError as exc:
+            raise _refused(f"block {len(self.blocks) + 1} of {self.sink.uri(self.key)}", exc) from None
         self.blocks.append(block_id)
 
     def commit(self, *, size: int, md5: bytes, crc32c: bytes | None) -> Stored:
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
         from azure.storage.blob import BlobBlock, ContentSettings
 
         if self.buffer.tell() or not self.blocks:
@@ -296,6 +313,8 @@ class _AzureUpload(Upload):
             raise WanFinalError(
                 f"{uri} was written by someone else while this copy ran; nothing was replaced"
             ) from None
+        except AzureError as exc:
+            raise _refused(f"the commit of {uri}", exc) from None
         self.committed = answer.get("etag")
         stored = self.sink.stat(self.key)
         if stored is None or stored.size != size or stored.version != self.committed:
