@@ -6,6 +6,7 @@ carries the service's message), and keeps nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -29,6 +30,8 @@ class BlockProxy(ForwardingProxy):
     def __init__(self, upstream: str) -> None:
         super().__init__(upstream, _Forward)
         self.refuse_comp: str | None = None
+        #: pass the block-list commit on, then answer 500 (its answer lost): the client library sends it again
+        self.lose_commit_answer = False
 
 
 class _Forward(BaseHTTPRequestHandler):
@@ -41,7 +44,14 @@ class _Forward(BaseHTTPRequestHandler):
     def _any(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         comp = parse_qs(urlsplit(self.path).query).get("comp", [""])[0]
-        if self.command == "PUT" and comp and comp == self.server.refuse_comp:
+        if self.command == "PUT" and comp == "blocklist" and self.server.lose_commit_answer:
+            self.server.lose_commit_answer = False
+            headers = {name: value for name, value in self.headers.items() if name.lower() != "expect"}
+            self.server.request(self.command, self.path, body=body, headers=headers)
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.command == "PUT" and comp and comp == self.server.refuse_comp:
             error = (
                 '<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthorizationFailure</Code>'
                 f"<Message>{SERVICE_WORDS}</Message></Error>"
@@ -93,3 +103,18 @@ def test_a_refused_block_or_commit_fails_in_our_words_and_keeps_nothing(
         _copy(upload, b"\0" * 3000)
     assert SERVICE_WORDS not in str(caught.value)
     assert [blob.name for blob in azurite.container.list_blobs()] == []
+
+
+def test_a_commit_whose_answer_was_lost_is_not_taken_for_another_writers(proxy: BlockProxy, azurite: Azurite) -> None:
+    # Azure committed the block list, its answer was lost, and the client library sent the commit again, which the
+    # blob's precondition (absent) refuses: the blob there is this upload's own, verified, not another writer's
+    # (that was a final error, 'written by someone else', on a stored video). The library waits ~15 s to retry.
+    sink = AzureBlobSink(BUCKET, azure_conn_id=AZURE_CONN_ID, part_size=1024)
+    data = bytes(range(256)) * 12
+    upload = sink.open("wan/lost.mp4", metadata={"wan_transfer_id": "t-1"}, replacing=None)
+    proxy.lose_commit_answer = True
+    upload.write(data)
+    stored = upload.commit(size=len(data), md5=hashlib.md5(data).digest(), crc32c=None)
+    assert proxy.lose_commit_answer is False  # the answer was lost
+    assert stored.size == len(data)
+    assert azurite.container.download_blob("wan/lost.mp4").readall() == data

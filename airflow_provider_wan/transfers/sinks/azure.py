@@ -310,9 +310,14 @@ class _AzureUpload(Upload):
                 **condition,
             )
         except (ResourceExistsError, ResourceModifiedError):
-            raise WanFinalError(
-                f"{uri} was written by someone else while this copy ran; nothing was replaced"
-            ) from None
+            # a commit the client library sent again after its answer was lost finds its own blob: made
+            held = self.sink.stat(self.key)
+            ours = self.metadata.get("wan_transfer_id")
+            if held is None or not ours or held.metadata.get("wan_transfer_id") != ours:
+                raise WanFinalError(
+                    f"{uri} was written by someone else while this copy ran; nothing was replaced"
+                ) from None
+            answer = {"etag": held.version}
         except AzureError as exc:
             raise _refused(f"the commit of {uri}", exc) from None
         self.committed = answer.get("etag")

@@ -334,7 +334,8 @@ class _S3Upload(Upload):
             return self._finishing(what, call)
         except _PreconditionFailed:
             held = self.sink.stat(self.key)
-            if held is None or held.metadata.get("wan_transfer_id") != self.metadata.get("wan_transfer_id"):
+            ours = self.metadata.get("wan_transfer_id")
+            if held is None or not ours or held.metadata.get("wan_transfer_id") != ours:
                 raise WanFinalError(
                     f"{self.sink.uri(self.key)} was written by someone else while this copy ran; nothing was replaced"
                 ) from None
