@@ -261,14 +261,22 @@ def test_a_metadata_name_the_store_refuses_is_caught_before_any_download(store: 
 
 @pytest.mark.parametrize(
     "name",
-    ["wan/../../elsewhere/{wan_task_id}.mp4", "wan/./{wan_task_id}.mp4", "wan/..", f"wan/{'v' * 230}.mp4"],
-    ids=["climbs-out", "dot", "dot-dot-name", "name-too-long-for-a-file"],
+    [
+        "wan/../../elsewhere/{wan_task_id}.mp4",
+        "wan/./{wan_task_id}.mp4",
+        "wan/..",
+        f"wan/{'v' * 230}.mp4",
+        "wan/a\x00{wan_task_id}.mp4",
+    ],
+    ids=["climbs-out", "dot", "dot-dot-name", "name-too-long-for-a-file", "nul-in-a-file-name"],
 )
 def test_a_destination_the_store_would_misplace_is_refused_by_name_before_any_download(
     store: Store, wan_connection: Any, name: str
 ) -> None:
     if name.startswith("wan/vvv") and store.name != "file":
         pytest.skip("object stores take 1,024-byte names; a file name (and its temporary twin) has 255 bytes")
+    if "\x00" in name and store.name != "file":
+        pytest.skip("a NUL is a file system's refusal (it failed with a raw ValueError after the download began)")
     task_id = _generate(store)
     before = wan_connection.stats()["requests"]
     with pytest.raises(WanInvalidInputError) as caught:

@@ -66,6 +66,9 @@ class LocalSink(Sink):
 
     def check_key(self, key: str, parameter: str = "object_name") -> None:
         super().check_key(key, parameter)
+        if "\0" in key:
+            # no file system names a file with one: it failed with a raw ValueError once the download began
+            raise WanInvalidInputError(f"{parameter}: {key!r} has a NUL character, which no file name can hold")
         *folders, name = key.split("/")
         # the file's temporary twin (.<name>.wan-partial-<32 hex>) must fit the filesystem's 255 bytes too: a longer
         # name would fail on the first downloaded byte
