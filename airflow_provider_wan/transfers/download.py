@@ -292,11 +292,10 @@ class ResumableDownload:
             )
 
     def _impossible(self, why: str) -> WanTransferIntegrityError:
-        return WanTransferIntegrityError(
-            f"Cannot resume the download of DashScope task {self.task_id}'s video at byte {self.received}: {why}. "
-            "Nothing was kept",
-            task_id=self.task_id,
-        )
+        video = f"DashScope task {self.task_id}'s video"
+        # a resumption only once bytes arrived: a refused first answer is not one
+        what = f"resume the download of {video} at byte {self.received}" if self.received else f"download {video}"
+        return WanTransferIntegrityError(f"Cannot {what}: {why}. Nothing was kept", task_id=self.task_id)
 
     def _too_big(self, what: str) -> WanFinalError:
         return WanFinalError(

@@ -436,6 +436,14 @@ def test_a_link_without_validators_is_never_resumed_into_another_file(
     assert result["size"] == len(replaced)
 
 
+def test_a_first_answer_refused_is_not_called_a_resumption(wan_connection: Any, links: LinkServer, tmp_path: Path):
+    # nothing had arrived: 'Cannot resume the download ... at byte 0' described a resumption that never was
+    task_id = _generate()
+    _answer_with_link(wan_connection, task_id, f"{links.url}/echo-encoding?Expires=1&Signature={SIGNATURE}")
+    error = _fails_clearly(tmp_path / "out", task_id, WanTransferIntegrityError, "Content-Encoding")
+    assert str(error).startswith(f"Cannot download DashScope task {task_id}'s video: the link answered with"), error
+
+
 def test_a_content_length_that_is_no_number_is_no_length_not_a_python_error(
     wan_connection: Any, links: LinkServer, tmp_path: Path
 ):
