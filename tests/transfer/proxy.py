@@ -72,11 +72,15 @@ def refuse(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_ty
     handler.wfile.write(body)
 
 
-def forward(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+def forward(
+    handler: BaseHTTPRequestHandler,
+    body: bytes,
+    edit: Callable[[list[tuple[str, str]], bytes], tuple[list[tuple[str, str]], bytes]] | None = None,
+) -> None:
     """
     Pass the request on to the upstream and its answer back. A HEAD answer's Content-Length (the object's size) is
     passed on as it is; the upstream's address in a header (a resumable session's URL) becomes the proxy's, so the
-    client stays on the proxy.
+    client stays on the proxy. ``edit`` (headers, body) -> (headers, body) changes the answer on its way back.
     """
     proxy = handler.server
     assert isinstance(proxy, ForwardingProxy)
@@ -85,10 +89,13 @@ def forward(handler: BaseHTTPRequestHandler, body: bytes) -> None:
         upstream.request(handler.command, handler.path, body=body, headers=dict(handler.headers.items()))
         answer = upstream.getresponse()
         data = answer.read()
+        headers = answer.getheaders()
+        if edit is not None:
+            headers, data = edit(headers, data)
         handler.send_response(answer.status)
         head = handler.command == "HEAD"
         skip = ("transfer-encoding", "connection") if head else ("content-length", "transfer-encoding", "connection")
-        for name, value in answer.getheaders():
+        for name, value in headers:
             if name.lower() not in skip:
                 handler.send_header(name, value.replace(proxy.upstream.netloc, urlsplit(proxy.url).netloc))
         if not head:

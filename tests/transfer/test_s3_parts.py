@@ -6,13 +6,16 @@ HTTP both ways) that counts the UploadPart requests in flight, holds the first o
 * the parts overlap, but never more than ``parts_in_flight`` at once, and the object lands byte-identical;
 * a part S3 refuses while others are in flight fails the transfer with our own words, the parts in flight finish,
   the multipart upload is aborted, and no object is left;
-* an object another writer put at the key while the copy ran (a second transfer to the same name) is never replaced.
+* an object another writer put at the key while the copy ran (a second transfer to the same name) is never replaced;
+* in a bucket encrypted with SSE-KMS (the proxy answers as S3 does there: ``x-amz-server-side-encryption: aws:kms``
+  and ETags that are no MD5 of the bytes) a video is stored, verified, and found by a rerun.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -60,6 +63,8 @@ class PartProxy(ForwardingProxy):
         self.parts_seen: list[int] = []
         #: part number -> bytes received
         self.part_sizes: dict[int, int] = {}
+        #: answer as S3 does for a bucket encrypted with SSE-KMS (see :func:`_kms_etags`)
+        self.kms = False
 
 
 class _Forward(BaseHTTPRequestHandler):
@@ -71,6 +76,14 @@ class _Forward(BaseHTTPRequestHandler):
 
     def _any(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.server.kms:
+            # the ETags the client names (conditions, the completion's part list) back to moto's
+            body = _kms_etags(body)
+            for name in ("If-Match", "x-amz-copy-source-if-match"):
+                if name in self.headers:
+                    value = _kms_etags(self.headers[name].encode()).decode()
+                    del self.headers[name]
+                    self.headers[name] = value
         query = parse_qs(urlsplit(self.path).query)
         part = int(query["partNumber"][0]) if self.command == "PUT" and "partNumber" in query else None
         proxy = self.server
@@ -109,13 +122,30 @@ class _Forward(BaseHTTPRequestHandler):
                 error = b"<Error><Code>BadDigest</Code><Message>refused by the test proxy</Message></Error>"
                 refuse(self, 400, error, "application/xml")
             else:
-                forward(self, body)
+                forward(self, body, _as_kms_bucket if proxy.kms else None)
         finally:
             if part is not None:
                 with proxy.lock:
                     proxy.in_flight -= 1
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
+
+
+def _kms_etags(text: bytes) -> bytes:
+    """
+    moto's ETags (the MD5 of the bytes, or of the parts' MD5s) as S3 gives them in an SSE-KMS bucket: hex that is no
+    MD5 of the bytes (here the same digits reversed, so the proxy turns the client's back into moto's the same way).
+    """
+    return re.sub(rb"[0-9a-f]{32}", lambda found: found.group(0)[::-1], text)
+
+
+def _as_kms_bucket(headers: list[tuple[str, str]], data: bytes) -> tuple[list[tuple[str, str]], bytes]:
+    """An answer of moto's as S3 answers for a bucket whose default encryption is SSE-KMS."""
+    edited = [
+        (name, _kms_etags(value.encode()).decode() if name.lower() == "etag" else value) for name, value in headers
+    ]
+    edited.append(("x-amz-server-side-encryption", "aws:kms"))
+    return edited, re.sub(rb"<ETag>[^<]*</ETag>", lambda found: _kms_etags(found.group(0)), data)
 
 
 def _source_matches(proxy: PartProxy, path: str, condition: str | None) -> bool:
@@ -253,9 +283,10 @@ def test_an_object_another_writer_created_while_the_copy_ran_is_never_replaced(
     assert moto_s3.client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 
 
+@pytest.mark.parametrize("kms", [False, True], ids=["unencrypted", "SSE-KMS"])
 @pytest.mark.parametrize("size", [26 * MiB, 1 * MiB], ids=["multipart", "one PutObject"])
 def test_overwrite_replaces_the_object_found_and_a_lost_answer_is_not_another_writer(
-    proxy: PartProxy, moto_s3: MotoS3, wan_connection: Any, size: int
+    proxy: PartProxy, moto_s3: MotoS3, wan_connection: Any, size: int, kms: bool
 ) -> None:
     # overwrite=True makes the object on the condition that the key still holds the object found (If-Match); S3
     # made it, but its answer was lost and the client library sent the call again, which the condition refuses:
@@ -265,6 +296,7 @@ def test_overwrite_replaces_the_object_found_and_a_lost_answer_is_not_another_wr
     key = f"wan/{task_id}.mp4"
     moto_s3.client.put_object(Bucket=BUCKET, Key=key, Body=b"an earlier object, not ours")
     proxy.lose_finish_answer = True
+    proxy.kms = kms
     result = _store(task_id, overwrite=True)
     assert proxy.lose_finish_answer is False  # the answer was lost
     assert result["uploaded"] is True
@@ -282,3 +314,42 @@ def test_a_refused_sidecar_is_told_in_our_words(proxy: PartProxy, moto_s3: MotoS
     assert "refused by the test proxy" not in str(caught.value)  # our words, not the store's
     # the video stays (verified); a retry finds it and writes the sidecar
     assert moto_s3.client.get_object(Bucket=BUCKET, Key=f"wan/{task_id}.mp4")["Body"].read() == served
+
+
+def _md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+@pytest.mark.parametrize("size", [26 * MiB, 1 * MiB], ids=["multipart", "one PutObject"])
+def test_a_video_in_an_sse_kms_bucket_verifies_and_a_rerun_finds_it(
+    proxy: PartProxy, moto_s3: MotoS3, wan_connection: Any, size: int
+) -> None:
+    # with SSE-KMS (a bucket's default encryption aws:kms, or aws:kms:dsse) S3's ETag is no MD5 of the bytes: the
+    # transfer compared it with the downloaded MD5 and failed on every try ("did not verify (ETag ...)")
+    wan_connection.configure(payload_bytes=size)
+    task_id, served = _generate(size)
+    proxy.kms = True
+    first = _store(task_id)
+    assert first["uploaded"] is True
+    assert first["md5_hash"] == _md5(served)
+    assert moto_s3.client.get_object(Bucket=BUCKET, Key=f"wan/{task_id}.mp4")["Body"].read() == served
+    again = _store(task_id)
+    assert again["uploaded"] is False
+    assert again["md5_hash"] == _md5(served)
+
+
+@pytest.mark.parametrize("size", [26 * MiB, 1 * MiB], ids=["multipart", "one PutObject"])
+def test_a_video_an_earlier_try_left_in_an_sse_kms_bucket_is_not_judged_by_its_etag(
+    proxy: PartProxy, moto_s3: MotoS3, wan_connection: Any, size: int
+) -> None:
+    # an earlier try stored and verified the video; read back from an SSE-KMS bucket its 32-hex ETag is no MD5: it
+    # was taken for the stored bytes' MD5, found different from the recorded one, and the video copied again
+    wan_connection.configure(payload_bytes=size)
+    task_id, served = _generate(size)
+    assert _store(task_id)["uploaded"] is True
+    proxy.kms = True
+    parts_before = len(proxy.parts_seen)
+    again = _store(task_id)
+    assert again["uploaded"] is False
+    assert again["md5_hash"] == _md5(served)
+    assert len(proxy.parts_seen) == parts_before

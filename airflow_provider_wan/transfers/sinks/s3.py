@@ -2,16 +2,19 @@
 Amazon S3 (and S3-compatible stores): a multipart upload whose parts go out while the download goes on, a few at a
 time (memory: ``parts_in_flight`` + 1 parts), each with its ``Content-MD5`` (S3 checks it); completed only at
 commit, and kept only when S3's ETag equals the multipart ETag computed from the downloaded bytes. A video smaller
-than one part is one ``PutObject``. What makes the object is conditional (``If-None-Match: *``, or ``If-Match`` the
-object it replaces): an object another writer put at the key meanwhile is never replaced. The verified size and MD5
-are recorded in the metadata (for a multipart object by a server-side copy onto itself). ``boto3`` is imported inside
-the methods; with apache-airflow-providers-amazon, a connection id goes through ``S3Hook``.
+than one part is one ``PutObject``. Under SSE-KMS or SSE-C the ETag is no MD5 (S3's answer names the encryption):
+there the parts' (or the PutObject's) ``Content-MD5`` and the stored size prove the object. What makes the object
+is conditional (``If-None-Match: *``, or ``If-Match`` the object it replaces): an object another writer put at the
+key meanwhile is never replaced. The verified size and MD5 are recorded in the metadata (for a multipart object by a
+server-side copy onto itself). ``boto3`` is imported inside the methods; with apache-airflow-providers-amazon, a
+connection id goes through ``S3Hook``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -23,6 +26,33 @@ from airflow_provider_wan.transfers.sinks import VIDEO_CONTENT_TYPE, Destination
 MiB = 1024 * 1024
 #: S3's smallest part (all but the last)
 MIN_PART = 5 * MiB
+#: the oldest botocore that sends If-None-Match / If-Match on PutObject and CompleteMultipartUpload (the amazon extra
+#: asks for boto3>=1.35.69, which brings it; an older one installed otherwise would drop the conditions unsaid)
+BOTOCORE_NEEDED = "1.35.69"
+#: S3's ``x-amz-server-side-encryption`` values under which an ETag is no MD5 of the bytes
+_KMS = ("aws:kms", "aws:kms:dsse")
+
+
+def require_botocore(installed: str) -> None:
+    """A final error when botocore ``installed`` (its version) is older than :data:`BOTOCORE_NEEDED`."""
+
+    def numbers(version: str) -> tuple[int, ...]:
+        return tuple(int(number) for number in re.findall(r"\d+", version)[:3])
+
+    if numbers(installed) < numbers(BOTOCORE_NEEDED):
+        raise WanFinalError(
+            f"S3 destinations need boto3/botocore {BOTOCORE_NEEDED} or later (conditional writes: If-None-Match and "
+            f"If-Match on PutObject and CompleteMultipartUpload); installed: {installed}. Upgrade them "
+            "(pip install 'airflow-provider-wan[amazon]'); nothing was downloaded"
+        )
+
+
+def _etag_is_md5(answer: Mapping[str, Any]) -> bool:
+    """
+    Whether the ETag in S3's ``answer`` (PutObject, CompleteMultipartUpload, HeadObject) is an MD5: of the bytes, or
+    for a multipart object of its parts' MD5s. Under SSE-KMS (``aws:kms``, ``aws:kms:dsse``) or SSE-C it is not.
+    """
+    return answer.get("ServerSideEncryption") not in _KMS and not answer.get("SSECustomerAlgorithm")
 
 
 class S3Sink(Sink):
@@ -85,8 +115,10 @@ class S3Sink(Sink):
         return int(getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
 
     def check(self, key: str) -> None:
+        import botocore
         from botocore.exceptions import BotoCoreError, ClientError
 
+        require_botocore(botocore.__version__)
         try:
             self.client.head_bucket(Bucket=self.container)
         except ClientError as exc:
@@ -105,22 +137,29 @@ class S3Sink(Sink):
         except BotoCoreError as exc:
             raise WanRetryableError(f"S3 did not answer ({type(exc).__name__}); nothing was downloaded") from None
 
-    def stat(self, key: str) -> Stored | None:
+    def head(self, key: str) -> dict[str, Any] | None:
+        """S3's HeadObject answer about ``key``; None when there is no object."""
         from botocore.exceptions import ClientError
 
         try:
-            head = self.client.head_object(Bucket=self.container, Key=key)
+            head: dict[str, Any] = self.client.head_object(Bucket=self.container, Key=key)
         except ClientError as exc:
             if self._status(exc) == 404:
                 return None
             raise WanRetryableError(f"S3 answered HTTP {self._status(exc)} about {self.uri(key)}") from None
+        return head
+
+    def stat(self, key: str) -> Stored | None:
+        head = self.head(key)
+        if head is None:
+            return None
         etag = str(head.get("ETag", "")).strip('"')
         return Stored(
             uri=self.uri(key),
             size=int(head.get("ContentLength", 0)),
             metadata=self.decode_metadata(head.get("Metadata")),
-            # a single-part ETag is the MD5 of the bytes; a multipart one ("...-N") is not
-            md5=b64(bytes.fromhex(etag)) if len(etag) == 32 and "-" not in etag else None,
+            # a single-part ETag is the MD5 of the bytes, unless SSE-KMS or SSE-C; a multipart one ("...-N") is not
+            md5=b64(bytes.fromhex(etag)) if len(etag) == 32 and "-" not in etag and _etag_is_md5(head) else None,
             version=etag,
             content_type=head.get("ContentType"),
         )
@@ -303,7 +342,9 @@ class _S3Upload(Upload):
             )
             expected = f"{hashlib.md5(b''.join(digest for _, _, digest in parts)).hexdigest()}-{len(parts)}"
         etag = str(answer.get("ETag", "")).strip('"')
-        if etag != expected:
+        # under SSE-KMS or SSE-C the ETag proves nothing: S3 checked every part's (or the PutObject's) Content-MD5, and
+        # the size and the recorded MD5 are checked below
+        if _etag_is_md5(answer) and etag != expected:
             raise WanTransferIntegrityError(f"{uri} did not verify (ETag {etag} != {expected}) and was deleted")
         if self.upload_id is not None:
             # record the verified size and MD5: a server-side copy onto itself, only if nobody replaced it meanwhile
@@ -320,7 +361,12 @@ class _S3Upload(Upload):
                 ),
             )
         stored = self.sink.stat(self.key)
-        if stored is None or stored.size != size or (stored.md5 is not None and stored.md5 != b64(md5)):
+        if (
+            stored is None
+            or stored.size != size
+            or stored.metadata.get("wan_source_md5") != b64(md5)
+            or (stored.md5 is not None and stored.md5 != b64(md5))
+        ):
             raise WanTransferIntegrityError(f"{uri} did not verify after its upload; nothing of this transfer was kept")
         return stored
 
@@ -333,15 +379,20 @@ class _S3Upload(Upload):
         try:
             return self._finishing(what, call)
         except _PreconditionFailed:
-            held = self.sink.stat(self.key)
+            held = self.sink.head(self.key)
             ours = self.metadata.get("wan_transfer_id")
-            if held is None or not ours or held.metadata.get("wan_transfer_id") != ours:
+            if (
+                held is None
+                or not ours
+                or self.sink.decode_metadata(held.get("Metadata")).get("wan_transfer_id") != ours
+            ):
                 raise WanFinalError(
                     f"{self.sink.uri(self.key)} was written by someone else while this copy ran; nothing was replaced"
                 ) from None
             self.committed = True
-            self.made.add(str(held.version))
-            return {"ETag": held.version}
+            self.made.add(str(held.get("ETag", "")).strip('"'))
+            # as S3 would have answered the call: the object's ETag, and whether it is an MD5 (its encryption)
+            return held
 
     def _finishing(self, what: str, call: Callable[[], Any]) -> Any:
         """
