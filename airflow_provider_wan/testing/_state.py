@@ -197,6 +197,16 @@ class SimulatorState:
                 return fault
         return None
 
+    def aged_by(self, task: TaskRecord, now: float) -> float:
+        """
+        Seconds the task's times are reported older than they are: while an ``expired`` download fault is armed,
+        a finished task reads as ended ``link_ttl_seconds`` and an hour ago (an expired link belongs to a task that
+        ended that long ago); else 0. Its link's ``Expires`` is not moved: the fault answers the 403.
+        """
+        if task.end > now or not any(fault.kind == "expired" for fault in self.faults):
+            return 0.0
+        return max(0.0, task.end - (now - self.config.link_ttl_seconds - 3600.0))
+
     # --- tasks -------------------------------------------------------------------------------------------------
     def create_task(
         self,

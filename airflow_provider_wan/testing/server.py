@@ -518,11 +518,17 @@ def _usage(task: TaskRecord) -> dict[str, Any]:
 
 
 def _task_output(request: web.Request, task: TaskRecord, status: str) -> dict[str, Any]:
-    output: dict[str, Any] = {"task_id": task.task_id, "task_status": status, "submit_time": format_time(task.created)}
+    # an armed ``expired`` fault reports the task as ended more than a day ago (see SimulatorState.aged_by)
+    aged = request.app[STATE_KEY].aged_by(task, time.time())
+    output: dict[str, Any] = {
+        "task_id": task.task_id,
+        "task_status": status,
+        "submit_time": format_time(task.created - aged),
+    }
     if status in ("RUNNING", "SUCCEEDED", "FAILED"):
-        output["scheduled_time"] = format_time(task.start)
+        output["scheduled_time"] = format_time(task.start - aged)
     if status in ("SUCCEEDED", "FAILED", "CANCELED"):
-        output["end_time"] = format_time(task.end)
+        output["end_time"] = format_time(task.end - aged)
     if status == "SUCCEEDED":
         output["video_url"] = _video_url(request, task)
     if task.prompt is not None:

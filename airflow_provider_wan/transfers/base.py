@@ -35,6 +35,7 @@ from airflow_provider_wan.exceptions import (
     WanTransferIntegrityError,
 )
 from airflow_provider_wan.hooks.classify import TASK_ID_PATTERN
+from airflow_provider_wan.hooks.schedule import parse_task_time
 from airflow_provider_wan.hooks.wan import TaskStatus, WanHook, WanTask, link_address_problem, link_problem
 from airflow_provider_wan.lineage import LineageRecord, dashscope_namespace, storage_dataset
 from airflow_provider_wan.masking import SignedLinkMasking, mask_signed_url
@@ -549,6 +550,8 @@ class WanVideoTransferOperator(SignedLinkMasking, BaseOperator):
                 read_size=min(READ_SIZE, self.part_size()),
                 max_bytes=max_bytes,
                 refuse=lambda link: link_problem(link, base_url),
+                # a refused link is an expiry only 24 hours after the end DashScope reports
+                ended_at=parse_task_time(task.end_time),
             )
             while True:
                 try:

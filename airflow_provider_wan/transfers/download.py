@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from airflow_provider_wan.exceptions import WanFinalError, WanResultExpiredError, WanTransferIntegrityError
+from airflow_provider_wan.create_record import TASK_RETENTION_SECONDS
+from airflow_provider_wan.exceptions import (
+    WanFinalError,
+    WanResultExpiredError,
+    WanRetryableError,
+    WanTransferIntegrityError,
+)
 from airflow_provider_wan.hooks.classify import refused_proxy_certificate
 from airflow_provider_wan.redact import clean_text, url_host
 from airflow_provider_wan.transfers.mp4 import Mp4BoxWalker
@@ -50,6 +56,9 @@ READ_SIZE = 1 * MiB
 MAX_RETRY_DELAY = 30.0
 #: redirects followed per request (a CDN may send one or two; a loop must not cost 30 requests per attempt)
 MAX_REDIRECTS = 5
+#: how far the worker's clock may be ahead of DashScope's: a link refused (401/403/404/410) this long past the 24 h
+#: DashScope keeps a video after its task's end_time is still not called expired (a retry is free, paying twice is not)
+CLOCK_SKEW_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,12 @@ class ResumableDownload:
     :param max_bytes: the most bytes the video may have (default None: no cap); an answer announcing more is refused
         before any of its bytes is yielded, a body without an announced length once it passes the cap: a final
         :class:`~airflow_provider_wan.exceptions.WanFinalError` (the same link would do it again)
+    :param ended_at: the task's ``end_time`` as DashScope reported it (Unix seconds), None when unknown. A link
+        refused (401, 403, 404, 410) within the 24 hours DashScope keeps a video after that is no expiry: a
+        retryable :class:`~airflow_provider_wan.exceptions.WanRetryableError` (a proxy, a firewall, the worker's
+        clock); later, or with no end_time, the final
+        :class:`~airflow_provider_wan.exceptions.WanResultExpiredError`
+    :param wall_clock: Unix seconds now, compared with ``ended_at`` (default ``time.time``)
     """
 
     def __init__(
@@ -165,8 +180,12 @@ class ResumableDownload:
         clock: Callable[[], float] = time.monotonic,
         refuse: Callable[[str], str | None] | None = None,
         max_bytes: int | None = None,
+        ended_at: float | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.session = session
+        self.ended_at = ended_at
+        self._wall_clock = wall_clock
         self.max_bytes = max_bytes
         self.url = url
         self.refuse = refuse
@@ -450,6 +469,39 @@ class ResumableDownload:
             task_id=self.task_id,
         )
 
+    def _link_refused(
+        self, response: requests.Response, answer: str, status: int, code: str | None
+    ) -> WanRetryableError | WanResultExpiredError:
+        """
+        The error of a link answering 401, 403, 404 or 410: an expiry only when DashScope's own end_time says the
+        task ended more than 24 hours ago (or nobody knows when); before that the video is still kept, and something
+        between the worker and the link refused it.
+        """
+        retention = f"{TASK_RETENTION_SECONDS // 3600} hours"
+        age = None if self.ended_at is None else self._wall_clock() - self.ended_at
+        if age is None or age >= TASK_RETENTION_SECONDS + CLOCK_SKEW_SECONDS:
+            return WanResultExpiredError(
+                f"The video of DashScope task {self.task_id} can no longer be downloaded ({answer}). DashScope keeps "
+                f"a video for {retention} after the task ends and then deletes it; the video must be generated again",
+                http_status=status,
+                code=code,
+                task_id=self.task_id,
+            )
+        minutes = max(0, round(age / 60))
+        ended = "less than a minute" if minutes == 0 else f"{minutes} minute{'s' if minutes != 1 else ''}"
+        # the host only: the link's query is its signature
+        host = url_host(response.url)
+        return WanRetryableError(
+            f"The video link of DashScope task {self.task_id} was refused by {host} ({answer}). This is not an "
+            f"expiry: the task ended {ended} ago and DashScope keeps its video for {retention} after the end, so the "
+            "video still exists and must NOT be generated again. Nothing was kept; a retry reads a fresh link from "
+            f"DashScope. If the refusals go on, check what stands between this worker and {host} (a proxy or "
+            "firewall answering for it) and this worker's clock (a signed link is refused when the clock is off)",
+            http_status=status,
+            code=code,
+            task_id=self.task_id,
+        )
+
     def _check(self, response: requests.Response) -> tuple[int, int] | None:
         """
         Validate an answer; the first one sets ``total`` and the validators.
@@ -460,14 +512,8 @@ class ResumableDownload:
         status = response.status_code
         if status in (401, 403, 404, 410):
             code, message = _oss_error(response)
-            raise WanResultExpiredError(
-                f"The video of DashScope task {self.task_id} can no longer be downloaded (HTTP {status}"
-                f"{' ' + code if code else ''}{': ' + message if message else ''}). DashScope keeps a video for 24 "
-                "hours after the task ends and then deletes it; the video must be generated again",
-                http_status=status,
-                code=code,
-                task_id=self.task_id,
-            )
+            answer = f"HTTP {status}{' ' + code if code else ''}{': ' + message if message else ''}"
+            raise self._link_refused(response, answer, status, code)
         if status == 416:
             content_range = ContentRange.parse(response.headers.get("Content-Range"))
             announced = content_range.total if content_range else None

@@ -11,6 +11,8 @@ import aiohttp
 import pytest
 import requests
 
+from airflow_provider_wan.hooks.schedule import parse_task_time
+
 
 # --- error ---------------------------------------------------------------------------------------------------------
 def test_error_on_create_is_not_processed(api: Any, wan_simulator: Any) -> None:
@@ -214,12 +216,21 @@ def test_truncated_download_with_requests(api: Any, wan_simulator: Any) -> None:
 
 
 def test_expired_download_fault(api: Any, wan_simulator: Any) -> None:
-    url = api.wait(api.create_id())["output"]["video_url"]
+    task_id = api.create_id()
+    output = api.wait(task_id)["output"]
+    url = output["video_url"]
     wan_simulator.inject_fault("expired")
+    # while armed, the task of the expired link reads as ended more than a day ago, its times in order
+    aged = api.get(task_id).json()["output"]
+    ended = parse_task_time(aged["end_time"])
+    assert ended is not None
+    assert time.time() - ended > 24 * 3600
+    assert aged["submit_time"] <= aged["scheduled_time"] <= aged["end_time"]
     response = requests.get(url, timeout=10)
     assert response.status_code == 403
     assert "<Code>AccessDenied</Code>" in response.text
     assert requests.get(url, timeout=10).status_code == 200
+    assert api.get(task_id).json()["output"]["end_time"] == output["end_time"]  # spent: the true times again
 
 
 def test_error_and_slow_on_download(api: Any, wan_simulator: Any) -> None:

@@ -24,7 +24,12 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import requests
 
-from airflow_provider_wan.exceptions import WanFinalError, WanResultExpiredError, WanTransferIntegrityError
+from airflow_provider_wan.exceptions import (
+    WanFinalError,
+    WanResultExpiredError,
+    WanRetryableError,
+    WanTransferIntegrityError,
+)
 from airflow_provider_wan.hooks.wan import WanHook
 from airflow_provider_wan.transfers.wan_to_storage import WanVideoToStorageOperator
 from tests.certificates import self_signed_certificate
@@ -327,11 +332,13 @@ def test_a_redirect_to_the_video_on_another_host_lands_whole(wan_connection: Any
     assert len(links.paths) == 1
 
 
-def test_an_expired_link_answer_quoting_a_signed_url_is_not_repeated(wan_connection: Any, tmp_path: Path):
+def test_a_refused_link_answer_quoting_a_signed_url_is_not_repeated(wan_connection: Any, tmp_path: Path):
     task_id = _generate()
     message = f"Request has expired: https://x.oss.example.com/v.mp4?OSSAccessKeyId=LTAI&Signature={SIGNATURE}"
     wan_connection.inject_fault("error", route="download", status=403, code="AccessDenied", message=message)
-    error = _fails_clearly(tmp_path / "out", task_id, WanResultExpiredError, "AccessDenied")
+    # the task ended just now: a refusal, retryable, not an expiry (whatever OSS's words)
+    error = _fails_clearly(tmp_path / "out", task_id, WanRetryableError, "AccessDenied")
+    assert not isinstance(error, WanResultExpiredError)
     # what OSS said stays readable, without its link's query
     assert "Request has expired" in str(error)
 

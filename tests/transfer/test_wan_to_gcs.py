@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import textwrap
+import time
 from typing import Any
 
 import pytest
@@ -21,10 +23,13 @@ from airflow_provider_wan.exceptions import (
     WanFinalError,
     WanInvalidInputError,
     WanResultExpiredError,
+    WanRetryableError,
     WanTransferIntegrityError,
 )
+from airflow_provider_wan.hooks.schedule import parse_task_time
 from airflow_provider_wan.hooks.wan import WanHook
 from airflow_provider_wan.models import cost_from_usage
+from airflow_provider_wan.redact import url_host
 from airflow_provider_wan.transfers.wan_to_gcs import (
     DEFAULT_ASSET_ALIAS,
     METADATA_LIMIT_BYTES,
@@ -282,7 +287,9 @@ def _run_single_transfer(dag_id: str, task_id: str) -> Any:
 
 def test_expired_link_fails_on_the_first_try(wan_connection: Any, gcs_emulator: Any, bucket: Any) -> None:
     task_id = _generate()
+    # the simulator's expired link: its task reads as ended more than a day ago
     wan_connection.inject_fault("expired", route="download", count=-1)
+    assert time.time() - parse_task_time(WanHook().get_task(task_id).end_time) > 24 * 3600
 
     with pytest.raises(WanResultExpiredError) as caught:
         _operator(task_id).execute({})
@@ -295,6 +302,41 @@ def test_expired_link_fails_on_the_first_try(wan_connection: Any, gcs_emulator: 
     result = _run_single_transfer("wan_transfer_expired_link", task_id)
     assert result.tasks["to_gcs"] == ("failed", 1)
     assert _names(bucket) == []
+
+
+def test_link_refused_minutes_after_the_end_is_retried_not_expired(
+    wan_connection: Any, gcs_emulator: Any, bucket: Any
+) -> None:
+    # a proxy, a firewall or a signature problem answers 403 for a video DashScope still keeps (it ended just now)
+    task_id = _generate()
+    created = wan_connection.stats()["tasks_created"]
+    refusal = {"status": 403, "code": "AccessDenied", "message": "You have no right to access this object."}
+    wan_connection.inject_fault("error", route="download", **refusal)
+
+    with pytest.raises(WanRetryableError) as caught:
+        _operator(task_id).execute({})
+    error = caught.value
+    assert not isinstance(error, (WanResultExpiredError, AirflowFailException))
+    message = str(error)
+    assert "HTTP 403 AccessDenied" in message
+    assert f"refused by {url_host(wan_connection.base_url)} (HTTP 403" in message  # the link's host, no more
+    assert re.search(r"the task ended (less than a minute|\d+ minutes?) ago", message)
+    assert "not an expiry" in message
+    assert "must NOT be generated again" in message
+    assert "proxy or firewall" in message
+    assert "clock" in message
+    for signed in ("Signature", "OSSAccessKeyId", "Expires="):
+        assert signed not in message
+    assert _names(bucket) == []
+
+    # through Airflow: the refusal is retried, the next try reads a fresh link from DashScope and stores the video
+    wan_connection.inject_fault("error", route="download", **refusal)
+    reads = wan_connection.stats()["requests"]["get_task"]
+    result = _run_single_transfer("wan_transfer_refused_link", task_id)
+    assert result.tasks["to_gcs"] == ("success", 2)
+    assert wan_connection.stats()["requests"]["get_task"] - reads >= 2
+    assert wan_connection.stats()["tasks_created"] == created  # the video was not generated again
+    assert _names(bucket) == [f"wan/{task_id}.mp4"]
 
 
 def test_expired_task_fails_on_the_first_try(wan_connection: Any, gcs_emulator: Any, bucket: Any) -> None:
