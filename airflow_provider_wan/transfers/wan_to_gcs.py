@@ -54,8 +54,10 @@ class WanVideoToGCSOperator(WanVideoTransferOperator):
     preconditions (``ifGenerationMatch=0`` for a new object, the current generation when replacing one), so real GCS
     refuses a concurrent writer instead of letting two runs clobber each other.
 
-    An expired result (the task reads UNKNOWN, or the link answers 403/404) fails at once, without Airflow retries:
-    DashScope keeps results for 24 hours, and the video must be generated again.
+    An expired result (the task reads UNKNOWN, or the link answers 403/404 more than 24 hours after the task's
+    end_time) fails at once, without Airflow retries: DashScope keeps results for 24 hours, and the video must be
+    generated again. A link refused within those 24 hours (a proxy, a firewall, the worker's clock) is retried: the
+    video still exists.
 
     The object's custom metadata: ``wan_task_id``, ``wan_model``, ``wan_request_id``, ``wan_seed``,
     ``wan_orig_prompt``, ``wan_actual_prompt`` (cut to fit GCS's 8 KiB limit; ``wan_prompts_truncated`` says so),
