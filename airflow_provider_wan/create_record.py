@@ -60,7 +60,8 @@ _WINDOW_AFTER_SECONDS = 600
 #: clock running fast. The window is the list a user searches before raising take; missing the task there means
 #: paying for it twice, so a worker up to 10 minutes fast still finds it
 _WINDOW_BEFORE_SECONDS = 600
-#: DashScope keeps a task, and its result, this long after it was submitted (then the task reads UNKNOWN)
+#: DashScope keeps a task, and its result, this long after it was submitted (then the task reads UNKNOWN); a video
+#: link refused sooner than this after the task's end is no expiry (transfers/download.py)
 TASK_RETENTION_SECONDS = 24 * 3600
 #: DashScope's list_tasks takes times as YYYYMMDDhhmmss in UTC+8
 _DASHSCOPE_UTC_OFFSET_SECONDS = 8 * 3600

@@ -28,7 +28,8 @@ arm a fault at start-up (repeatable); JSON as for POST /_sim/faults, e.g.
 kinds: error (canned error answer, request not processed), reset (processed, then TCP reset mid-answer),
 slow (processed, answer delayed by "delay" seconds), malformed (processed, 200 with a non-JSON body),
 task_fail (next created tasks end FAILED with "code"/"message"), task_unknown (next created tasks turn UNKNOWN
-while RUNNING), truncate (download cut after "after_bytes"), expired (download answers 403 expired).
+while RUNNING), truncate (download cut after "after_bytes"), expired (download answers 403 expired; while armed,
+finished tasks read as ended more than a day ago).
 API misbehaviours: answer (any "status" 200-599 with any JSON "body", or "raw" bytes; "processed" default true),
 redirect ("status" 3xx to "location": "loop" or a URL), drip on an API route (processed, then "after_bytes"
 bytes, default 1, every "delay" seconds), huge (processed, a 200 JSON object of "size" bytes).
