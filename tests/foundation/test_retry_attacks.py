@@ -121,7 +121,9 @@ def test_a_task_forgotten_after_24_hours_is_created_again(monkeypatch, wan_simul
     # (Airflow 2.11's dag.test() writes each log line twice)
     forgotten, new = dict.fromkeys(re.findall(r"Created DashScope task ([0-9a-f]{8}-[0-9a-f-]{27}) ", output))
     assert f"DashScope task {forgotten}, made by an earlier try for this same request, ended UNKNOWN" in output
-    assert f"DashScope task {new} is still RUNNING" in output
+    # it waited for the new one until the timeout: its last read answered RUNNING (PENDING behind a busy queue), or,
+    # on a loaded machine, that read did not complete within the 0.5 s timeout
+    assert re.search(rf"DashScope task {new} (is still (RUNNING|PENDING)|did not end within the timeout)", output)
     assert "is UNKNOWN to DashScope" not in output
 
 
