@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
-from airflow_provider_wan.exceptions import WanInvalidInputError
+from airflow_provider_wan.exceptions import WanFinalError, WanInvalidInputError
 from airflow_provider_wan.redact import redact_text
 
 __all__ = ["Destination", "Sink", "Stored", "Upload", "b64", "check_no_query", "sink_for"]
@@ -55,6 +55,19 @@ class Stored:
     #: GCS generation, S3/Azure ETag, ...: what a precondition names
     version: str | None = None
     content_type: str | None = None
+
+
+def check_ours(uri: str, held: Mapping[str, str] | None, metadata: Mapping[str, str]) -> None:
+    """
+    After the call that makes an object was refused on its condition (the key no longer free, or not the object it
+    was to replace): an object whose metadata (``held``) carries this upload's ``wan_transfer_id`` is our own, made
+    by the call the client library sent again after its answer was lost. Anything else is another writer's: a final
+    error, and their object stays.
+    """
+    ours = metadata.get("wan_transfer_id")
+    if held is None or not ours or held.get("wan_transfer_id") != ours:
+        # from None: called in the handler of the refusal, whose client-library text stays out of the traceback
+        raise WanFinalError(f"{uri} was written by someone else while this copy ran; nothing was replaced") from None
 
 
 class Upload(ABC):

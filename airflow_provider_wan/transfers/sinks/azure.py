@@ -24,7 +24,15 @@ from airflow_provider_wan.exceptions import (
     WanRetryableError,
     WanTransferIntegrityError,
 )
-from airflow_provider_wan.transfers.sinks import VIDEO_CONTENT_TYPE, Destination, Sink, Stored, Upload, b64
+from airflow_provider_wan.transfers.sinks import (
+    VIDEO_CONTENT_TYPE,
+    Destination,
+    Sink,
+    Stored,
+    Upload,
+    b64,
+    check_ours,
+)
 
 MiB = 1024 * 1024
 
@@ -312,11 +320,8 @@ class _AzureUpload(Upload):
         except (ResourceExistsError, ResourceModifiedError):
             # a commit the client library sent again after its answer was lost finds its own blob: made
             held = self.sink.stat(self.key)
-            ours = self.metadata.get("wan_transfer_id")
-            if held is None or not ours or held.metadata.get("wan_transfer_id") != ours:
-                raise WanFinalError(
-                    f"{uri} was written by someone else while this copy ran; nothing was replaced"
-                ) from None
+            check_ours(uri, None if held is None else held.metadata, self.metadata)
+            assert held is not None
             answer = {"etag": held.version}
         except AzureError as exc:
             raise _refused(f"the commit of {uri}", exc) from None

@@ -21,7 +21,15 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_wan.exceptions import WanFinalError, WanRetryableError, WanTransferIntegrityError
-from airflow_provider_wan.transfers.sinks import VIDEO_CONTENT_TYPE, Destination, Sink, Stored, Upload, b64
+from airflow_provider_wan.transfers.sinks import (
+    VIDEO_CONTENT_TYPE,
+    Destination,
+    Sink,
+    Stored,
+    Upload,
+    b64,
+    check_ours,
+)
 
 MiB = 1024 * 1024
 #: S3's smallest part (all but the last)
@@ -380,15 +388,12 @@ class _S3Upload(Upload):
             return self._finishing(what, call)
         except _PreconditionFailed:
             held = self.sink.head(self.key)
-            ours = self.metadata.get("wan_transfer_id")
-            if (
-                held is None
-                or not ours
-                or self.sink.decode_metadata(held.get("Metadata")).get("wan_transfer_id") != ours
-            ):
-                raise WanFinalError(
-                    f"{self.sink.uri(self.key)} was written by someone else while this copy ran; nothing was replaced"
-                ) from None
+            check_ours(
+                self.sink.uri(self.key),
+                None if held is None else self.sink.decode_metadata(held.get("Metadata")),
+                self.metadata,
+            )
+            assert held is not None
             self.committed = True
             self.made.add(str(held.get("ETag", "")).strip('"'))
             # as S3 would have answered the call: the object's ETag, and whether it is an MD5 (its encryption)
